@@ -1,0 +1,407 @@
+"""The in-memory store and its unit of work.
+
+One lock serialises units of work (serializable isolation: stricter than Postgres' read committed,
+which the contract tests allow for). Writes go straight to the store with an undo journal, so a
+rollback puts every dict back as it was.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import attrs
+
+from domain.dead_letters import DeadLetter, DeadLetterSource
+from domain.events import Event
+from domain.inbound import InboundRecord, InboundStatus
+from domain.live_sessions import LiveSession, SessionStatus
+from domain.outbox import OutboxMessage, OutboxStatus
+from domain.senders import SenderType
+from domain.tenants import Seller, Tenant
+from ports.repositories import ActiveSessionExists, AlreadyExists, DuplicateInboundMessage
+
+T = TypeVar("T")
+_MISSING = object()
+
+
+def _copy(obj: T) -> T:
+    """A detached copy: what the caller changes does not reach the store until it is saved."""
+    clone = copy.copy(obj)
+    if hasattr(clone, "events"):
+        clone.events = []
+    return clone
+
+
+@attrs.frozen
+class EventRow:
+    event_type: str
+    tenant_id: str | None
+    subject_id: str
+    payload: dict[str, Any]
+    correlation_id: str
+    created_at: datetime
+
+
+class MemoryStore:
+    """Every table, as dicts. Shared by the units of work of one process (or one test)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.tenants: dict[str, Tenant] = {}
+        self.sellers: dict[tuple[str, str], Seller] = {}
+        self.sessions: dict[str, LiveSession] = {}
+        self.inbound: dict[tuple[str, str], InboundRecord] = {}
+        self.outbox: dict[str, OutboxMessage] = {}
+        self.dead_letters: dict[str, DeadLetter] = {}
+        self.events: list[EventRow] = []
+
+
+class _Journal:
+    def __init__(self) -> None:
+        self.undo: list[Callable[[], None]] = []
+
+    def put(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        old = table.get(key, _MISSING)
+
+        def restore() -> None:
+            if old is _MISSING:
+                table.pop(key, None)
+            else:
+                table[key] = old
+
+        self.undo.append(restore)
+        table[key] = value
+
+    def extend(self, rows: list[EventRow], new: Iterable[EventRow]) -> None:
+        length = len(rows)
+        self.undo.append(lambda: rows.__delitem__(slice(length, None)))
+        rows.extend(new)
+
+    def rollback(self) -> None:
+        for restore in reversed(self.undo):
+            restore()
+        self.undo.clear()
+
+
+class _Repo:
+    def __init__(self, store: MemoryStore, journal: _Journal, events: MemoryEventLog) -> None:
+        self._store = store
+        self._journal = journal
+        self._events = events
+
+
+class MemoryTenantRepository(_Repo):
+    def get(self, tenant_id: str) -> Tenant | None:
+        return self._store.tenants.get(tenant_id)
+
+    def find_by_whatsapp_number(self, number_e164: str) -> Tenant | None:
+        for tenant in self._store.tenants.values():
+            if tenant.whatsapp_number == number_e164:
+                return tenant
+        return None
+
+    def add(self, tenant: Tenant) -> None:
+        if tenant.id in self._store.tenants:
+            raise AlreadyExists(f"tenant {tenant.id!r} already exists")
+        if tenant.whatsapp_number and self.find_by_whatsapp_number(tenant.whatsapp_number):
+            raise AlreadyExists("another tenant already uses this WhatsApp number")
+        self._journal.put(self._store.tenants, tenant.id, tenant)
+
+
+class MemorySellerDirectory(_Repo):
+    def find(self, tenant_id: str, phone_e164: str) -> Seller | None:
+        return self._store.sellers.get((tenant_id, phone_e164))
+
+    def add(self, seller: Seller) -> None:
+        key = (seller.tenant_id, seller.phone_e164)
+        if seller.tenant_id not in self._store.tenants:
+            raise AlreadyExists(f"tenant {seller.tenant_id!r} does not exist")
+        if key in self._store.sellers:
+            raise AlreadyExists("the tenant already has a seller with this phone")
+        self._journal.put(self._store.sellers, key, seller)
+
+    def list(self, tenant_id: str) -> Sequence[Seller]:
+        return [s for (t, _), s in self._store.sellers.items() if t == tenant_id]
+
+
+class MemoryLiveSessionRepository(_Repo):
+    def get(self, tenant_id: str, session_id: str) -> LiveSession | None:
+        session = self._store.sessions.get(session_id)
+        return _copy(session) if session is not None and session.tenant_id == tenant_id else None
+
+    def get_active(self, tenant_id: str) -> LiveSession | None:
+        for session in self._store.sessions.values():
+            if session.tenant_id == tenant_id and session.status is SessionStatus.ACTIVE:
+                return _copy(session)
+        return None
+
+    def add(self, session: LiveSession) -> None:
+        if session.is_active and self.get_active(session.tenant_id) is not None:
+            raise ActiveSessionExists(f"tenant {session.tenant_id!r} already has an active session")
+        self._journal.put(self._store.sessions, session.id, _copy(session))
+        self._events.append(session.pull_events())
+
+    def touch(
+        self, tenant_id: str, session_id: str, now: datetime, sender: SenderType
+    ) -> LiveSession | None:
+        stored = self._store.sessions.get(session_id)
+        if stored is None or stored.tenant_id != tenant_id or not stored.is_active:
+            return None
+        updated = _copy(stored)
+        updated.touch(now, sender)
+        self._journal.put(self._store.sessions, session_id, updated)
+        return _copy(updated)
+
+    def close(self, session: LiveSession) -> bool:
+        stored = self._store.sessions.get(session.id)
+        if (
+            stored is None
+            or stored.tenant_id != session.tenant_id
+            or not stored.is_active
+            or stored.last_activity_at != session.last_activity_at
+            or stored.seller_message_count != session.seller_message_count
+            or stored.client_message_count != session.client_message_count
+        ):
+            session.pull_events()
+            return False
+        self._journal.put(self._store.sessions, session.id, _copy(session))
+        self._events.append(session.pull_events())
+        return True
+
+    def claim_stale(self, cutoff: datetime, limit: int) -> Sequence[LiveSession]:
+        stale = [
+            s for s in self._store.sessions.values() if s.is_active and s.last_activity_at < cutoff
+        ]
+        stale.sort(key=lambda s: (s.last_activity_at, s.id))
+        return [_copy(s) for s in stale[:limit]]
+
+    def count_active(self) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        for session in self._store.sessions.values():
+            if session.is_active:
+                counts[session.tenant_id] += 1
+        return dict(counts)
+
+
+class MemoryInboundMessageRepository(_Repo):
+    def get(self, tenant_id: str, provider_message_id: str) -> InboundRecord | None:
+        record = self._store.inbound.get((tenant_id, provider_message_id))
+        return _copy(record) if record is not None else None
+
+    def add(self, record: InboundRecord) -> None:
+        key = (record.tenant_id, record.provider_message_id)
+        if key in self._store.inbound:
+            raise DuplicateInboundMessage(f"inbound message {record.provider_message_id!r} exists")
+        self._journal.put(self._store.inbound, key, _copy(record))
+        self._events.append(record.pull_events())
+
+    def save(self, record: InboundRecord) -> bool:
+        key = (record.tenant_id, record.provider_message_id)
+        stored = self._store.inbound.get(key)
+        if stored is None or stored.id != record.id or stored.status is not InboundStatus.RECEIVED:
+            record.pull_events()
+            return False
+        self._journal.put(self._store.inbound, key, _copy(record))
+        self._events.append(record.pull_events())
+        return True
+
+    def list_received_before(self, cutoff: datetime, limit: int) -> Sequence[InboundRecord]:
+        rows = [
+            r
+            for r in self._store.inbound.values()
+            if r.status is InboundStatus.RECEIVED and r.message.received_at < cutoff
+        ]
+        rows.sort(key=lambda r: (r.message.received_at, r.id))
+        return [_copy(r) for r in rows[:limit]]
+
+
+class MemoryOutboxRepository(_Repo):
+    def add(self, message: OutboxMessage) -> None:
+        if message.id in self._store.outbox:
+            raise AlreadyExists(f"outbox message {message.id!r} exists")
+        self._journal.put(self._store.outbox, message.id, _copy(message))
+        self._events.append(message.pull_events())
+
+    def get(self, tenant_id: str, message_id: str) -> OutboxMessage | None:
+        message = self._store.outbox.get(message_id)
+        return _copy(message) if message is not None and message.tenant_id == tenant_id else None
+
+    def claim_due(self, now: datetime, lease: timedelta, limit: int) -> Sequence[OutboxMessage]:
+        due = [m for m in self._store.outbox.values() if m.is_due(now)]
+        due.sort(key=lambda m: (_due_since(m), m.id))
+        by_tenant: dict[str, list[OutboxMessage]] = defaultdict(list)
+        for message in due:
+            by_tenant[message.tenant_id].append(message)
+        picked: list[OutboxMessage] = []
+        queues = list(by_tenant.values())
+        depth = 0
+        while len(picked) < limit and any(depth < len(q) for q in queues):
+            picked.extend(q[depth] for q in queues if depth < len(q))
+            depth += 1
+        claimed = []
+        for stored in picked[:limit]:
+            message = _copy(stored)
+            message.claim(now, lease)
+            self._journal.put(self._store.outbox, message.id, _copy(message))
+            claimed.append(message)
+        return claimed
+
+    def save_outcome(self, message: OutboxMessage) -> bool:
+        stored = self._store.outbox.get(message.id)
+        if (
+            stored is None
+            or stored.tenant_id != message.tenant_id
+            or stored.status is not OutboxStatus.SENDING
+            or stored.attempts != message.claimed_attempt
+        ):
+            message.pull_events()
+            return False
+        self._journal.put(self._store.outbox, message.id, _copy(message))
+        self._events.append(message.pull_events())
+        return True
+
+    def requeue(self, message: OutboxMessage) -> bool:
+        stored = self._store.outbox.get(message.id)
+        if stored is None or stored.tenant_id != message.tenant_id:
+            return False
+        if stored.status is not OutboxStatus.DEAD:
+            return False
+        self._journal.put(self._store.outbox, message.id, _copy(message))
+        return True
+
+    def count_by_status(self) -> dict[OutboxStatus, int]:
+        counts: dict[OutboxStatus, int] = defaultdict(int)
+        for message in self._store.outbox.values():
+            counts[message.status] += 1
+        return dict(counts)
+
+    def oldest_due_at(self, now: datetime) -> datetime | None:
+        due = [_due_since(m) for m in self._store.outbox.values() if m.is_due(now)]
+        return min(due) if due else None
+
+
+def _due_since(message: OutboxMessage) -> datetime:
+    if message.status is OutboxStatus.SENDING and message.locked_until is not None:
+        return message.locked_until
+    return message.next_attempt_at
+
+
+class MemoryDeadLetterRepository(_Repo):
+    def add(self, dead_letter: DeadLetter) -> None:
+        self._journal.put(self._store.dead_letters, dead_letter.id, _copy(dead_letter))
+
+    def get(self, dead_letter_id: str) -> DeadLetter | None:
+        found = self._store.dead_letters.get(dead_letter_id)
+        return _copy(found) if found is not None else None
+
+    def list(
+        self,
+        *,
+        tenant_id: str | None = None,
+        source: DeadLetterSource | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> Sequence[DeadLetter]:
+        rows = [
+            d
+            for d in self._store.dead_letters.values()
+            if (tenant_id is None or d.tenant_id == tenant_id)
+            and (source is None or d.source is source)
+            and (since is None or d.created_at >= since)
+        ]
+        rows.sort(key=lambda d: (d.created_at, d.id), reverse=True)
+        return [_copy(d) for d in rows[:limit]]
+
+    def mark_replayed(self, dead_letter: DeadLetter) -> bool:
+        stored = self._store.dead_letters.get(dead_letter.id)
+        if stored is None or stored.replayed_at is not None or dead_letter.replayed_at is None:
+            return False
+        self._journal.put(self._store.dead_letters, dead_letter.id, _copy(dead_letter))
+        return True
+
+
+class MemoryEventLog:
+    def __init__(self, store: MemoryStore, journal: _Journal) -> None:
+        self._store = store
+        self._journal = journal
+
+    def append(self, events: Iterable[Event]) -> None:
+        rows = [
+            EventRow(
+                event_type=e.event_type,
+                tenant_id=e.tenant_id,
+                subject_id=e.subject_id,
+                payload=e.payload(),
+                correlation_id=e.correlation_id,
+                created_at=e.occurred_at,
+            )
+            for e in events
+        ]
+        if rows:
+            self._journal.extend(self._store.events, rows)
+
+    def list(
+        self, *, tenant_id: str | None, event_type: str | None = None, limit: int = 1000
+    ) -> Sequence[tuple[str, str | None, str, dict[str, object], str]]:
+        rows = [
+            (r.event_type, r.tenant_id, r.subject_id, dict(r.payload), r.correlation_id)
+            for r in self._store.events
+            if r.tenant_id == tenant_id and (event_type is None or r.event_type == event_type)
+        ]
+        return rows[:limit]
+
+
+class MemoryUnitOfWork:
+    """``with uow:`` holds the store's lock; leaving without ``commit()`` undoes every write."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self._journal = _Journal()
+        self.events = MemoryEventLog(store, self._journal)
+        parts = (store, self._journal, self.events)
+        self.tenants = MemoryTenantRepository(*parts)
+        self.sellers = MemorySellerDirectory(*parts)
+        self.sessions = MemoryLiveSessionRepository(*parts)
+        self.inbound = MemoryInboundMessageRepository(*parts)
+        self.outbox = MemoryOutboxRepository(*parts)
+        self.dead_letters = MemoryDeadLetterRepository(*parts)
+        self._depth = 0
+
+    def __enter__(self) -> Self:
+        self._store.lock.acquire()
+        self._depth += 1
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self.rollback()
+        finally:
+            self._depth -= 1
+            self._store.lock.release()
+
+    def commit(self) -> None:
+        self._journal.undo.clear()
+
+    def rollback(self) -> None:
+        self._journal.rollback()
+
+
+class MemoryUnitOfWorkFactory:
+    """Makes units of work over one shared store."""
+
+    def __init__(self, store: MemoryStore | None = None) -> None:
+        self.store = store or MemoryStore()
+
+    def __call__(self) -> MemoryUnitOfWork:
+        return MemoryUnitOfWork(self.store)

@@ -1,0 +1,137 @@
+"""The simulated messaging provider.
+
+Each attempt's fate is drawn from ``(seed, outbox id, attempt number)``, so a run is reproducible
+whatever the thread or process interleaving. Accepted sends are kept in ``sent`` and, when a path
+is given, appended as one JSON line each with a single ``write`` on an ``O_APPEND`` file, which
+several processes can share.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import attrs
+
+from domain.outbox import DeliveryFailure
+from ports.messaging import DeliveryFailed, SendReceipt, SendRequest
+
+TRANSIENT_CODES = ("20429", "30001", "20500")
+PERMANENT_CODES = ("21211", "21610", "63016")
+DEFAULT_SENDER = "+15005550006"
+
+
+@attrs.frozen
+class SentRecord:
+    outbox_id: str
+    to: str
+    correlation_id: str
+    at: str
+    provider_message_id: str
+
+
+class SimulatedMessagingProvider:
+    """Accepts or fails sends at the given rates after ``latency_ms`` (real sleep by default)."""
+
+    def __init__(
+        self,
+        *,
+        latency_ms: float = 0.0,
+        transient_failure_rate: float = 0.0,
+        permanent_failure_rate: float = 0.0,
+        seed: int = 0,
+        sent_log: str | None = None,
+        default_sender: str = DEFAULT_SENDER,
+        sleep: Callable[[float], None] = time.sleep,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        for name, rate in (
+            ("transient failure rate", transient_failure_rate),
+            ("permanent failure rate", permanent_failure_rate),
+        ):
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} must be within 0..1, got {rate}")
+        if transient_failure_rate + permanent_failure_rate > 1.0:
+            raise ValueError("failure rates add up to more than 1")
+        if latency_ms < 0:
+            raise ValueError(f"latency must be >= 0 ms, got {latency_ms}")
+        self.latency_ms = latency_ms
+        self.transient_failure_rate = transient_failure_rate
+        self.permanent_failure_rate = permanent_failure_rate
+        self.seed = seed
+        self.default_sender = default_sender
+        self._sleep = sleep
+        self._wall_clock = wall_clock
+        self._lock = threading.Lock()
+        self._attempts: Counter[str] = Counter()
+        self.sent: list[SentRecord] = []
+        self.failures: Counter[str] = Counter()
+        self._log_fd = (
+            os.open(sent_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if sent_log else None
+        )
+
+    def sender_key(self, request: SendRequest) -> str:
+        return request.from_phone or self.default_sender
+
+    def send(self, request: SendRequest) -> SendReceipt:
+        with self._lock:
+            self._attempts[request.outbox_id] += 1
+            attempt = self._attempts[request.outbox_id]
+        draw = random.Random(f"{self.seed}:{request.outbox_id}:{attempt}")
+        roll = draw.random()
+        if self.latency_ms:
+            self._sleep(draw.uniform(0.5, 1.5) * self.latency_ms / 1000)
+        if roll < self.permanent_failure_rate:
+            code = draw.choice(PERMANENT_CODES)
+            self._count(f"permanent:{code}")
+            raise DeliveryFailed(
+                DeliveryFailure(transient=False, code=code, message=f"simulated permanent {code}")
+            )
+        if roll < self.permanent_failure_rate + self.transient_failure_rate:
+            code = draw.choice(TRANSIENT_CODES)
+            self._count(f"transient:{code}")
+            retry_after = timedelta(seconds=2) if code == "20429" else None
+            raise DeliveryFailed(
+                DeliveryFailure(
+                    transient=True,
+                    code=code,
+                    message=f"simulated transient {code}",
+                    retry_after=retry_after,
+                )
+            )
+        provider_id = f"SM{draw.getrandbits(128):032x}"
+        record = SentRecord(
+            outbox_id=request.outbox_id,
+            to=request.to_phone,
+            correlation_id=request.correlation_id,
+            at=self._wall_clock().isoformat(),
+            provider_message_id=provider_id,
+        )
+        with self._lock:
+            self.sent.append(record)
+        if self._log_fd is not None:
+            line = json.dumps(
+                {
+                    "outboxId": record.outbox_id,
+                    "to": record.to,
+                    "correlationId": record.correlation_id,
+                    "at": record.at,
+                }
+            )
+            os.write(self._log_fd, (line + "\n").encode())
+        return SendReceipt(provider_id)
+
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self.failures[key] += 1
+
+    def close(self) -> None:
+        if self._log_fd is not None:
+            os.close(self._log_fd)
+            self._log_fd = None

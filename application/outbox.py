@@ -1,0 +1,263 @@
+"""Outbox use cases: write an outbound message; claim, send and record due messages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Executor
+from datetime import datetime, timedelta
+
+import attrs
+
+from domain.dead_letters import DeadLetter
+from domain.errors import UnknownTenant
+from domain.outbox import DeadLettered, DeliveryFailure, OutboxMessage
+from domain.phones import mask_phone, normalise_phone
+from domain.retry import RetryPolicy
+from ports.clock import Clock, IdGenerator
+from ports.messaging import (
+    DeliveryFailed,
+    MessagingProvider,
+    RateLimiter,
+    SendReceipt,
+    SendRequest,
+)
+from ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
+
+log = logging.getLogger("livesell.outbox")
+
+DEFAULT_LEASE = timedelta(seconds=60)
+
+
+def write_outbound_message(
+    uow: UnitOfWork,
+    *,
+    tenant_id: str,
+    to: str,
+    body: str,
+    correlation_id: str,
+    clock: Clock,
+    ids: IdGenerator,
+) -> OutboxMessage:
+    """Add a pending outbox row in the caller's transaction (the caller commits)."""
+    tenant = uow.tenants.get(tenant_id)
+    if tenant is None:
+        raise UnknownTenant(tenant_id)
+    message = OutboxMessage.new(
+        id=ids.new_id(),
+        tenant_id=tenant.id,
+        to_phone=normalise_phone(to, tenant.default_region),
+        body=body,
+        correlation_id=correlation_id,
+        now=clock.now(),
+        from_phone=tenant.whatsapp_number,
+    )
+    uow.outbox.add(message)
+    return message
+
+
+def queue_outbound_message(
+    *,
+    uow_factory: UnitOfWorkFactory,
+    tenant_id: str,
+    to: str,
+    body: str,
+    correlation_id: str,
+    clock: Clock,
+    ids: IdGenerator,
+) -> str:
+    """Write one outbound message to the outbox and commit; returns its id.
+
+    Raises UnknownTenant, InvalidPhoneNumber (number read with the tenant's region) or ValueError
+    for an oversize body.
+    """
+    with uow_factory() as uow:
+        message = write_outbound_message(
+            uow,
+            tenant_id=tenant_id,
+            to=to,
+            body=body,
+            correlation_id=correlation_id,
+            clock=clock,
+            ids=ids,
+        )
+        uow.commit()
+    return message.id
+
+
+@attrs.frozen
+class Attempt:
+    """One send's result: a receipt or the failure."""
+
+    message: OutboxMessage
+    result: SendReceipt | DeliveryFailure
+
+
+@attrs.frozen
+class BatchReport:
+    claimed: int
+    sent: int
+    retried: int
+    dead: int
+    lost: int
+    """Outcomes not stored because a later claim took the row over (lease passed mid-send)."""
+
+    @property
+    def processed(self) -> int:
+        return self.sent + self.retried + self.dead
+
+
+def claim_due_messages(
+    *, uow_factory: UnitOfWorkFactory, clock: Clock, lease: timedelta, limit: int
+) -> Sequence[OutboxMessage]:
+    """Claim up to ``limit`` due messages and commit before any is sent."""
+    with uow_factory() as uow:
+        claimed = uow.outbox.claim_due(clock.now(), lease, limit)
+        uow.commit()
+    return claimed
+
+
+def deliver(
+    message: OutboxMessage, *, provider: MessagingProvider, rate_limiter: RateLimiter | None
+) -> Attempt:
+    """Send one claimed message. Never raises: every failure becomes a DeliveryFailure."""
+    request = SendRequest(
+        outbox_id=message.id,
+        tenant_id=message.tenant_id,
+        to_phone=message.to_phone,
+        body=message.body,
+        correlation_id=message.correlation_id,
+        from_phone=message.from_phone,
+    )
+    log.info(
+        "Processing outbound message",
+        extra={"context": _context(message)},
+    )
+    try:
+        if rate_limiter is not None:
+            rate_limiter.acquire(provider.sender_key(request))
+        return Attempt(message, provider.send(request))
+    except DeliveryFailed as exc:
+        return Attempt(message, exc.failure)
+    except Exception as exc:  # a provider bug must not kill the sender: retry it as transient
+        log.exception("Provider raised an untranslated error", extra={"context": _context(message)})
+        return Attempt(
+            message, DeliveryFailure(transient=True, message=f"{type(exc).__name__}: {exc}")
+        )
+
+
+def record_outcomes(
+    attempts: Iterable[Attempt],
+    *,
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    ids: IdGenerator,
+    policy: RetryPolicy,
+    abandoned: Iterable[OutboxMessage] = (),
+) -> BatchReport:
+    """Store each attempt's outcome with its event (and dead letter) in one transaction.
+
+    ``abandoned`` are claims past the last attempt (their sender died mid-send): dead-lettered.
+    An outcome whose row was claimed again meanwhile (lease passed) is dropped and counted ``lost``.
+    """
+    counts = {"claimed": 0, "sent": 0, "retried": 0, "dead": 0, "lost": 0}
+    stored: list[tuple[str, OutboxMessage]] = []
+    with uow_factory() as uow:
+        now = clock.now()
+        work: list[tuple[OutboxMessage, SendReceipt | DeliveryFailure | None]] = [
+            (a.message, a.result) for a in attempts
+        ]
+        work.extend((message, None) for message in abandoned)
+        for message, result in work:
+            counts["claimed"] += 1
+            kind, dead_letter = _apply(message, result, now, policy, ids)
+            if not uow.outbox.save_outcome(message):
+                counts["lost"] += 1
+                continue
+            if dead_letter is not None:
+                uow.dead_letters.add(dead_letter)
+            counts[kind] += 1
+            stored.append((kind, message))
+        uow.commit()
+    for kind, message in stored:
+        _log_outcome(kind, message, policy)
+    return BatchReport(**counts)
+
+
+def _apply(
+    message: OutboxMessage,
+    result: SendReceipt | DeliveryFailure | None,
+    now: datetime,
+    policy: RetryPolicy,
+    ids: IdGenerator,
+) -> tuple[str, DeadLetter | None]:
+    """Apply one attempt's result to the message: ("sent" | "retried" | "dead", dead letter)."""
+    if result is None:
+        return "dead", message.abandon(now, policy, ids.new_id()).dead_letter
+    if isinstance(result, SendReceipt):
+        message.mark_sent(result.provider_message_id, now)
+        return "sent", None
+    outcome = message.record_failure(result, now, policy, ids.new_id())
+    if isinstance(outcome, DeadLettered):
+        return "dead", outcome.dead_letter
+    return "retried", None
+
+
+def _log_outcome(kind: str, message: OutboxMessage, policy: RetryPolicy) -> None:
+    context = _context(message)
+    if kind == "sent":
+        context["providerMessageId"] = message.provider_message_id
+        log.info("Message sent successfully", extra={"context": context})
+        return
+    context.update(error=message.last_error, errorCode=message.last_error_code)
+    if kind == "retried":
+        context["nextAttemptAt"] = message.next_attempt_at.isoformat()
+        context["attemptsRemaining"] = policy.attempts_remaining(message.attempts)
+        log.warning("Message send failed, will retry", extra={"context": context})
+    else:
+        log.error("Creating DeadLetterJob after max retries", extra={"context": context})
+
+
+def send_due_messages(
+    *,
+    uow_factory: UnitOfWorkFactory,
+    provider: MessagingProvider,
+    clock: Clock,
+    ids: IdGenerator,
+    policy: RetryPolicy,
+    batch_size: int,
+    lease: timedelta = DEFAULT_LEASE,
+    executor: Executor | None = None,
+    rate_limiter: RateLimiter | None = None,
+) -> BatchReport:
+    """One claim-send-record cycle (SPEC §3 "Outbox").
+
+    Claims up to ``batch_size`` due messages (committed before any send), sends them, concurrently
+    when an ``executor`` is given and paced by ``rate_limiter``, then stores every outcome. A claim
+    that went past the last attempt (its previous sender died mid-send) is dead-lettered unsent.
+    """
+    claimed = claim_due_messages(
+        uow_factory=uow_factory, clock=clock, lease=lease, limit=batch_size
+    )
+    if not claimed:
+        return BatchReport(claimed=0, sent=0, retried=0, dead=0, lost=0)
+    to_send = [m for m in claimed if not m.over_budget(policy)]
+    abandoned = [m for m in claimed if m.over_budget(policy)]
+
+    def attempt(message: OutboxMessage) -> Attempt:
+        return deliver(message, provider=provider, rate_limiter=rate_limiter)
+
+    results = list(executor.map(attempt, to_send)) if executor else [attempt(m) for m in to_send]
+    return record_outcomes(
+        results, uow_factory=uow_factory, clock=clock, ids=ids, policy=policy, abandoned=abandoned
+    )
+
+
+def _context(message: OutboxMessage) -> dict[str, object]:
+    return {
+        "outboxId": message.id,
+        "tenantId": message.tenant_id,
+        "to": mask_phone(message.to_phone),
+        "attempt": message.attempts,
+        "correlationId": message.correlation_id,
+    }

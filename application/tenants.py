@@ -1,0 +1,54 @@
+"""Operator use cases: the data needed before the first message."""
+
+from __future__ import annotations
+
+from domain.errors import UnknownTenant
+from domain.tenants import DEFAULT_REGION, Seller, Tenant
+from ports.clock import Clock, IdGenerator
+from ports.unit_of_work import UnitOfWorkFactory
+
+
+def add_tenant(
+    *,
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    tenant_id: str,
+    name: str,
+    whatsapp_number: str | None = None,
+    region: str = DEFAULT_REGION,
+) -> Tenant:
+    """Register a tenant. Raises InvalidSetting, InvalidPhoneNumber or AlreadyExists."""
+    tenant = Tenant.register(
+        id=tenant_id,
+        name=name,
+        now=clock.now(),
+        whatsapp_number=whatsapp_number,
+        default_region=region,
+    )
+    with uow_factory() as uow:
+        uow.tenants.add(tenant)
+        uow.commit()
+    return tenant
+
+
+def add_seller(
+    *,
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    ids: IdGenerator,
+    tenant_id: str,
+    phone: str,
+    name: str | None = None,
+) -> Seller:
+    """Register a seller phone (read with the tenant's region). Raises UnknownTenant,
+    InvalidPhoneNumber or AlreadyExists."""
+    with uow_factory() as uow:
+        tenant = uow.tenants.get(tenant_id)
+        if tenant is None:
+            raise UnknownTenant(tenant_id)
+        seller = Seller.register(
+            id=ids.new_id(), tenant=tenant, phone=phone, now=clock.now(), name=name
+        )
+        uow.sellers.add(seller)
+        uow.commit()
+    return seller

@@ -1,0 +1,250 @@
+"""Inbound WhatsApp messages: the job payload of SPEC §2 and the recorded, classified message."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from domain.errors import FieldError, IllegalTransition, InvalidPayload
+from domain.events import Event, MessageClassified
+from domain.senders import SenderType
+
+MAX_BODY_LENGTH = 4096
+MAX_PROVIDER_ID_LENGTH = 64
+MAX_ID_LENGTH = 128
+
+
+class InboundStatus(enum.StrEnum):
+    RECEIVED = "received"
+    PROCESSED = "processed"
+
+
+def _type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+class _Reader:
+    """Collects one FieldError per bad field so the caller hears about all of them at once."""
+
+    def __init__(self, payload: Mapping[str, Any]) -> None:
+        self.payload = payload
+        self.errors: list[FieldError] = []
+
+    def text(self, key: str, *, required: bool, min_len: int = 0, max_len: int) -> str | None:
+        if key not in self.payload or self.payload[key] is None:
+            if required:
+                self.errors.append(FieldError(key, "is required"))
+            return None
+        value = self.payload[key]
+        if not isinstance(value, str):
+            self.errors.append(FieldError(key, f"must be a string, got {_type_name(value)}"))
+            return None
+        if len(value) < min_len:
+            self.errors.append(FieldError(key, "must not be empty"))
+            return None
+        if len(value) > max_len:
+            self.errors.append(
+                FieldError(key, f"is {len(value)} characters, at most {max_len} allowed")
+            )
+            return None
+        return value
+
+    def moment(self, key: str) -> datetime | None:
+        raw = self.text(key, required=False, min_len=1, max_len=64)
+        if raw is None:
+            return None
+        try:
+            value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            self.errors.append(FieldError(key, f"is not an ISO-8601 timestamp: {raw!r}"))
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            self.errors.append(FieldError(key, "must carry a UTC offset (e.g. 2026-01-01T10:00Z)"))
+            return None
+        return value
+
+    def count(self, key: str) -> int:
+        value = self.payload.get(key)
+        if value is None:
+            return 0
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            self.errors.append(FieldError(key, f"must be a whole number >= 0, got {value!r}"))
+            return 0
+        return value
+
+    def urls(self, key: str) -> tuple[str, ...]:
+        value = self.payload.get(key)
+        if value is None:
+            return ()
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            self.errors.append(FieldError(key, "must be a list of strings"))
+            return ()
+        return tuple(value)
+
+
+@attrs.frozen(kw_only=True)
+class InboundMessage:
+    """The normalised inbound message, as the webhook enqueues it (SPEC §2).
+
+    ``from_address`` is kept as received; the sender's E.164 number needs the tenant's region and
+    is computed once the tenant is known.
+    """
+
+    tenant_id: str
+    provider_message_id: str
+    from_address: str
+    body: str
+    correlation_id: str
+    received_at: datetime
+    to_address: str | None = None
+    profile_name: str | None = None
+    num_media: int = 0
+    media_urls: tuple[str, ...] = ()
+
+    @classmethod
+    def from_payload(cls, payload: object, now: datetime) -> InboundMessage:
+        """Validate a job payload; ``receivedAt`` defaults to ``now``.
+
+        Raises InvalidPayload naming every bad field.
+        """
+        if not isinstance(payload, Mapping):
+            raise InvalidPayload(
+                [FieldError("payload", f"must be a JSON object, got {_type_name(payload)}")]
+            )
+        read = _Reader(payload)
+        tenant_id = read.text("tenantId", required=True, min_len=1, max_len=MAX_ID_LENGTH)
+        provider_id = read.text(
+            "providerMessageId", required=True, min_len=1, max_len=MAX_PROVIDER_ID_LENGTH
+        )
+        from_address = read.text("from", required=True, min_len=1, max_len=64)
+        body = read.text("body", required=True, max_len=MAX_BODY_LENGTH)
+        correlation_id = read.text("correlationId", required=True, min_len=1, max_len=MAX_ID_LENGTH)
+        to_address = read.text("to", required=False, max_len=64)
+        profile_name = read.text("profileName", required=False, max_len=256)
+        received_at = read.moment("receivedAt")
+        num_media = read.count("numMedia")
+        media_urls = read.urls("mediaUrls")
+        if (
+            read.errors
+            or tenant_id is None
+            or provider_id is None
+            or from_address is None
+            or body is None
+            or correlation_id is None
+        ):
+            raise InvalidPayload(read.errors)
+        return cls(
+            tenant_id=tenant_id,
+            provider_message_id=provider_id,
+            from_address=from_address,
+            body=body,
+            correlation_id=correlation_id,
+            received_at=received_at or now,
+            to_address=to_address,
+            profile_name=profile_name,
+            num_media=num_media,
+            media_urls=media_urls,
+        )
+
+    def to_payload(self) -> dict[str, Any]:
+        """The camelCase job payload (the inverse of ``from_payload``)."""
+        payload: dict[str, Any] = {
+            "tenantId": self.tenant_id,
+            "providerMessageId": self.provider_message_id,
+            "from": self.from_address,
+            "body": self.body,
+            "correlationId": self.correlation_id,
+            "receivedAt": self.received_at.isoformat(),
+        }
+        if self.to_address is not None:
+            payload["to"] = self.to_address
+        if self.profile_name is not None:
+            payload["profileName"] = self.profile_name
+        if self.num_media:
+            payload["numMedia"] = self.num_media
+        if self.media_urls:
+            payload["mediaUrls"] = list(self.media_urls)
+        return payload
+
+
+def best_effort_ids(payload: object) -> tuple[str | None, str | None, str | None]:
+    """(tenantId, providerMessageId, correlationId) from a payload that may be malformed."""
+    if not isinstance(payload, Mapping):
+        return None, None, None
+
+    def pick(key: str) -> str | None:
+        value = payload.get(key)
+        return value if isinstance(value, str) and value else None
+
+    return pick("tenantId"), pick("providerMessageId"), pick("correlationId")
+
+
+@attrs.define(kw_only=True)
+class InboundRecord:
+    """A row of ``inbound_messages``: received (maybe by the webhook), then processed once."""
+
+    id: str
+    message: InboundMessage
+    from_e164: str | None = None
+    status: InboundStatus = InboundStatus.RECEIVED
+    message_type: SenderType | None = None
+    live_session_id: str | None = None
+    processed_at: datetime | None = None
+    events: list[Event] = attrs.field(factory=list, eq=False, repr=False)
+
+    @property
+    def tenant_id(self) -> str:
+        return self.message.tenant_id
+
+    @property
+    def provider_message_id(self) -> str:
+        return self.message.provider_message_id
+
+    @property
+    def is_processed(self) -> bool:
+        return self.status is InboundStatus.PROCESSED
+
+    def mark_processed(
+        self,
+        *,
+        from_e164: str,
+        sender: SenderType,
+        live_session_id: str | None,
+        now: datetime,
+    ) -> None:
+        """Record the classification once and the ``message.classified`` event."""
+        if self.is_processed:
+            raise IllegalTransition(f"inbound message {self.provider_message_id} already processed")
+        self.status = InboundStatus.PROCESSED
+        self.from_e164 = from_e164
+        self.message_type = sender
+        self.live_session_id = live_session_id
+        self.processed_at = now
+        self.events.append(
+            MessageClassified(
+                tenant_id=self.tenant_id,
+                subject_id=self.id,
+                correlation_id=self.message.correlation_id,
+                occurred_at=now,
+                provider_message_id=self.provider_message_id,
+                message_type=sender.value,
+                live_session_id=live_session_id,
+            )
+        )
+
+    def enriched(self) -> dict[str, Any]:
+        """The EnrichedInboundMessage: the payload plus ``messageType`` and ``liveSessionId``."""
+        payload = self.message.to_payload()
+        payload["messageType"] = self.message_type.value if self.message_type else None
+        payload["liveSessionId"] = self.live_session_id
+        return payload
+
+    def pull_events(self) -> list[Event]:
+        events, self.events = self.events, []
+        return events

@@ -1,0 +1,249 @@
+"""The transactional outbox: an outbound WhatsApp message and the rules of its delivery."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timedelta
+from typing import Any
+
+import attrs
+
+from domain.dead_letters import DeadLetter, DeadLetterSource
+from domain.errors import IllegalTransition
+from domain.events import Event, MessageDeadLettered, MessageRetryScheduled, MessageSent
+from domain.retry import GiveUp, RetryPolicy
+
+MAX_BODY_LENGTH = 4096
+LEASE_EXPIRED_CODE = "lease_expired"
+
+
+class OutboxStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    DEAD = "dead"
+
+
+@attrs.frozen(kw_only=True)
+class DeliveryFailure:
+    """Why a send failed: transient (retry) or permanent (dead at once), and the provider's code."""
+
+    transient: bool
+    message: str
+    code: str | None = None
+    retry_after: timedelta | None = None
+
+
+@attrs.frozen
+class RetryScheduled:
+    """The message will be tried again at ``next_attempt_at``."""
+
+    next_attempt_at: datetime
+
+
+@attrs.frozen
+class DeadLettered:
+    """The message is dead; ``dead_letter`` is the row to store with it."""
+
+    dead_letter: DeadLetter
+
+
+FailureOutcome = RetryScheduled | DeadLettered
+
+
+@attrs.define(kw_only=True)
+class OutboxMessage:
+    """One outbound message. Written ``pending``; a sender claims, sends and records the outcome.
+
+    ``attempts`` counts claims. It doubles as a fencing token: an outcome is stored only if the row
+    still has the attempt number it was claimed with (``claimed_attempt``; ADR 0006).
+    """
+
+    id: str
+    tenant_id: str
+    to_phone: str
+    body: str
+    correlation_id: str
+    status: OutboxStatus = OutboxStatus.PENDING
+    attempts: int = 0
+    next_attempt_at: datetime
+    locked_until: datetime | None = None
+    last_error: str | None = None
+    last_error_code: str | None = None
+    provider_message_id: str | None = None
+    from_phone: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None = None
+    claimed_attempt: int | None = attrs.field(default=None, eq=False, repr=False)
+    """The attempt number this copy was claimed with: the fencing token its outcome is stored
+    under. Not stored; set by ``claim`` (or by the adapter that claimed the row)."""
+    events: list[Event] = attrs.field(factory=list, eq=False, repr=False)
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        id: str,
+        tenant_id: str,
+        to_phone: str,
+        body: str,
+        correlation_id: str,
+        now: datetime,
+        from_phone: str | None = None,
+    ) -> OutboxMessage:
+        """A ``pending`` message due at once. ``to_phone`` must already be E.164."""
+        if len(body) > MAX_BODY_LENGTH:
+            raise ValueError(f"body is {len(body)} characters, at most {MAX_BODY_LENGTH} allowed")
+        return cls(
+            id=id,
+            tenant_id=tenant_id,
+            to_phone=to_phone,
+            body=body,
+            correlation_id=correlation_id,
+            next_attempt_at=now,
+            from_phone=from_phone,
+            created_at=now,
+            updated_at=now,
+        )
+
+    def is_due(self, now: datetime) -> bool:
+        """Pending or failed and due, or ``sending`` whose lease has passed (its sender died)."""
+        if self.status in (OutboxStatus.PENDING, OutboxStatus.FAILED):
+            return self.next_attempt_at <= now
+        if self.status is OutboxStatus.SENDING:
+            return self.locked_until is not None and self.locked_until < now
+        return False
+
+    def claim(self, now: datetime, lease: timedelta) -> None:
+        """Take the message for one attempt: ``sending`` until ``now + lease``, one more attempt."""
+        if not self.is_due(now):
+            raise IllegalTransition(f"outbox message {self.id} is not due ({self.status})")
+        self.status = OutboxStatus.SENDING
+        self.locked_until = now + lease
+        self.attempts += 1
+        self.claimed_attempt = self.attempts
+        self.updated_at = now
+
+    def over_budget(self, policy: RetryPolicy) -> bool:
+        """True when a claim went past the last attempt: only after a sender died mid-send."""
+        return self.attempts > policy.max_attempts
+
+    def mark_sent(self, provider_message_id: str, now: datetime) -> None:
+        self._require_sending()
+        self.status = OutboxStatus.SENT
+        self.provider_message_id = provider_message_id
+        self.sent_at = now
+        self.locked_until = None
+        self.last_error = None
+        self.last_error_code = None
+        self.updated_at = now
+        self.events.append(
+            MessageSent(
+                tenant_id=self.tenant_id,
+                subject_id=self.id,
+                correlation_id=self.correlation_id,
+                occurred_at=now,
+                provider_message_id=provider_message_id,
+                attempts=self.attempts,
+            )
+        )
+
+    def record_failure(
+        self, failure: DeliveryFailure, now: datetime, policy: RetryPolicy, dead_letter_id: str
+    ) -> FailureOutcome:
+        """Apply the retry policy to a failed attempt: retry later, or dead-letter."""
+        self._require_sending()
+        self.last_error = failure.message
+        self.last_error_code = failure.code
+        self.locked_until = None
+        self.updated_at = now
+        decision = (
+            GiveUp() if not failure.transient else policy.decide(self.attempts, failure.retry_after)
+        )
+        if isinstance(decision, GiveUp):
+            return self._die(now, dead_letter_id, permanent=not failure.transient)
+        self.status = OutboxStatus.FAILED
+        self.next_attempt_at = now + decision.delay
+        self.events.append(
+            MessageRetryScheduled(
+                tenant_id=self.tenant_id,
+                subject_id=self.id,
+                correlation_id=self.correlation_id,
+                occurred_at=now,
+                attempts=self.attempts,
+                next_attempt_at=self.next_attempt_at,
+                error=failure.message,
+                error_code=failure.code,
+            )
+        )
+        return RetryScheduled(self.next_attempt_at)
+
+    def abandon(self, now: datetime, policy: RetryPolicy, dead_letter_id: str) -> DeadLettered:
+        """Dead-letter a message whose last attempt's lease expired (its sender died mid-send)."""
+        self._require_sending()
+        self.attempts = min(self.attempts, policy.max_attempts)
+        self.last_error = "lease expired on the last attempt: the sender stopped mid-send"
+        self.last_error_code = LEASE_EXPIRED_CODE
+        self.locked_until = None
+        self.updated_at = now
+        return self._die(now, dead_letter_id, permanent=False)
+
+    def requeue(self, now: datetime) -> None:
+        """Operator replay of a dead message: ``pending`` again with fresh attempts."""
+        if self.status is not OutboxStatus.DEAD:
+            raise IllegalTransition(
+                f"only a dead message can be replayed, {self.id} is {self.status}"
+            )
+        self.status = OutboxStatus.PENDING
+        self.attempts = 0
+        self.next_attempt_at = now
+        self.locked_until = None
+        self.updated_at = now
+
+    def pull_events(self) -> list[Event]:
+        events, self.events = self.events, []
+        return events
+
+    def to_dead_letter_payload(self) -> dict[str, Any]:
+        return {
+            "outboxId": self.id,
+            "tenantId": self.tenant_id,
+            "to": self.to_phone,
+            "body": self.body,
+            "correlationId": self.correlation_id,
+        }
+
+    def _die(self, now: datetime, dead_letter_id: str, *, permanent: bool) -> DeadLettered:
+        self.status = OutboxStatus.DEAD
+        error = self.last_error or "unknown error"
+        self.events.append(
+            MessageDeadLettered(
+                tenant_id=self.tenant_id,
+                subject_id=self.id,
+                correlation_id=self.correlation_id,
+                occurred_at=now,
+                attempts=self.attempts,
+                error=error,
+                error_code=self.last_error_code,
+                permanent=permanent,
+            )
+        )
+        return DeadLettered(
+            DeadLetter(
+                id=dead_letter_id,
+                tenant_id=self.tenant_id,
+                source=DeadLetterSource.MESSAGES_OUT,
+                source_id=self.id,
+                payload=self.to_dead_letter_payload(),
+                error=error,
+                error_code=self.last_error_code,
+                attempts=self.attempts,
+                created_at=now,
+            )
+        )
+
+    def _require_sending(self) -> None:
+        if self.status is not OutboxStatus.SENDING:
+            raise IllegalTransition(f"outbox message {self.id} is {self.status}, not sending")

@@ -1,0 +1,74 @@
+"""Tenants (sellers' shops) and their sellers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import attrs
+
+from domain.errors import InvalidSetting
+from domain.phones import is_valid_region, normalise_phone
+
+DEFAULT_REGION = "FR"
+
+
+@attrs.frozen(kw_only=True)
+class Tenant:
+    """A shop that goes live on WhatsApp. ``default_region`` reads numbers written without ``+``."""
+
+    id: str
+    name: str
+    whatsapp_number: str | None = None
+    default_region: str = DEFAULT_REGION
+    created_at: datetime
+
+    @classmethod
+    def register(
+        cls,
+        *,
+        id: str,
+        name: str,
+        now: datetime,
+        whatsapp_number: str | None = None,
+        default_region: str = DEFAULT_REGION,
+    ) -> Tenant:
+        """A new tenant; the region is checked and the WhatsApp number normalised to E.164."""
+        if not id.strip():
+            raise InvalidSetting("tenant id must not be empty")
+        if not name.strip():
+            raise InvalidSetting("tenant name must not be empty")
+        region = default_region.upper()
+        if not is_valid_region(region):
+            raise InvalidSetting(f"unknown region {default_region!r} (expected e.g. FR, US)")
+        number = normalise_phone(whatsapp_number, region) if whatsapp_number else None
+        return cls(
+            id=id.strip(),
+            name=name.strip(),
+            whatsapp_number=number,
+            default_region=region,
+            created_at=now,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Seller:
+    """A phone that belongs to one of the tenant's sellers, stored in E.164."""
+
+    id: str
+    tenant_id: str
+    phone_e164: str
+    name: str | None = None
+    created_at: datetime
+
+    @classmethod
+    def register(
+        cls, *, id: str, tenant: Tenant, phone: str, now: datetime, name: str | None = None
+    ) -> Seller:
+        """A new seller of ``tenant``; ``phone`` is normalised with the tenant's region."""
+        return cls(
+            id=id,
+            tenant_id=tenant.id,
+            phone_e164=normalise_phone(phone, tenant.default_region),
+            name=name,
+            created_at=now,
+        )

@@ -1,0 +1,199 @@
+"""Repositories: the core's view of stored state. Every method is scoped to a tenant except the
+system scans named as such (the closing job's stale scan, the outbox's due claim), which then
+change each row under its own ``tenant_id``.
+
+Errors a repository raises on purpose are defined here; an adapter never leaks its driver's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from domain.dead_letters import DeadLetter, DeadLetterSource
+from domain.events import Event
+from domain.inbound import InboundRecord
+from domain.live_sessions import LiveSession
+from domain.outbox import OutboxMessage, OutboxStatus
+from domain.senders import SenderType
+from domain.tenants import Seller, Tenant
+
+
+class RepositoryError(Exception):
+    """Base of the errors repositories raise on purpose."""
+
+
+class AlreadyExists(RepositoryError, ValueError):
+    """A row with the same unique key is already stored."""
+
+
+class ActiveSessionExists(AlreadyExists):
+    """The tenant already has an active live session (``live_sessions_tenant_id_active_key``).
+
+    Raised by ``LiveSessionRepository.add``; the unit of work stays usable so the caller can read
+    the winner of the race.
+    """
+
+
+class DuplicateInboundMessage(AlreadyExists):
+    """``(tenant_id, provider_message_id)`` is already recorded; the unit of work stays usable."""
+
+
+class StoreUnavailable(RepositoryError, ConnectionError):
+    """The store could not be reached or the transaction failed for a transient reason."""
+
+
+class TenantRepository(Protocol):
+    def get(self, tenant_id: str) -> Tenant | None: ...
+
+    def find_by_whatsapp_number(self, number_e164: str) -> Tenant | None: ...
+
+    def add(self, tenant: Tenant) -> None:
+        """Store a new tenant. Raises AlreadyExists for a taken id or WhatsApp number."""
+        ...
+
+
+class SellerDirectory(Protocol):
+    def find(self, tenant_id: str, phone_e164: str) -> Seller | None:
+        """The tenant's seller with this phone, or None: the sender-classification lookup."""
+        ...
+
+    def add(self, seller: Seller) -> None:
+        """Raises AlreadyExists when the tenant already has a seller with this phone."""
+        ...
+
+    def list(self, tenant_id: str) -> Sequence[Seller]: ...
+
+
+class LiveSessionRepository(Protocol):
+    def get(self, tenant_id: str, session_id: str) -> LiveSession | None: ...
+
+    def get_active(self, tenant_id: str) -> LiveSession | None:
+        """The tenant's active session, current or stale, or None."""
+        ...
+
+    def add(self, session: LiveSession) -> None:
+        """Store a newly opened session and its events.
+
+        Raises ActiveSessionExists when the tenant already has an active one (a concurrent
+        creator won); nothing is stored then and the unit of work stays usable.
+        """
+        ...
+
+    def touch(
+        self, tenant_id: str, session_id: str, now: datetime, sender: SenderType
+    ) -> LiveSession | None:
+        """Record activity on an *active* session in one conditional write.
+
+        ``last_activity_at`` becomes ``max(last_activity_at, now)`` and the sender's message count
+        grows by one, only where ``id``, ``tenant_id`` match and ``status = 'active'``. Returns the
+        session as stored after the write, or None when it was closed meanwhile (it is never
+        reopened).
+        """
+        ...
+
+    def close(self, session: LiveSession) -> bool:
+        """Store a closure made by ``LiveSession.close`` with its events, only if the stored row is
+        still active and unchanged since it was read (no touch in between). Returns False, storing
+        nothing, otherwise.
+        """
+        ...
+
+    def claim_stale(self, cutoff: datetime, limit: int) -> Sequence[LiveSession]:
+        """System scan: up to ``limit`` active sessions, any tenant, idle since before ``cutoff``.
+
+        Rows returned stay locked to this unit of work where the store can lock; concurrent
+        callers get disjoint rows (Postgres: ``FOR UPDATE SKIP LOCKED``).
+        """
+        ...
+
+    def count_active(self) -> dict[str, int]:
+        """Active sessions per tenant (operators' view)."""
+        ...
+
+
+class InboundMessageRepository(Protocol):
+    def get(self, tenant_id: str, provider_message_id: str) -> InboundRecord | None: ...
+
+    def add(self, record: InboundRecord) -> None:
+        """Store a new record and its events. Raises DuplicateInboundMessage when
+        ``(tenant_id, provider_message_id)`` is taken; the unit of work stays usable.
+        """
+        ...
+
+    def save(self, record: InboundRecord) -> bool:
+        """Store the processing outcome of a record that was ``received``, with its events, only if
+        the stored row is still ``received``. Returns False, storing nothing, when a concurrent job
+        processed it first.
+        """
+        ...
+
+    def list_received_before(self, cutoff: datetime, limit: int) -> Sequence[InboundRecord]:
+        """System scan: records still ``received`` since before ``cutoff`` (the reconciler's)."""
+        ...
+
+
+class OutboxRepository(Protocol):
+    def add(self, message: OutboxMessage) -> None:
+        """Write a new pending message in the caller's transaction."""
+        ...
+
+    def get(self, tenant_id: str, message_id: str) -> OutboxMessage | None: ...
+
+    def claim_due(self, now: datetime, lease: timedelta, limit: int) -> Sequence[OutboxMessage]:
+        """System claim: up to ``limit`` due messages of any tenant, each moved to ``sending``
+        with ``locked_until = now + lease`` and one more attempt, as ``OutboxMessage.claim`` says.
+
+        Concurrent callers never claim the same row. Tenants are served fairly: a tenant's
+        backlog cannot take a whole batch while another tenant has due messages.
+        """
+        ...
+
+    def save_outcome(self, message: OutboxMessage) -> bool:
+        """Store the outcome of an attempt and its events, only if the row is still ``sending``
+        with the attempt number it was claimed with (the fencing token). Returns False, storing
+        nothing, when a later claim took the row over.
+        """
+        ...
+
+    def requeue(self, message: OutboxMessage) -> bool:
+        """Store an operator's requeue of a dead message; False if it was no longer dead."""
+        ...
+
+    def count_by_status(self) -> dict[OutboxStatus, int]: ...
+
+    def oldest_due_at(self, now: datetime) -> datetime | None:
+        """When the longest-waiting due message became due (the outbox lag)."""
+        ...
+
+
+class DeadLetterRepository(Protocol):
+    def add(self, dead_letter: DeadLetter) -> None: ...
+
+    def get(self, dead_letter_id: str) -> DeadLetter | None: ...
+
+    def list(
+        self,
+        *,
+        tenant_id: str | None = None,
+        source: DeadLetterSource | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> Sequence[DeadLetter]: ...
+
+    def mark_replayed(self, dead_letter: DeadLetter) -> bool:
+        """Store ``replayed_at`` only if it was not replayed yet; False otherwise."""
+        ...
+
+
+class EventLog(Protocol):
+    def append(self, events: Iterable[Event]) -> None:
+        """Write events in the current transaction (they land with the change that made them)."""
+        ...
+
+    def list(
+        self, *, tenant_id: str | None, event_type: str | None = None, limit: int = 1000
+    ) -> Sequence[tuple[str, str | None, str, dict[str, object], str]]:
+        """(event_type, tenant_id, subject_id, payload, correlation_id) in insertion order."""
+        ...
