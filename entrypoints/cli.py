@@ -1,0 +1,49 @@
+"""``livesell``: the one console script. Each subcommand lives in ``entrypoints/commands/``.
+
+Exit codes: 0 success, 1 a failure at run time, 2 bad input or configuration (one clear line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from domain.errors import DomainError
+from entrypoints.settings import ConfigError
+
+COMMAND_MODULES = ("entrypoints.commands.simulate",)
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the operator; printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="livesell",
+        description="Workers of a multi-tenant WhatsApp live-selling service.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (ConfigError, UsageError, DomainError) as exc:
+        print(f"livesell {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

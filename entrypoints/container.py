@@ -1,0 +1,69 @@
+"""The one composition root (STYLE rule 9): every object, its lifetime, and which adapter serves.
+
+Nothing here connects, reads the environment or builds an engine at import time: ``build``
+fills the configuration from validated Settings, and providers create objects on first use.
+Tests and the simulation override providers (``container.uow_factory.override(...)``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import attrs
+from dependency_injector import containers, providers
+
+from adapters.memory.store import MemoryStore, MemoryUnitOfWorkFactory
+from adapters.simulated.provider import SimulatedMessagingProvider
+from adapters.system.clock import SystemClock, TimeOrderedIds
+from adapters.system.rate_limit import TokenBucketRateLimiter
+from domain.live_sessions import InactivityWindow
+from domain.retry import RetryPolicy
+from entrypoints.settings import Settings
+
+
+class Container(containers.DeclarativeContainer):
+    config = providers.Configuration(strict=True)
+
+    settings = providers.Object(None)
+
+    clock = providers.Singleton(SystemClock)
+    ids = providers.Singleton(TimeOrderedIds)
+
+    window = providers.Singleton(InactivityWindow, config.live_session_inactivity_window_minutes)
+    retry_policy = providers.Singleton(RetryPolicy, max_attempts=config.outbox_max_attempts)
+    outbox_lease = providers.Factory(
+        lambda seconds: timedelta(seconds=seconds), config.outbox_lease_seconds
+    )
+
+    memory_store = providers.Singleton(MemoryStore)
+    uow_factory = providers.Selector(
+        config.store,
+        memory=providers.Singleton(MemoryUnitOfWorkFactory, memory_store),
+    )
+
+    messaging_provider = providers.Selector(
+        config.messaging_provider,
+        simulated=providers.Singleton(
+            SimulatedMessagingProvider,
+            latency_ms=config.simulated_latency_ms,
+            transient_failure_rate=config.simulated_transient_failure_rate,
+            permanent_failure_rate=config.simulated_permanent_failure_rate,
+            seed=config.simulated_seed,
+            sent_log=config.simulated_sent_log,
+        ),
+    )
+    rate_limiter = providers.Singleton(
+        TokenBucketRateLimiter, rate=config.outbox_rate_limit_per_second
+    )
+
+
+def build(settings: Settings | None = None, *, store: str = "sql") -> Container:
+    """A container configured from ``settings`` (read from the environment when None).
+
+    ``store`` is ``sql`` (on ``DATABASE_URL``) or ``memory`` (the in-memory adapters).
+    """
+    settings = settings or Settings.from_env()
+    container = Container()
+    container.config.from_dict({**attrs.asdict(settings), "store": store})
+    container.settings.override(providers.Object(settings))
+    return container

@@ -1,0 +1,73 @@
+"""Log lines as SPEC §4 says: ``[timestamp] [LEVEL] [worker-name] message {json context}``.
+
+Code logs with ``extra={"context": {...}}``; this formatter adds the worker name (a context
+variable each worker sets), masks phone numbers to their last four digits, and renders text or
+JSON (``LOG_FORMAT``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from domain.phones import mask_phone, mask_phones_in
+
+current_worker: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "current_worker", default="livesell"
+)
+PHONE_KEYS = frozenset({"to", "from", "phone", "toPhone", "fromPhone", "from_phone", "to_phone"})
+
+
+def _masked(context: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in context.items():
+        if isinstance(value, str):
+            out[key] = mask_phone(value) if key in PHONE_KEYS else mask_phones_in(value)
+        elif isinstance(value, dict):
+            out[key] = _masked(value)
+        else:
+            out[key] = value
+    return out
+
+
+class LivesellFormatter(logging.Formatter):
+    def __init__(self, fmt: str = "text") -> None:
+        super().__init__()
+        self.json = fmt == "json"
+
+    def format(self, record: logging.LogRecord) -> str:
+        context = dict(getattr(record, "context", None) or {})
+        if record.exc_info:
+            context["error"] = mask_phones_in(self.formatException(record.exc_info))
+        context = _masked(context)
+        worker = getattr(record, "worker", None) or current_worker.get()
+        stamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        message = mask_phones_in(record.getMessage())
+        if self.json:
+            return json.dumps(
+                {
+                    "timestamp": stamp,
+                    "level": record.levelname,
+                    "worker": worker,
+                    "message": message,
+                    **context,
+                },
+                default=str,
+            )
+        tail = f" {json.dumps(context, default=str)}" if context else ""
+        return f"[{stamp}] [{record.levelname}] [{worker}] {message}{tail}"
+
+
+def configure_logging(fmt: str = "text", level: str = "info") -> None:
+    """Send every livesell log line to stderr in the chosen format (idempotent)."""
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LivesellFormatter(fmt))
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("rq.worker", "rq.scheduler", "urllib3", "twilio.http_client", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

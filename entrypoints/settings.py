@@ -1,0 +1,238 @@
+"""Every environment variable of SPEC §4, typed and validated in one place.
+
+A bad value raises ConfigError naming the variable and what is allowed; the CLI turns it into
+exit code 2. Secrets are kept out of ``repr`` and masked by ``describe``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+
+from domain.errors import InvalidPhoneNumber, InvalidSetting
+from domain.live_sessions import InactivityWindow
+from domain.phones import normalise_phone
+
+T = TypeVar("T")
+
+DEFAULT_DATABASE_URL = "sqlite:///livesell.db"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+SECRET_FIELDS = frozenset({"twilio_auth_token", "redis_token", "sentry_dsn"})
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value the service cannot start with."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        super().__init__(f"{variable}: {problem}")
+
+
+class _Env:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+
+    def raw(self, name: str) -> str | None:
+        value = self.environ.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        value = self.raw(name)
+        return default if value is None else value
+
+    def number(self, name: str, default: T, cast: Callable[[str], T], low: float, high: float) -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        kind = "a whole number" if cast is int else "a number"
+        try:
+            parsed = cast(value)
+        except ValueError:
+            raise ConfigError(name, f"must be {kind} in {low}..{high}, got {value!r}") from None
+        if not low <= parsed <= high:  # type: ignore[operator]
+            raise ConfigError(name, f"must be {kind} in {low}..{high}, got {value!r}")
+        return parsed
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() not in allowed:
+            raise ConfigError(name, f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value.lower()
+
+
+def normalise_database_url(url: str) -> str:
+    """``postgres://`` and ``postgresql://`` (as Neon and Railway hand them out) use psycopg 3."""
+    scheme, _, rest = url.partition("://")
+    if not rest:
+        raise ConfigError("DATABASE_URL", f"is not a URL: {mask_url(url)!r}")
+    if scheme in ("postgres", "postgresql", "postgresql+psycopg"):
+        return "postgresql+psycopg://" + rest
+    if scheme in ("sqlite", "sqlite+pysqlite"):
+        return url
+    raise ConfigError(
+        "DATABASE_URL",
+        f"scheme {scheme!r} is not supported (use postgresql://, postgres:// or sqlite:///path)",
+    )
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a URL."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    database_pool_size: int = 5
+    redis_url: str = DEFAULT_REDIS_URL
+    redis_token: str | None = attrs.field(default=None, repr=False)
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = attrs.field(default=None, repr=False)
+    twilio_whatsapp_number: str | None = None
+    twilio_timeout_seconds: float = 10.0
+    live_session_inactivity_window_minutes: int = 45
+    webhook_worker_concurrency: int = 5
+    outbox_poll_interval_seconds: float = 5.0
+    outbox_batch_size: int = 10
+    outbox_max_attempts: int = 5
+    outbox_send_concurrency: int = 16
+    outbox_rate_limit_per_second: float = 80.0
+    outbox_lease_seconds: float = 60.0
+    close_interval_minutes: float = 10.0
+    close_batch_limit: int = 100
+    messaging_provider: str = "simulated"
+    log_format: str = "text"
+    log_level: str = "info"
+    sentry_dsn: str | None = attrs.field(default=None, repr=False)
+    metrics_port: int | None = None
+    webhook_public_base_url: str | None = None
+    webhook_max_body_bytes: int = 65536
+    inbox_reconcile_after_seconds: float = 60.0
+    simulated_latency_ms: float = 0.0
+    simulated_transient_failure_rate: float = 0.0
+    simulated_permanent_failure_rate: float = 0.0
+    simulated_seed: int = 0
+    simulated_sent_log: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every variable; raises ConfigError naming the first bad one."""
+        env = _Env(os.environ if environ is None else environ)
+        database_url = normalise_database_url(env.text("DATABASE_URL", DEFAULT_DATABASE_URL) or "")
+        redis_url = env.text("REDIS_URL", DEFAULT_REDIS_URL) or DEFAULT_REDIS_URL
+        if urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError("REDIS_URL", "must start with redis://, rediss:// or unix://")
+        window = env.number("LIVE_SESSION_INACTIVITY_WINDOW_MINUTES", 45, int, 1, 1440)
+        try:
+            InactivityWindow(window)
+        except InvalidSetting as exc:  # pragma: no cover - the range above already holds
+            raise ConfigError("LIVE_SESSION_INACTIVITY_WINDOW_MINUTES", str(exc)) from exc
+        sid = env.text("TWILIO_ACCOUNT_SID")
+        token = env.text("TWILIO_AUTH_TOKEN")
+        number = env.text("TWILIO_WHATSAPP_NUMBER")
+        if number is not None:
+            try:
+                number = normalise_phone(number, "US")
+            except InvalidPhoneNumber:
+                raise ConfigError(
+                    "TWILIO_WHATSAPP_NUMBER", "must be a phone number in E.164, e.g. +14155238886"
+                ) from None
+        twilio_ready = bool(sid and token and number)
+        provider = env.choice(
+            "MESSAGING_PROVIDER", "twilio" if twilio_ready else "simulated", ("twilio", "simulated")
+        )
+        if provider == "twilio" and not twilio_ready:
+            missing = [
+                name
+                for name, value in (
+                    ("TWILIO_ACCOUNT_SID", sid),
+                    ("TWILIO_AUTH_TOKEN", token),
+                    ("TWILIO_WHATSAPP_NUMBER", number),
+                )
+                if not value
+            ]
+            raise ConfigError("MESSAGING_PROVIDER", f"twilio needs {', '.join(missing)} set")
+        metrics_port = env.raw("METRICS_PORT")
+        transient = env.number("SIMULATED_TRANSIENT_FAILURE_RATE", 0.0, float, 0.0, 1.0)
+        permanent = env.number("SIMULATED_PERMANENT_FAILURE_RATE", 0.0, float, 0.0, 1.0)
+        if transient + permanent > 1.0:
+            raise ConfigError(
+                "SIMULATED_PERMANENT_FAILURE_RATE", "plus the transient rate must not exceed 1"
+            )
+        base_url = env.text("WEBHOOK_PUBLIC_BASE_URL")
+        if base_url is not None and urlsplit(base_url).scheme not in ("http", "https"):
+            raise ConfigError("WEBHOOK_PUBLIC_BASE_URL", "must be an http:// or https:// URL")
+        return cls(
+            database_url=database_url,
+            database_pool_size=env.number("DATABASE_POOL_SIZE", 5, int, 1, 100),
+            redis_url=redis_url,
+            redis_token=env.text("REDIS_TOKEN"),
+            twilio_account_sid=sid,
+            twilio_auth_token=token,
+            twilio_whatsapp_number=number,
+            twilio_timeout_seconds=env.number("TWILIO_TIMEOUT_SECONDS", 10.0, float, 0.5, 120),
+            live_session_inactivity_window_minutes=window,
+            webhook_worker_concurrency=env.number("WEBHOOK_WORKER_CONCURRENCY", 5, int, 1, 64),
+            outbox_poll_interval_seconds=env.number(
+                "OUTBOX_POLL_INTERVAL_SECONDS", 5.0, float, 0.01, 3600
+            ),
+            outbox_batch_size=env.number("OUTBOX_BATCH_SIZE", 10, int, 1, 1000),
+            outbox_max_attempts=env.number("OUTBOX_MAX_ATTEMPTS", 5, int, 1, 100),
+            outbox_send_concurrency=env.number("OUTBOX_SEND_CONCURRENCY", 16, int, 1, 512),
+            outbox_rate_limit_per_second=env.number(
+                "OUTBOX_RATE_LIMIT_PER_SECOND", 80.0, float, 0.1, 10000
+            ),
+            outbox_lease_seconds=env.number("OUTBOX_LEASE_SECONDS", 60.0, float, 1, 3600),
+            close_interval_minutes=env.number("CLOSE_INTERVAL_MINUTES", 10.0, float, 0.01, 1440),
+            close_batch_limit=env.number("CLOSE_BATCH_LIMIT", 100, int, 1, 100000),
+            messaging_provider=provider,
+            log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
+            log_level=env.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+            sentry_dsn=env.text("SENTRY_DSN"),
+            metrics_port=(
+                None if metrics_port is None else env.number("METRICS_PORT", 0, int, 1, 65535)
+            ),
+            webhook_public_base_url=base_url.rstrip("/") if base_url else None,
+            webhook_max_body_bytes=env.number(
+                "WEBHOOK_MAX_BODY_BYTES", 65536, int, 1024, 10 * 1024 * 1024
+            ),
+            inbox_reconcile_after_seconds=env.number(
+                "INBOX_RECONCILE_AFTER_SECONDS", 60.0, float, 1, 86400
+            ),
+            simulated_latency_ms=env.number("SIMULATED_LATENCY_MS", 0.0, float, 0, 60000),
+            simulated_transient_failure_rate=transient,
+            simulated_permanent_failure_rate=permanent,
+            simulated_seed=env.number("SIMULATED_SEED", 0, int, 0, 2**63),
+            simulated_sent_log=env.text("SIMULATED_SENT_LOG"),
+        )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def describe(self) -> dict[str, Any]:
+        """The effective configuration with secrets masked (``--check-config``)."""
+        out: dict[str, Any] = {}
+        for field in attrs.fields(type(self)):
+            value = getattr(self, field.name)
+            if field.name in SECRET_FIELDS and value is not None:
+                value = "***"
+            elif field.name in ("database_url", "redis_url"):
+                value = mask_url(value)
+            out[field.name.upper()] = value
+        return out
