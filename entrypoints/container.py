@@ -24,7 +24,7 @@ from entrypoints.settings import Settings
 class Container(containers.DeclarativeContainer):
     config = providers.Configuration(strict=True)
 
-    settings = providers.Object(None)
+    settings: providers.Object[Settings | None] = providers.Object(None)
 
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(TimeOrderedIds)
