@@ -68,6 +68,6 @@ def configure_logging(fmt: str = "text", level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LivesellFormatter(fmt))
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(logging.CRITICAL + 1 if level == "off" else level.upper())
     for noisy in ("rq.worker", "rq.scheduler", "urllib3", "twilio.http_client", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
