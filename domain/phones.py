@@ -9,7 +9,10 @@ import phonenumbers
 from domain.errors import InvalidPhoneNumber
 
 WHATSAPP_PREFIX = "whatsapp:"
-_MASK_RE = re.compile(r"\+?\d[\d\s().-]{5,}\d")
+# A phone-looking run: 7+ digits, single separators allowed, not glued to a word (ids, provider
+# SIDs), not a date (``2026-03-02``) nor the seconds of a time (``18:00:08.123456``).
+_MASK_RE = re.compile(r"(?<![\w.+])(?<!\d:)(?!\d{4}-\d\d-\d\d)\+?\d(?:[ ().-]{0,2}\d)+(?!\w)")
+_MIN_PHONE_DIGITS = 7
 
 
 def strip_whatsapp_prefix(raw: str) -> str:
@@ -43,13 +46,27 @@ def is_valid_region(region: str) -> bool:
 
 
 def mask_phone(phone: str) -> str:
-    """Hide all but the last four digits: ``+33612345678`` -> ``********5678``."""
-    digits = strip_whatsapp_prefix(phone)
-    if len(digits) <= 4:
-        return "*" * len(digits)
-    return "*" * (len(digits) - 4) + digits[-4:]
+    """Hide all but the last four digits: ``+33612345678`` -> ``********5678``,
+    ``06 12 34 56 78`` -> ``*********56 78``."""
+    value = strip_whatsapp_prefix(phone)
+    if len(value) <= 4:
+        return "*" * len(value)
+    seen = 0
+    for index in range(len(value) - 1, -1, -1):
+        if value[index].isdigit():
+            seen += 1
+            if seen == 4:
+                return "*" * index + value[index:]
+    return "*" * len(value)
 
 
 def mask_phones_in(text: str) -> str:
     """Mask every phone-looking run of digits inside free text (log messages, errors)."""
-    return _MASK_RE.sub(lambda m: mask_phone(m.group(0)), text)
+
+    def mask(match: re.Match[str]) -> str:
+        run = match.group(0)
+        if sum(c.isdigit() for c in run) < _MIN_PHONE_DIGITS:
+            return run
+        return mask_phone(run)
+
+    return _MASK_RE.sub(mask, text)
