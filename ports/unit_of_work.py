@@ -22,13 +22,26 @@ class UnitOfWork(Protocol):
     events it recorded, in the same transaction; ``commit`` makes all of it durable at once.
     """
 
-    tenants: TenantRepository
-    sellers: SellerDirectory
-    sessions: LiveSessionRepository
-    inbound: InboundMessageRepository
-    outbox: OutboxRepository
-    dead_letters: DeadLetterRepository
-    events: EventLog
+    @property
+    def tenants(self) -> TenantRepository: ...
+
+    @property
+    def sellers(self) -> SellerDirectory: ...
+
+    @property
+    def sessions(self) -> LiveSessionRepository: ...
+
+    @property
+    def inbound(self) -> InboundMessageRepository: ...
+
+    @property
+    def outbox(self) -> OutboxRepository: ...
+
+    @property
+    def dead_letters(self) -> DeadLetterRepository: ...
+
+    @property
+    def events(self) -> EventLog: ...
 
     def __enter__(self) -> Self: ...
 
