@@ -1,0 +1,1 @@
+"""Twilio: the production WhatsApp provider, on the official SDK (ADR 0006)."""
