@@ -16,6 +16,7 @@ from adapters.memory.store import MemoryStore, MemoryUnitOfWorkFactory
 from adapters.simulated.provider import SimulatedMessagingProvider
 from adapters.system.clock import SystemClock, TimeOrderedIds
 from adapters.system.rate_limit import TokenBucketRateLimiter
+from adapters.twilio.provider import TwilioMessagingProvider
 from domain.live_sessions import InactivityWindow
 from domain.retry import RetryPolicy
 from entrypoints.settings import Settings
@@ -50,6 +51,15 @@ class Container(containers.DeclarativeContainer):
             permanent_failure_rate=config.simulated_permanent_failure_rate,
             seed=config.simulated_seed,
             sent_log=config.simulated_sent_log,
+        ),
+        twilio=providers.Singleton(
+            TwilioMessagingProvider,
+            account_sid=config.twilio_account_sid,
+            auth_token=config.twilio_auth_token,
+            default_sender=config.twilio_whatsapp_number,
+            timeout_seconds=config.twilio_timeout_seconds,
+            status_callback_base_url=config.webhook_public_base_url,
+            pool_size=config.outbox_send_concurrency,
         ),
     )
     rate_limiter = providers.Singleton(
