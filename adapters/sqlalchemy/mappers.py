@@ -1,0 +1,229 @@
+"""Explicit mappers between rows and domain objects (STYLE rule 6): ``to_row(obj)`` gives the
+column values to write, ``to_domain(row)`` rebuilds the object. The domain never sees a row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import RowMapping
+
+from domain.dead_letters import DeadLetter, DeadLetterSource
+from domain.events import Event
+from domain.inbound import InboundMessage, InboundRecord, InboundStatus
+from domain.live_sessions import CloseReason, LiveSession, SessionStatus
+from domain.outbox import OutboxMessage, OutboxStatus
+from domain.senders import SenderType
+from domain.tenants import Seller, Tenant
+
+Row = RowMapping
+
+
+def tenant_to_row(tenant: Tenant) -> dict[str, Any]:
+    return {
+        "id": tenant.id,
+        "name": tenant.name,
+        "whatsapp_number": tenant.whatsapp_number,
+        "default_region": tenant.default_region,
+        "created_at": tenant.created_at,
+    }
+
+
+def tenant_to_domain(row: Row) -> Tenant:
+    return Tenant(
+        id=row["id"],
+        name=row["name"],
+        whatsapp_number=row["whatsapp_number"],
+        default_region=row["default_region"],
+        created_at=row["created_at"],
+    )
+
+
+def seller_to_row(seller: Seller) -> dict[str, Any]:
+    return {
+        "id": seller.id,
+        "tenant_id": seller.tenant_id,
+        "phone_e164": seller.phone_e164,
+        "name": seller.name,
+        "created_at": seller.created_at,
+    }
+
+
+def seller_to_domain(row: Row) -> Seller:
+    return Seller(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        phone_e164=row["phone_e164"],
+        name=row["name"],
+        created_at=row["created_at"],
+    )
+
+
+def session_to_row(session: LiveSession) -> dict[str, Any]:
+    return {
+        "id": session.id,
+        "tenant_id": session.tenant_id,
+        "status": session.status.value,
+        "started_at": session.started_at,
+        "last_activity_at": session.last_activity_at,
+        "closed_at": session.closed_at,
+        "close_reason": session.close_reason.value if session.close_reason else None,
+        "seller_message_count": session.seller_message_count,
+        "client_message_count": session.client_message_count,
+    }
+
+
+def session_to_domain(row: Row) -> LiveSession:
+    return LiveSession(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        status=SessionStatus(row["status"]),
+        started_at=row["started_at"],
+        last_activity_at=row["last_activity_at"],
+        closed_at=row["closed_at"],
+        close_reason=CloseReason(row["close_reason"]) if row["close_reason"] else None,
+        seller_message_count=row["seller_message_count"],
+        client_message_count=row["client_message_count"],
+    )
+
+
+def inbound_to_row(record: InboundRecord) -> dict[str, Any]:
+    message = record.message
+    return {
+        "id": record.id,
+        "tenant_id": message.tenant_id,
+        "provider_message_id": message.provider_message_id,
+        "from_phone": message.from_address,
+        "from_e164": record.from_e164,
+        "to_phone": message.to_address,
+        "body": message.body,
+        "status": record.status.value,
+        "message_type": record.message_type.value if record.message_type else None,
+        "live_session_id": record.live_session_id,
+        "correlation_id": message.correlation_id,
+        "profile_name": message.profile_name,
+        "num_media": message.num_media,
+        "media_urls": list(message.media_urls),
+        "received_at": message.received_at,
+        "processed_at": record.processed_at,
+    }
+
+
+def inbound_to_domain(row: Row) -> InboundRecord:
+    message = InboundMessage(
+        tenant_id=row["tenant_id"],
+        provider_message_id=row["provider_message_id"],
+        from_address=row["from_phone"],
+        body=row["body"],
+        correlation_id=row["correlation_id"],
+        received_at=row["received_at"],
+        to_address=row["to_phone"],
+        profile_name=row["profile_name"],
+        num_media=row["num_media"],
+        media_urls=tuple(row["media_urls"] or ()),
+    )
+    return InboundRecord(
+        id=row["id"],
+        message=message,
+        from_e164=row["from_e164"],
+        status=InboundStatus(row["status"]),
+        message_type=SenderType(row["message_type"]) if row["message_type"] else None,
+        live_session_id=row["live_session_id"],
+        processed_at=row["processed_at"],
+    )
+
+
+def outbox_to_row(message: OutboxMessage) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "tenant_id": message.tenant_id,
+        "to_phone": message.to_phone,
+        "from_phone": message.from_phone,
+        "body": message.body,
+        "status": message.status.value,
+        "attempts": message.attempts,
+        "next_attempt_at": message.next_attempt_at,
+        "locked_until": message.locked_until,
+        "last_error": message.last_error,
+        "last_error_code": message.last_error_code,
+        "provider_message_id": message.provider_message_id,
+        "correlation_id": message.correlation_id,
+        "created_at": message.created_at,
+        "updated_at": message.updated_at,
+        "sent_at": message.sent_at,
+    }
+
+
+def outbox_to_domain(row: Row, *, claimed: bool = False) -> OutboxMessage:
+    """``claimed``: the row was just claimed, so its attempt number is the fencing token."""
+    return OutboxMessage(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        to_phone=row["to_phone"],
+        body=row["body"],
+        correlation_id=row["correlation_id"],
+        status=OutboxStatus(row["status"]),
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        locked_until=row["locked_until"],
+        last_error=row["last_error"],
+        last_error_code=row["last_error_code"],
+        provider_message_id=row["provider_message_id"],
+        from_phone=row["from_phone"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        sent_at=row["sent_at"],
+        claimed_attempt=row["attempts"] if claimed else None,
+    )
+
+
+def dead_letter_to_row(dead_letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": dead_letter.id,
+        "tenant_id": dead_letter.tenant_id,
+        "source": dead_letter.source.value,
+        "source_id": dead_letter.source_id,
+        "payload": dead_letter.payload,
+        "error": dead_letter.error,
+        "error_code": dead_letter.error_code,
+        "attempts": dead_letter.attempts,
+        "created_at": dead_letter.created_at,
+        "replayed_at": dead_letter.replayed_at,
+    }
+
+
+def dead_letter_to_domain(row: Row) -> DeadLetter:
+    return DeadLetter(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        source=DeadLetterSource(row["source"]),
+        source_id=row["source_id"],
+        payload=dict(row["payload"]),
+        error=row["error"],
+        error_code=row["error_code"],
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+        replayed_at=row["replayed_at"],
+    )
+
+
+def event_to_row(event: Event) -> dict[str, Any]:
+    return {
+        "tenant_id": event.tenant_id,
+        "event_type": event.event_type,
+        "subject_id": event.subject_id,
+        "payload": event.payload(),
+        "correlation_id": event.correlation_id,
+        "created_at": event.occurred_at,
+    }
+
+
+def event_to_tuple(row: Row) -> tuple[str, str | None, str, dict[str, object], str]:
+    """The EventLog port's view of a stored event."""
+    return (
+        row["event_type"],
+        row["tenant_id"],
+        row["subject_id"],
+        dict(row["payload"]),
+        row["correlation_id"],
+    )

@@ -1,0 +1,213 @@
+"""The schema of SPEC §2 as SQLAlchemy Core tables: one ``MetaData``, read by Alembic too.
+
+Column names are the contract; the extra columns hold what the domain keeps beyond SPEC §2
+(message counts of a session, the sender number of an outbound message, the inbound record's
+normalised sender and media). Constraint names follow Postgres' own conventions on both backends,
+so migrations can name what they drop.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from adapters.sqlalchemy.types import UtcDateTime, id_type, json_type
+
+metadata = sa.MetaData(
+    naming_convention={
+        "pk": "%(table_name)s_pkey",
+        "uq": "%(table_name)s_%(column_0_N_name)s_key",
+        "fk": "%(table_name)s_%(column_0_name)s_fkey",
+        "ck": "%(table_name)s_%(constraint_name)s_check",
+        "ix": "%(table_name)s_%(column_0_N_name)s_idx",
+    }
+)
+
+
+def _status_check(
+    column: str, values: tuple[str, ...], *, nullable: bool = False
+) -> sa.CheckConstraint:
+    allowed = ", ".join(f"'{v}'" for v in values)
+    condition = f"{column} IN ({allowed})"
+    if nullable:
+        condition = f"{column} IS NULL OR {condition}"
+    return sa.CheckConstraint(condition, name=column)
+
+
+def _tenant_fk() -> sa.ForeignKey:
+    return sa.ForeignKey("tenants.id")
+
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("whatsapp_number", sa.Text, nullable=True, unique=True),
+    sa.Column("default_region", sa.Text, nullable=False, server_default="FR"),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+sellers = sa.Table(
+    "sellers",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("tenant_id", sa.Text, _tenant_fk(), nullable=False),
+    sa.Column("phone_e164", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    # Serves the sender-classification lookup (tenant_id, phone_e164) too.
+    sa.UniqueConstraint("tenant_id", "phone_e164"),
+)
+
+live_sessions = sa.Table(
+    "live_sessions",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("tenant_id", sa.Text, _tenant_fk(), nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("last_activity_at", UtcDateTime, nullable=False),
+    sa.Column("closed_at", UtcDateTime, nullable=True),
+    sa.Column("close_reason", sa.Text, nullable=True),
+    sa.Column("seller_message_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("client_message_count", sa.Integer, nullable=False, server_default="0"),
+    _status_check("status", ("active", "closed")),
+    _status_check("close_reason", ("inactivity", "superseded"), nullable=True),
+)
+ACTIVE_SESSION = live_sessions.c.status == "active"
+# At most one active session per tenant (SPEC §2); also serves get_active.
+sa.Index(
+    "live_sessions_tenant_id_active_key",
+    live_sessions.c.tenant_id,
+    unique=True,
+    postgresql_where=ACTIVE_SESSION,
+    sqlite_where=ACTIVE_SESSION,
+)
+# The closing job's stale scan: active sessions by last activity.
+sa.Index(
+    "live_sessions_stale_idx",
+    live_sessions.c.last_activity_at,
+    postgresql_where=ACTIVE_SESSION,
+    sqlite_where=ACTIVE_SESSION,
+)
+
+inbound_messages = sa.Table(
+    "inbound_messages",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("tenant_id", sa.Text, _tenant_fk(), nullable=False),
+    sa.Column("provider_message_id", sa.Text, nullable=False),
+    sa.Column("from_phone", sa.Text, nullable=False),
+    sa.Column("from_e164", sa.Text, nullable=True),
+    sa.Column("to_phone", sa.Text, nullable=True),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("message_type", sa.Text, nullable=True),
+    sa.Column("live_session_id", sa.Text, sa.ForeignKey("live_sessions.id"), nullable=True),
+    sa.Column("correlation_id", sa.Text, nullable=False),
+    sa.Column("profile_name", sa.Text, nullable=True),
+    sa.Column("num_media", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("media_urls", json_type(), nullable=False),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Column("processed_at", UtcDateTime, nullable=True),
+    # Idempotency per (tenantId, providerMessageId).
+    sa.UniqueConstraint("tenant_id", "provider_message_id"),
+    _status_check("status", ("received", "processed")),
+    _status_check("message_type", ("seller", "client"), nullable=True),
+)
+RECEIVED = inbound_messages.c.status == "received"
+# The reconciler's scan of records still waiting in the durable inbox.
+sa.Index(
+    "inbound_messages_received_idx",
+    inbound_messages.c.received_at,
+    postgresql_where=RECEIVED,
+    sqlite_where=RECEIVED,
+)
+
+messages_out = sa.Table(
+    "messages_out",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("tenant_id", sa.Text, _tenant_fk(), nullable=False),
+    sa.Column("to_phone", sa.Text, nullable=False),
+    sa.Column("from_phone", sa.Text, nullable=True),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=False),
+    sa.Column("locked_until", UtcDateTime, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_error_code", sa.Text, nullable=True),
+    sa.Column("provider_message_id", sa.Text, nullable=True),
+    sa.Column("correlation_id", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("sent_at", UtcDateTime, nullable=True),
+    _status_check("status", ("pending", "sending", "sent", "failed", "dead")),
+)
+WAITING = messages_out.c.status.in_(("pending", "failed"))
+SENDING = messages_out.c.status == "sending"
+# The due claim, per tenant in due order: waiting messages by next attempt ...
+sa.Index(
+    "messages_out_due_idx",
+    messages_out.c.tenant_id,
+    messages_out.c.next_attempt_at,
+    messages_out.c.id,
+    postgresql_where=WAITING,
+    sqlite_where=WAITING,
+)
+# ... and messages being sent by lease expiry (their sender may have died).
+sa.Index(
+    "messages_out_lease_idx",
+    messages_out.c.tenant_id,
+    messages_out.c.locked_until,
+    messages_out.c.id,
+    postgresql_where=SENDING,
+    sqlite_where=SENDING,
+)
+
+dead_letter_jobs = sa.Table(
+    "dead_letter_jobs",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    # No foreign key: a rejected payload may name no tenant or an unknown one.
+    sa.Column("tenant_id", sa.Text, nullable=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("source_id", sa.Text, nullable=False),
+    sa.Column("payload", json_type(), nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("error_code", sa.Text, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("replayed_at", UtcDateTime, nullable=True),
+    _status_check("source", ("messages_out", "webhook-processing")),
+    # The operator's listing, newest first, all tenants or one.
+    sa.Index(None, "created_at"),
+    sa.Index(None, "tenant_id", "created_at"),
+)
+
+event_logs = sa.Table(
+    "event_logs",
+    metadata,
+    sa.Column("id", id_type(), primary_key=True, autoincrement=True),
+    # No foreign key: an inbound.rejected event may name no tenant.
+    sa.Column("tenant_id", sa.Text, nullable=True),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("subject_id", sa.Text, nullable=False),
+    sa.Column("payload", json_type(), nullable=False),
+    sa.Column("correlation_id", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    # A tenant's events in insertion order (optionally of one type).
+    sa.Index(None, "tenant_id", "event_type", "id"),
+    sa.Index(None, "subject_id"),
+)
+
+ALL_TABLES = (
+    tenants,
+    sellers,
+    live_sessions,
+    inbound_messages,
+    messages_out,
+    dead_letter_jobs,
+    event_logs,
+)
