@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from domain.errors import DomainError
 from entrypoints.settings import ConfigError
 
-COMMAND_MODULES = ("entrypoints.commands.simulate",)
+COMMAND_MODULES = ("entrypoints.commands.simulate", "entrypoints.commands.outbox")
 
 EXIT_USAGE = 2
 
