@@ -324,3 +324,34 @@ class TestRaces:
                 LiveSession.open(id="second", tenant_id="shop-a", now=shop.now, correlation_id="c")
             )
         assert 1 == len(shop.sessions())
+
+
+class AlwaysClosedUnderfoot(MemoryLiveSessionRepository):
+    """Every read finds a current session that is closed before the touch lands."""
+
+    def get_active(self, tenant_id: str) -> LiveSession | None:
+        return LiveSession.open(id="ghost", tenant_id=tenant_id, now=START, correlation_id="c")
+
+    def touch(
+        self, tenant_id: str, session_id: str, now: datetime, sender: SenderType
+    ) -> LiveSession | None:
+        return None
+
+
+class TestARaceLostEveryTime:
+    def test_it_raises_contention_so_the_job_is_retried_and_records_nothing(
+        self, shop: World
+    ) -> None:
+        from application.errors import ContentionError
+
+        wrap_sessions(shop, AlwaysClosedUnderfoot)
+
+        with pytest.raises(ContentionError):
+            shop.receive(shop.payload(sender=SELLER_PHONE))
+
+        assert ({}, {}, [], {}) == (
+            shop.store.inbound,
+            shop.store.sessions,
+            shop.store.events,
+            shop.store.dead_letters,
+        )
