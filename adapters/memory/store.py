@@ -35,6 +35,8 @@ def _copy(obj: T) -> T:
     clone = copy.copy(obj)
     if hasattr(clone, "events"):
         clone.events = []
+    if hasattr(clone, "claimed_attempt"):
+        clone.claimed_attempt = None  # the fencing token belongs to the claimer's copy only
     return clone
 
 

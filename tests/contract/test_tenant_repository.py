@@ -1,0 +1,62 @@
+"""TenantRepository contract."""
+
+from __future__ import annotations
+
+import pytest
+
+from ports.repositories import AlreadyExists
+from ports.unit_of_work import UnitOfWorkFactory
+from tests.contract.builders import tenant
+
+
+class TestTenants:
+    def test_a_stored_tenant_reads_back_whole(self, uow_factory: UnitOfWorkFactory) -> None:
+        stored = tenant("shop-a", whatsapp_number="+14155238886")
+        with uow_factory() as uow:
+            uow.tenants.add(stored)
+            uow.commit()
+
+        with uow_factory() as uow:
+            assert stored == uow.tenants.get("shop-a")
+            assert stored == uow.tenants.find_by_whatsapp_number("+14155238886")
+
+    def test_an_unknown_tenant_is_none(self, uow_factory: UnitOfWorkFactory) -> None:
+        with uow_factory() as uow:
+            assert uow.tenants.get("nope") is None
+            assert uow.tenants.find_by_whatsapp_number("+14155238886") is None
+
+    def test_a_taken_id_already_exists_and_the_unit_stays_usable(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        with uow_factory() as uow:
+            uow.tenants.add(tenant("shop-a"))
+            uow.commit()
+
+        with uow_factory() as uow:
+            with pytest.raises(AlreadyExists, match="already exists"):
+                uow.tenants.add(tenant("shop-a"))
+            uow.tenants.add(tenant("shop-b"))
+            uow.commit()
+
+        with uow_factory() as uow:
+            assert uow.tenants.get("shop-b") is not None
+
+    def test_a_taken_whatsapp_number_already_exists(self, uow_factory: UnitOfWorkFactory) -> None:
+        with uow_factory() as uow:
+            uow.tenants.add(tenant("shop-a", whatsapp_number="+14155238886"))
+            uow.commit()
+
+        with uow_factory() as uow, pytest.raises(AlreadyExists, match="WhatsApp number"):
+            uow.tenants.add(tenant("shop-b", whatsapp_number="+14155238886"))
+
+    def test_several_tenants_may_have_no_whatsapp_number(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        with uow_factory() as uow:
+            uow.tenants.add(tenant("shop-a"))
+            uow.tenants.add(tenant("shop-b"))
+            uow.commit()
+
+        with uow_factory() as uow:
+            assert uow.tenants.get("shop-a") is not None
+            assert uow.tenants.get("shop-b") is not None
