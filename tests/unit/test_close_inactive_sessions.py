@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from domain.live_sessions import CloseReason, LiveSession, SessionStatus
-from tests.unit.conftest import SELLER_PHONE, START, World
+from tests.unit.builders import SELLER_PHONE, START, World
 
 
 def open_sessions(world: World, count: int, prefix: str = "t") -> list[str]:

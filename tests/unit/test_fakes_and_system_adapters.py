@@ -20,7 +20,7 @@ from domain.outbox import OutboxStatus
 from domain.tenants import Tenant
 from ports.messaging import DeliveryFailed, SendRequest
 from ports.queue import QueueUnavailable
-from tests.unit.conftest import START, World
+from tests.unit.builders import START, World
 
 
 def request(outbox_id: str = "out-1", from_phone: str | None = None) -> SendRequest:

@@ -13,7 +13,7 @@ from domain.errors import IllegalTransition, InvalidSetting
 from domain.live_sessions import CloseReason, InactivityWindow, LiveSession, SessionStatus
 from domain.senders import SenderType
 from ports.repositories import ActiveSessionExists
-from tests.unit.conftest import CLIENT_PHONE, OTHER_CLIENT_PHONE, SELLER_PHONE, START, World
+from tests.unit.builders import CLIENT_PHONE, OTHER_CLIENT_PHONE, SELLER_PHONE, START, World
 
 W = timedelta(minutes=45)
 

@@ -20,7 +20,7 @@ from domain.errors import InvalidPhoneNumber, UnknownTenant
 from domain.outbox import LEASE_EXPIRED_CODE, OutboxStatus
 from domain.retry import RetryPolicy
 from ports.messaging import SendReceipt
-from tests.unit.conftest import (
+from tests.unit.builders import (
     CLIENT_PHONE,
     OK,
     START,

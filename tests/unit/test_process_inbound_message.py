@@ -11,7 +11,7 @@ from application.inbound import Processed, Rejected, RejectReason
 from domain.dead_letters import DeadLetterSource
 from domain.inbound import InboundStatus
 from domain.senders import SenderType
-from tests.unit.conftest import CLIENT_PHONE, SELLER_PHONE, START, World
+from tests.unit.builders import CLIENT_PHONE, SELLER_PHONE, START, World
 
 
 class TestClassifyingTheSender:

@@ -12,7 +12,7 @@ from application.outbox import DEFAULT_LEASE, claim_due_messages
 from domain.live_sessions import SessionStatus
 from domain.outbox import LEASE_EXPIRED_CODE, DeliveryFailure, OutboxStatus
 from domain.retry import RetryPolicy
-from tests.unit.conftest import (
+from tests.unit.builders import (
     CLIENT_PHONE,
     OK,
     OTHER_CLIENT_PHONE,

@@ -9,7 +9,7 @@ import pytest
 from domain.live_sessions import SessionStatus
 from domain.outbox import OutboxStatus
 from domain.senders import SenderType
-from tests.unit.conftest import CLIENT_PHONE, SELLER_PHONE, ScriptedProvider, World, permanent
+from tests.unit.builders import CLIENT_PHONE, SELLER_PHONE, ScriptedProvider, World, permanent
 
 
 @pytest.fixture
