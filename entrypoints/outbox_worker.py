@@ -25,6 +25,7 @@ processes (ADR 0006).
 
 from __future__ import annotations
 
+import heapq
 import logging
 import queue
 import threading
@@ -62,6 +63,8 @@ STOP_RECORD_DEADLINE_SECONDS = 20.0
 allows 30 s in all)."""
 METRICS_EVERY_MESSAGES = 100
 METRICS_EVERY_SECONDS = 300.0
+RETRY_MARGIN_SECONDS = 0.02
+"""Claim a retry this much after it falls due, so the claim's clock surely sees it due."""
 IDLE_TICK_SECONDS = 0.2
 """The longest the loop sleeps without looking at ``stop``."""
 
@@ -174,6 +177,7 @@ class OutboxSender:
         abandoned: list[OutboxMessage] = []
         backlog = True  # claim at once on start
         next_poll = 0.0
+        retries: list[float] = []  # when (monotonic) the retries this sender scheduled fall due
         store_ok_at = 0.0
         store_failures = 0
         stop_deadline: float | None = None
@@ -192,10 +196,10 @@ class OutboxSender:
 
             if (unrecorded or abandoned) and now >= store_ok_at:
                 try:
-                    retry_at = self._record(unrecorded, abandoned, in_flight)
-                    store_failures = 0
-                    if retry_at is not None:
+                    for retry_at in self._record(unrecorded, abandoned, in_flight):
+                        heapq.heappush(retries, retry_at)
                         next_poll = min(next_poll, retry_at)
+                    store_failures = 0
                 except Exception as exc:
                     store_failures += 1
                     store_ok_at = now + self._backoff(store_failures)
@@ -246,7 +250,12 @@ class OutboxSender:
                         in_flight += 1
                 backlog = len(claimed) >= self.claim_size
                 if not backlog:
-                    next_poll = time.monotonic() + self.poll_interval
+                    now = time.monotonic()
+                    while retries and retries[0] <= now:
+                        heapq.heappop(retries)
+                    next_poll = now + self.poll_interval
+                    if retries:
+                        next_poll = min(next_poll, retries[0])
                 continue
 
             if in_flight < self.concurrency and not backlog:
@@ -267,12 +276,12 @@ class OutboxSender:
 
     def _record(
         self, attempts: list[Attempt], abandoned: list[OutboxMessage], in_flight: int
-    ) -> float | None:
+    ) -> list[float]:
         """Store outcomes in groups, removing each stored group from the lists (a failure leaves
-        the rest for the next try). Returns when (monotonic) the earliest retry falls due."""
+        the rest for the next try). Returns when (monotonic) each scheduled retry falls due."""
         started = time.perf_counter()
         reports: list[BatchReport] = []
-        earliest: float | None = None
+        retry_times: list[float] = []
         while attempts or abandoned:
             group = attempts[:RECORD_GROUP_LIMIT]
             # record_outcomes changes the messages it is given: hand it copies, so a group whose
@@ -295,8 +304,7 @@ class OutboxSender:
                 message = attempt.message
                 if message.status is OutboxStatus.FAILED:
                     delay = (message.next_attempt_at - now).total_seconds()
-                    due = time.monotonic() + max(delay, 0.0)
-                    earliest = due if earliest is None else min(earliest, due)
+                    retry_times.append(time.monotonic() + max(delay, 0.0) + RETRY_MARGIN_SECONDS)
         total = _sum(reports)
         self.counters.sent += total.sent
         self.counters.retried += total.retried
@@ -318,7 +326,7 @@ class OutboxSender:
             },
         )
         self._maybe_log_metrics()
-        return earliest
+        return retry_times
 
     def _maybe_log_metrics(self) -> None:
         now = time.monotonic()
