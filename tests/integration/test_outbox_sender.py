@@ -6,6 +6,7 @@ Twilio adapter behind ``responses``. State is read back from the database.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -222,7 +223,7 @@ def statuses(engine: Engine) -> dict[str, int]:
         rows = connection.execute(
             sa.text("SELECT status, count(*) FROM messages_out GROUP BY status")
         ).all()
-    return {status: count for status, count in rows}
+    return dict(rows)
 
 
 def events_of(engine: Engine, message_id: str) -> list[tuple[str, dict[str, Any], datetime]]:
@@ -241,8 +242,7 @@ def dead_letters_of(engine: Engine, message_id: str) -> list[tuple[str | None, i
     with engine.connect() as connection:
         rows = connection.execute(
             sa.text(
-                "SELECT error_code, attempts, source FROM dead_letter_jobs"
-                " WHERE source_id = :id"
+                "SELECT error_code, attempts, source FROM dead_letter_jobs WHERE source_id = :id"
             ),
             {"id": message_id},
         ).all()
@@ -293,7 +293,7 @@ class TestTheRetrySchedule:
         assert ["message.dead_lettered"] == [k for k, _, _ in events][-1:]
         assert [("20500", 5, "messages_out")] == dead_letters_of(pg_engine, message_id)
         calls = provider.call_times(message_id)
-        spacing = [later - earlier for earlier, later in zip(calls, calls[1:], strict=False)]
+        spacing = [later - earlier for earlier, later in itertools.pairwise(calls)]
         assert 5 == len(calls)
         for expected, actual in zip([1, 2, 4, 8], spacing, strict=True):
             assert expected - 0.05 <= actual <= expected + 0.6, spacing
