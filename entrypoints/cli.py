@@ -13,7 +13,11 @@ from collections.abc import Sequence
 from domain.errors import DomainError
 from entrypoints.settings import ConfigError
 
-COMMAND_MODULES = ("entrypoints.commands.simulate", "entrypoints.commands.outbox")
+COMMAND_MODULES = (
+    "entrypoints.commands.simulate",
+    "entrypoints.commands.outbox",
+    "entrypoints.commands.worker",
+)
 
 EXIT_USAGE = 2
 

@@ -1,0 +1,86 @@
+"""``livesell worker [--only webhook,outbox,closer]``: run the worker parts until SIGTERM/SIGINT.
+
+Each part is built by ``build_part(container)`` in the module ``entrypoints.runner.PARTS`` names,
+from one container configured from the environment. A part whose module is not part of this build
+is an error only when it is asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from typing import Any
+
+from entrypoints.runner import PARTS
+
+DEFAULT_PARTS = ("webhook", "outbox", "closer")
+EXIT_UNAVAILABLE = 1
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "worker",
+        help="run the workers until SIGTERM/SIGINT",
+        description=(
+            "Run the background workers: webhook (queue webhook-processing), outbox (the "
+            "outbound sender) and closer (close inactive live sessions). The first SIGTERM or "
+            "SIGINT stops taking work and lets in-flight work finish (30 s at most); a second "
+            "one stops at once."
+        ),
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(DEFAULT_PARTS),
+        metavar="PARTS",
+        help=f"comma-separated parts to run (default: {','.join(DEFAULT_PARTS)})",
+    )
+    parser.set_defaults(handler=run_workers)
+
+
+def parse_parts(value: str) -> list[str]:
+    """The parts named in ``--only``, in order, once each. Raises UsageError for an empty list, an
+    unknown name or a part whose module is missing from this build."""
+    from entrypoints.cli import UsageError
+
+    names: list[str] = []
+    for raw in value.split(","):
+        name = raw.strip().lower()
+        if name and name not in names:
+            names.append(name)
+    if not names:
+        raise UsageError(f"--only needs at least one of {', '.join(PARTS)}")
+    unknown = [name for name in names if name not in PARTS]
+    if unknown:
+        raise UsageError(
+            f"unknown worker part {', '.join(map(repr, unknown))}; choose from {', '.join(PARTS)}"
+        )
+    missing = [name for name in names if importlib.util.find_spec(PARTS[name]) is None]
+    if missing:
+        raise UsageError(
+            "worker part "
+            + ", ".join(f"{name!r} (module {PARTS[name]})" for name in missing)
+            + " is not available in this build; run the others with --only"
+        )
+    return names
+
+
+def run_workers(args: argparse.Namespace) -> int:
+    from entrypoints.container import build
+    from entrypoints.logs import configure_logging
+    from entrypoints.observability import init_sentry
+    from entrypoints.runner import Runner, build_parts
+    from entrypoints.settings import Settings
+    from ports.queue import QueueUnavailable
+
+    names = parse_parts(args.only)
+    settings = Settings.from_env()
+    configure_logging(settings.log_format, settings.log_level)
+    init_sentry(settings, component="worker")
+    container = build(settings)
+    try:
+        parts = build_parts(container, names)
+        return Runner(parts).run()
+    except QueueUnavailable as exc:
+        print(f"livesell worker: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE

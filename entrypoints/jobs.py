@@ -1,0 +1,101 @@
+"""RQ job functions. Other services enqueue ``entrypoints.jobs.process_webhook_message`` by name.
+
+Thin on purpose (STYLE rule 9): run the use case through this process's container and map its
+outcome to the job's result in one place. The container is built once per process, on the first
+job or when the worker installs its own at start-up, and reused by every job after that: one
+engine and connection pool per process, never one per job. Nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+from typing import Any
+
+from application.inbound import (
+    InboundOutcome,
+    Processed,
+    RejectReason,
+    process_inbound_message,
+    reject_inbound,
+)
+from entrypoints.container import Container, build
+
+_container: Container | None = None
+_container_lock = threading.Lock()
+
+
+def install_container(container: Container | None) -> None:
+    """Make ``container`` the one this process's jobs run on (None: build lazily again)."""
+    global _container
+    with _container_lock:
+        _container = container
+
+
+def current_container() -> Container:
+    """This process's container, built from the environment on first use."""
+    global _container
+    container = _container
+    if container is None:
+        with _container_lock:
+            if _container is None:
+                _container = build()
+            container = _container
+    return container
+
+
+def job_result(outcome: InboundOutcome) -> dict[str, Any]:
+    """The job's return value: the EnrichedInboundMessage, or why the payload was rejected."""
+    if isinstance(outcome, Processed):
+        return outcome.enriched
+    return {
+        "status": "rejected",
+        "reason": outcome.reason,
+        "error": outcome.error,
+        "deadLetterId": outcome.dead_letter_id,
+    }
+
+
+def process_webhook_message(payload: dict[str, Any]) -> dict[str, Any]:
+    """Classify and record one inbound message (SPEC §3).
+
+    A bad payload, an unknown tenant or an invalid phone ends the job with a ``rejected`` result
+    (dead letter and ``inbound.rejected`` event written); any other error is raised so RQ retries.
+    """
+    container = current_container()
+    outcome = process_inbound_message(
+        payload,
+        uow_factory=container.uow_factory(),
+        clock=container.clock(),
+        ids=container.ids(),
+        window=container.window(),
+    )
+    return job_result(outcome)
+
+
+def on_webhook_job_failure(
+    job: Any,
+    connection: Any,
+    exc_type: type[BaseException],
+    exc_value: BaseException,
+    traceback: TracebackType | Any,
+) -> None:
+    """RQ's ``on_failure`` callback, called after every failed attempt (and for a job abandoned by
+    a dead worker). Only the attempt that leaves no retry writes the ``retries_exhausted`` dead
+    letter, so a job that fails five times gets exactly one.
+    """
+    if job.retries_left:
+        return
+    container = current_container()
+    policy = container.retry_policy()
+    attempts = 1 if job.retries_left is None else policy.max_attempts
+    payload = job.args[0] if job.args else None
+    reject_inbound(
+        payload,
+        RejectReason.RETRIES_EXHAUSTED,
+        f"{exc_type.__name__}: {exc_value}",
+        uow_factory=container.uow_factory(),
+        clock=container.clock(),
+        ids=container.ids(),
+        attempts=attempts,
+    )
