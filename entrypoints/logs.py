@@ -22,16 +22,18 @@ current_worker: contextvars.ContextVar[str] = contextvars.ContextVar(
 PHONE_KEYS = frozenset({"to", "from", "phone", "toPhone", "fromPhone", "from_phone", "to_phone"})
 
 
+def _masked_value(key: str, value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_phone(value) if key in PHONE_KEYS else mask_phones_in(value)
+    if isinstance(value, dict):
+        return _masked(value)
+    if isinstance(value, list | tuple):
+        return [_masked_value(key, item) for item in value]
+    return value
+
+
 def _masked(context: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in context.items():
-        if isinstance(value, str):
-            out[key] = mask_phone(value) if key in PHONE_KEYS else mask_phones_in(value)
-        elif isinstance(value, dict):
-            out[key] = _masked(value)
-        else:
-            out[key] = value
-    return out
+    return {key: _masked_value(key, value) for key, value in context.items()}
 
 
 class LivesellFormatter(logging.Formatter):

@@ -72,7 +72,7 @@ def normalise_database_url(url: str) -> str:
     """``postgres://`` and ``postgresql://`` (as Neon and Railway hand them out) use psycopg 3."""
     scheme, _, rest = url.partition("://")
     if not rest:
-        raise ConfigError("DATABASE_URL", f"is not a URL: {mask_url(url)!r}")
+        raise ConfigError("DATABASE_URL", "is not a URL (use postgresql://… or sqlite:///path)")
     if scheme in ("postgres", "postgresql", "postgresql+psycopg"):
         return "postgresql+psycopg://" + rest
     if scheme in ("sqlite", "sqlite+pysqlite"):
@@ -84,11 +84,13 @@ def normalise_database_url(url: str) -> str:
 
 
 def mask_url(url: str) -> str:
-    """Hide the password of a URL."""
+    """Hide the password of a URL (anything between ``:`` and ``@`` when it cannot be parsed)."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "***"
+    if not parts.scheme or not parts.netloc:
+        return "***" if "@" in url else url
     if parts.password is None:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
@@ -97,9 +99,9 @@ def mask_url(url: str) -> str:
 
 @attrs.frozen(kw_only=True)
 class Settings:
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: str = attrs.field(default=DEFAULT_DATABASE_URL, repr=mask_url)
     database_pool_size: int = 5
-    redis_url: str = DEFAULT_REDIS_URL
+    redis_url: str = attrs.field(default=DEFAULT_REDIS_URL, repr=mask_url)
     redis_token: str | None = attrs.field(default=None, repr=False)
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = attrs.field(default=None, repr=False)
