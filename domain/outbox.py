@@ -57,7 +57,7 @@ class OutboxMessage:
     """One outbound message. Written ``pending``; a sender claims, sends and records the outcome.
 
     ``attempts`` counts claims. It doubles as a fencing token: an outcome is stored only if the row
-    still has the attempt number it was claimed with (``claimed_attempt``; ADR 0006).
+    still holds the claim it was sent under (``claimed_attempt``, ``claimed_until``; ADR 0006).
     """
 
     id: str
@@ -77,8 +77,10 @@ class OutboxMessage:
     updated_at: datetime
     sent_at: datetime | None = None
     claimed_attempt: int | None = attrs.field(default=None, eq=False, repr=False)
-    """The attempt number this copy was claimed with: the fencing token its outcome is stored
-    under. Not stored; set by ``claim`` (or by the adapter that claimed the row)."""
+    claimed_until: datetime | None = attrs.field(default=None, eq=False, repr=False)
+    """The claim this copy holds (attempt number and lease end): the fencing token its outcome is
+    stored under. The lease end tells apart two claims with the same attempt number (a replay
+    starts attempts again). Not stored; set by ``claim`` or by the adapter that claimed the row."""
     events: list[Event] = attrs.field(factory=list, eq=False, repr=False)
 
     @classmethod
@@ -124,6 +126,7 @@ class OutboxMessage:
         self.locked_until = now + lease
         self.attempts += 1
         self.claimed_attempt = self.attempts
+        self.claimed_until = self.locked_until
         self.updated_at = now
 
     def over_budget(self, policy: RetryPolicy) -> bool:

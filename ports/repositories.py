@@ -152,8 +152,9 @@ class OutboxRepository(Protocol):
 
     def save_outcome(self, message: OutboxMessage) -> bool:
         """Store the outcome of an attempt and its events, only if the row is still ``sending``
-        with the attempt number it was claimed with (the fencing token). Returns False, storing
-        nothing, when a later claim took the row over.
+        under the claim it was sent with: ``attempts = claimed_attempt`` and ``locked_until =
+        claimed_until`` (the fencing token). Returns False, storing nothing, when a later claim
+        took the row over.
         """
         ...
 

@@ -261,6 +261,7 @@ class MemoryOutboxRepository(_Repo):
             or stored.tenant_id != message.tenant_id
             or stored.status is not OutboxStatus.SENDING
             or stored.attempts != message.claimed_attempt
+            or stored.locked_until != message.claimed_until
         ):
             message.pull_events()
             return False
