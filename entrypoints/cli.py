@@ -16,6 +16,9 @@ from entrypoints.settings import ConfigError
 COMMAND_MODULES = (
     "entrypoints.commands.simulate",
     "entrypoints.commands.outbox",
+    "entrypoints.commands.migrate",
+    "entrypoints.commands.tenants",
+    "entrypoints.commands.sellers",
     "entrypoints.commands.worker",
 )
 

@@ -14,6 +14,8 @@ from dependency_injector import containers, providers
 
 from adapters.memory.store import MemoryStore, MemoryUnitOfWorkFactory
 from adapters.simulated.provider import SimulatedMessagingProvider
+from adapters.sqlalchemy.engine import build_engine
+from adapters.sqlalchemy.unit_of_work import SqlUnitOfWorkFactory
 from adapters.system.clock import SystemClock, TimeOrderedIds
 from adapters.system.rate_limit import TokenBucketRateLimiter
 from adapters.twilio.provider import TwilioMessagingProvider
@@ -37,9 +39,11 @@ class Container(containers.DeclarativeContainer):
     )
 
     memory_store = providers.Singleton(MemoryStore)
+    engine = providers.Singleton(build_engine, config.database_url, config.database_pool_size)
     uow_factory = providers.Selector(
         config.store,
         memory=providers.Singleton(MemoryUnitOfWorkFactory, memory_store),
+        sql=providers.Singleton(SqlUnitOfWorkFactory, engine),
     )
 
     messaging_provider = providers.Selector(

@@ -53,6 +53,10 @@ class TenantRepository(Protocol):
         """Store a new tenant. Raises AlreadyExists for a taken id or WhatsApp number."""
         ...
 
+    def list(self) -> Sequence[Tenant]:
+        """Every tenant, by id (operators' view)."""
+        ...
+
 
 class SellerDirectory(Protocol):
     def find(self, tenant_id: str, phone_e164: str) -> Seller | None:

@@ -115,6 +115,9 @@ class MemoryTenantRepository(_Repo):
             raise AlreadyExists("another tenant already uses this WhatsApp number")
         self._journal.put(self._store.tenants, tenant.id, tenant)
 
+    def list(self) -> Sequence[Tenant]:
+        return sorted(self._store.tenants.values(), key=lambda t: t.id)
+
 
 class MemorySellerDirectory(_Repo):
     def find(self, tenant_id: str, phone_e164: str) -> Seller | None:

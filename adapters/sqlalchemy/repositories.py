@@ -80,7 +80,6 @@ class SqlTenantRepository(_Repository):
             raise AlreadyExists("another tenant already uses this WhatsApp number") from exc
 
     def list(self) -> Sequence[Tenant]:
-        """Every tenant by id (operators' view; not part of the port)."""
         rows = self._tx.execute(sa.select(tenants).order_by(tenants.c.id))
         return [mappers.tenant_to_domain(r._mapping) for r in rows]
 

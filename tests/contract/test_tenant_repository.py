@@ -60,3 +60,12 @@ class TestTenants:
         with uow_factory() as uow:
             assert uow.tenants.get("shop-a") is not None
             assert uow.tenants.get("shop-b") is not None
+
+    def test_tenants_are_listed_by_id(self, uow_factory: UnitOfWorkFactory) -> None:
+        with uow_factory() as uow:
+            uow.tenants.add(tenant("shop-b"))
+            uow.tenants.add(tenant("shop-a"))
+            uow.commit()
+
+        with uow_factory() as uow:
+            assert ["shop-a", "shop-b"] == [t.id for t in uow.tenants.list()]

@@ -1,0 +1,138 @@
+"""``livesell migrate``, ``tenants`` and ``sellers`` on a real database: what an operator types
+before the first message, and the one clear line (exit 2) when it is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adapters.sqlalchemy import migrations
+from entrypoints.cli import main
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """DATABASE_URL for the commands: a new SQLite file (not migrated yet) or the test run's
+    Postgres database (migrated, emptied)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'cli.db'}"
+    else:
+        request.getfixturevalue("pg_reset")
+        url = request.getfixturevalue("postgres_url")
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.delenv("MESSAGING_PROVIDER", raising=False)
+    return url
+
+
+def run(*argv: str) -> int:
+    return main(list(argv))
+
+
+class TestMigrate:
+    def test_migrate_brings_the_database_to_the_newest_revision(
+        self, database: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code = run("migrate")
+
+        assert 0 == code
+        assert migrations.head() == migrations.current(database)
+        assert f"at revision {migrations.head()}" in capsys.readouterr().out
+
+    def test_migrate_twice_changes_nothing(self, database: str) -> None:
+        assert [0, 0] == [run("migrate"), run("migrate")]
+
+    def test_an_unreachable_database_is_one_line_and_exit_1(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        monkeypatch.setenv("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nowhere")
+
+        code = run("migrate")
+
+        err = capsys.readouterr().err
+        assert 1 == code
+        assert 1 == len(err.strip().splitlines())
+        assert "cannot reach" in err
+
+
+class TestTenantsAndSellers:
+    def test_an_operator_registers_a_tenant_and_its_seller(
+        self, database: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        run("migrate")
+
+        codes = [
+            run(
+                "tenants",
+                "add",
+                "--id",
+                "shop-a",
+                "--name",
+                "Shop A",
+                "--whatsapp-number",
+                "+14155238886",
+            ),
+            run(
+                "sellers",
+                "add",
+                "--tenant",
+                "shop-a",
+                "--phone",
+                "06 12 34 56 78",
+                "--name",
+                "Alice",
+            ),
+            run("tenants", "list"),
+            run("sellers", "list", "--tenant", "shop-a"),
+        ]
+
+        out = capsys.readouterr().out
+        assert [0, 0, 0, 0] == codes
+        assert "shop-a\tShop A\tFR\t+14155238886" in out
+        assert "+33612345678\tAlice" in out
+
+    @pytest.mark.parametrize(
+        ("argv", "message"),
+        [
+            (("tenants", "add", "--id", "shop-a", "--name", "Again"), "already exists"),
+            (("tenants", "add", "--id", "shop-b", "--name", "B", "--region", "ZZ"), "region"),
+            (
+                ("tenants", "add", "--id", "shop-b", "--name", "B", "--whatsapp-number", "12"),
+                "invalid phone number",
+            ),
+            (("sellers", "add", "--tenant", "shop-a", "--phone", "12"), "invalid phone number"),
+            (("sellers", "add", "--tenant", "nope", "--phone", "0612345678"), "unknown tenant"),
+            (("sellers", "add", "--tenant", "shop-a", "--phone", "+33612345678"), "already"),
+            (("sellers", "list", "--tenant", "nope"), "unknown tenant"),
+        ],
+    )
+    def test_a_mistake_is_one_clear_line_and_exit_2(
+        self,
+        database: str,
+        capsys: pytest.CaptureFixture[str],
+        argv: tuple[str, ...],
+        message: str,
+    ) -> None:
+        run("migrate")
+        run("tenants", "add", "--id", "shop-a", "--name", "Shop A")
+        run("sellers", "add", "--tenant", "shop-a", "--phone", "0612345678")
+        capsys.readouterr()
+
+        code = run(*argv)
+
+        err = capsys.readouterr().err
+        assert 2 == code
+        assert 1 == len(err.strip().splitlines())
+        assert message in err
+
+    def test_commands_before_migrate_say_so_and_exit_1(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+
+        code = run("tenants", "add", "--id", "shop-a", "--name", "Shop A")
+
+        assert 1 == code
+        assert "livesell migrate" in capsys.readouterr().err
