@@ -33,10 +33,12 @@ def upgrade() -> None:
         sa.Column("close_reason", sa.Text(), nullable=True),
         sa.Column("seller_message_count", sa.Integer(), server_default="0", nullable=False),
         sa.Column("client_message_count", sa.Integer(), server_default="0", nullable=False),
-        sa.CheckConstraint("status IN ('active', 'closed')", name="live_sessions_status_check"),
+        sa.CheckConstraint(
+            "status IN ('active', 'closed')", name=op.f("live_sessions_status_check")
+        ),
         sa.CheckConstraint(
             "close_reason IS NULL OR close_reason IN ('inactivity', 'superseded')",
-            name="live_sessions_close_reason_check",
+            name=op.f("live_sessions_close_reason_check"),
         ),
         sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="live_sessions_tenant_id_fkey"),
         sa.PrimaryKeyConstraint("id", name="live_sessions_pkey"),

@@ -46,11 +46,11 @@ def upgrade() -> None:
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
-            "status IN ('received', 'processed')", name="inbound_messages_status_check"
+            "status IN ('received', 'processed')", name=op.f("inbound_messages_status_check")
         ),
         sa.CheckConstraint(
             "message_type IS NULL OR message_type IN ('seller', 'client')",
-            name="inbound_messages_message_type_check",
+            name=op.f("inbound_messages_message_type_check"),
         ),
         sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name="inbound_messages_tenant_id_fkey"

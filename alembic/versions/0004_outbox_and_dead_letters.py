@@ -44,7 +44,7 @@ def upgrade() -> None:
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "status IN ('pending', 'sending', 'sent', 'failed', 'dead')",
-            name="messages_out_status_check",
+            name=op.f("messages_out_status_check"),
         ),
         sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="messages_out_tenant_id_fkey"),
         sa.PrimaryKeyConstraint("id", name="messages_out_pkey"),
@@ -81,7 +81,7 @@ def upgrade() -> None:
         sa.Column("replayed_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "source IN ('messages_out', 'webhook-processing')",
-            name="dead_letter_jobs_source_check",
+            name=op.f("dead_letter_jobs_source_check"),
         ),
         sa.PrimaryKeyConstraint("id", name="dead_letter_jobs_pkey"),
     )

@@ -179,3 +179,21 @@ def index_definition(url: str, name: str) -> str:
             return str(connection.execute(sa.text(query), {"name": name}).scalar_one())
     finally:
         engine.dispose()
+
+
+class TestConstraintNames:
+    def test_check_constraints_carry_the_names_the_metadata_gives_them(
+        self, empty_database: str
+    ) -> None:
+        migrations.upgrade(empty_database)
+        inspector = inspect(empty_database)
+
+        stored = {c["name"] for t in metadata.tables for c in inspector.get_check_constraints(t)}
+        expected = {
+            c.name
+            for t in metadata.tables.values()
+            for c in t.constraints
+            if isinstance(c, sa.CheckConstraint)
+        }
+
+        assert expected == stored
