@@ -37,6 +37,7 @@ def _copy(obj: T) -> T:
         clone.events = []
     if hasattr(clone, "claimed_attempt"):
         clone.claimed_attempt = None  # the fencing token belongs to the claimer's copy only
+        clone.claimed_until = None
     return clone
 
 

@@ -155,7 +155,8 @@ def outbox_to_row(message: OutboxMessage) -> dict[str, Any]:
 
 
 def outbox_to_domain(row: Row, *, claimed: bool = False) -> OutboxMessage:
-    """``claimed``: the row was just claimed, so its attempt number is the fencing token."""
+    """``claimed``: the row was just claimed, so its attempt number and lease end are the fencing
+    token its outcome will be stored under."""
     return OutboxMessage(
         id=row["id"],
         tenant_id=row["tenant_id"],
@@ -174,6 +175,7 @@ def outbox_to_domain(row: Row, *, claimed: bool = False) -> OutboxMessage:
         updated_at=row["updated_at"],
         sent_at=row["sent_at"],
         claimed_attempt=row["attempts"] if claimed else None,
+        claimed_until=row["locked_until"] if claimed else None,
     )
 
 

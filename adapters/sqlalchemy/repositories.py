@@ -406,7 +406,7 @@ class SqlOutboxRepository(_Repository):
         ]
 
     def save_outcome(self, message: OutboxMessage) -> bool:
-        if message.claimed_attempt is None:
+        if message.claimed_attempt is None or message.claimed_until is None:
             message.pull_events()
             return False
         values = mappers.outbox_to_row(message)
@@ -418,6 +418,7 @@ class SqlOutboxRepository(_Repository):
                 messages_out.c.tenant_id == message.tenant_id,
                 messages_out.c.status == OutboxStatus.SENDING.value,
                 messages_out.c.attempts == message.claimed_attempt,
+                messages_out.c.locked_until == message.claimed_until,
             )
             .values(values)
         )

@@ -202,6 +202,35 @@ class TestSaveOutcome:
         )
         assert 2 == takeover.claimed_attempt
 
+    def test_a_sender_of_an_older_claim_cannot_store_after_a_replay_restarted_the_attempts(
+        self, shops: UnitOfWorkFactory
+    ) -> None:
+        write(shops, outbox("shop-a", "m1"))
+        (stale,) = claim(shops, T0)
+        later = T0 + LEASE + timedelta(seconds=1)
+        (takeover,) = claim(shops, later)
+        takeover.record_failure(
+            DeliveryFailure(transient=False, message="blocked", code="21610"), later, POLICY, "dl"
+        )
+        with shops() as uow:
+            assert uow.outbox.save_outcome(takeover)
+            uow.commit()
+        dead = get(shops, "shop-a", "m1")
+        dead.requeue(at(200))
+        with shops() as uow:
+            assert uow.outbox.requeue(dead)
+            uow.commit()
+        (replayed,) = claim(shops, at(200))
+        stale.mark_sent("SMstale", at(201))
+
+        with shops() as uow:
+            assert not uow.outbox.save_outcome(stale)
+            uow.commit()
+
+        stored = get(shops, "shop-a", "m1")
+        assert (1, 1) == (stale.claimed_attempt, replayed.claimed_attempt)
+        assert (OutboxStatus.SENDING, None) == (stored.status, stored.provider_message_id)
+
     def test_an_unclaimed_copy_cannot_store_an_outcome(self, shops: UnitOfWorkFactory) -> None:
         write(shops, outbox("shop-a", "m1"))
         claim(shops, T0)
