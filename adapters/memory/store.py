@@ -35,8 +35,10 @@ def _copy(obj: T) -> T:
     clone = copy.copy(obj)
     if hasattr(clone, "events"):
         clone.events = []
+    # The fencing token (claimed_attempt, claimed_until) belongs to the claimer's copy only.
     if hasattr(clone, "claimed_attempt"):
-        clone.claimed_attempt = None  # the fencing token belongs to the claimer's copy only
+        clone.claimed_attempt = None
+    if hasattr(clone, "claimed_until"):
         clone.claimed_until = None
     return clone
 
