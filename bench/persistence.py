@@ -13,72 +13,37 @@ pre-ping), statements, commit.
 from __future__ import annotations
 
 import argparse
-import secrets
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from support import START_POSTGRES, bench_database
 
-import sqlalchemy as sa  # noqa: E402
-from sqlalchemy import event  # noqa: E402
-from sqlalchemy.engine import Engine  # noqa: E402
-
-from adapters.memory.clock import FixedClock, SequentialIds  # noqa: E402
-from adapters.sqlalchemy import migrations  # noqa: E402
-from adapters.sqlalchemy.engine import build_engine  # noqa: E402
-from adapters.sqlalchemy.unit_of_work import SqlUnitOfWorkFactory  # noqa: E402
-from application.inbound import process_inbound_message  # noqa: E402
-from application.live_sessions import attach_to_current_session  # noqa: E402
-from domain.inbound import InboundMessage, InboundRecord  # noqa: E402
-from domain.live_sessions import InactivityWindow  # noqa: E402
-from domain.outbox import OutboxMessage  # noqa: E402
-from domain.senders import SenderType  # noqa: E402
-from domain.tenants import Seller, Tenant  # noqa: E402
-from entrypoints.settings import normalise_database_url  # noqa: E402
+from adapters.memory.clock import FixedClock, SequentialIds
+from adapters.sqlalchemy.engine import build_engine
+from adapters.sqlalchemy.unit_of_work import SqlUnitOfWorkFactory
+from application.inbound import process_inbound_message
+from application.live_sessions import attach_to_current_session
+from domain.inbound import InboundMessage, InboundRecord
+from domain.live_sessions import InactivityWindow
+from domain.outbox import OutboxMessage
+from domain.senders import SenderType
+from domain.tenants import Seller, Tenant
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 TENANTS = 50
 WINDOW = InactivityWindow(45)
 LEASE = timedelta(seconds=60)
-START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 
 
 def seller_phone(t: int) -> str:
     return f"+336{t:08d}"
-
-
-@contextmanager
-def bench_database(server: str) -> Iterator[str]:
-    base = sa.make_url(normalise_database_url(server))
-    name = f"livesell_bench_{secrets.token_hex(4)}"
-    admin = sa.create_engine(
-        base.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=sa.NullPool
-    )
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = base.set(database=name).render_as_string(hide_password=False)
-    try:
-        migrations.upgrade(url)
-        yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": name},
-            )
-            connection.exec_driver_sql(f'DROP DATABASE "{name}"')
-        admin.dispose()
 
 
 class Result:
