@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from domain.dead_letters import DeadLetter, DeadLetterSource
+from domain.delivery import DeliveryReport
 from domain.events import Event
 from domain.inbound import InboundRecord
 from domain.live_sessions import LiveSession
@@ -170,6 +171,21 @@ class OutboxRepository(Protocol):
 
     def oldest_due_at(self, now: datetime) -> datetime | None:
         """When the longest-waiting due message became due (the outbox lag)."""
+        ...
+
+    def record_delivery_status(
+        self, tenant_id: str, message_id: str, report: DeliveryReport
+    ) -> bool:
+        """Store a provider's delivery report in one conditional write: only where ``id`` and
+        ``tenant_id`` match and the stored delivery status is one ``report.status`` may replace
+        (``DeliveryStatus.may_replace``), so concurrent reports never move it backwards. Returns
+        False, storing nothing, for an unknown message or a report that is stale or repeated.
+        Leaves the outbox ``status`` and every sender column alone.
+        """
+        ...
+
+    def delivery_report(self, tenant_id: str, message_id: str) -> DeliveryReport | None:
+        """The delivery report stored for the message, or None (no report yet, or no message)."""
         ...
 
 

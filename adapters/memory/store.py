@@ -18,6 +18,7 @@ from typing import Any, Self, TypeVar
 import attrs
 
 from domain.dead_letters import DeadLetter, DeadLetterSource
+from domain.delivery import DeliveryReport
 from domain.events import Event
 from domain.inbound import InboundRecord, InboundStatus
 from domain.live_sessions import LiveSession, SessionStatus
@@ -63,6 +64,7 @@ class MemoryStore:
         self.sessions: dict[str, LiveSession] = {}
         self.inbound: dict[tuple[str, str], InboundRecord] = {}
         self.outbox: dict[str, OutboxMessage] = {}
+        self.deliveries: dict[str, DeliveryReport] = {}
         self.dead_letters: dict[str, DeadLetter] = {}
         self.events: list[EventRow] = []
 
@@ -293,6 +295,24 @@ class MemoryOutboxRepository(_Repo):
     def oldest_due_at(self, now: datetime) -> datetime | None:
         due = [_due_since(m) for m in self._store.outbox.values() if m.is_due(now)]
         return min(due) if due else None
+
+    def record_delivery_status(
+        self, tenant_id: str, message_id: str, report: DeliveryReport
+    ) -> bool:
+        stored = self._store.outbox.get(message_id)
+        if stored is None or stored.tenant_id != tenant_id:
+            return False
+        current = self._store.deliveries.get(message_id)
+        if not report.status.may_replace(current.status if current else None):
+            return False
+        self._journal.put(self._store.deliveries, message_id, report)
+        return True
+
+    def delivery_report(self, tenant_id: str, message_id: str) -> DeliveryReport | None:
+        stored = self._store.outbox.get(message_id)
+        if stored is None or stored.tenant_id != tenant_id:
+            return None
+        return self._store.deliveries.get(message_id)
 
 
 def _due_since(message: OutboxMessage) -> datetime:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.engine import RowMapping
 
 from domain.dead_letters import DeadLetter, DeadLetterSource
+from domain.delivery import DeliveryReport, DeliveryStatus
 from domain.events import Event
 from domain.inbound import InboundMessage, InboundRecord, InboundStatus
 from domain.live_sessions import CloseReason, LiveSession, SessionStatus
@@ -176,6 +177,26 @@ def outbox_to_domain(row: Row, *, claimed: bool = False) -> OutboxMessage:
         sent_at=row["sent_at"],
         claimed_attempt=row["attempts"] if claimed else None,
         claimed_until=row["locked_until"] if claimed else None,
+    )
+
+
+def delivery_to_row(report: DeliveryReport) -> dict[str, Any]:
+    """The ``messages_out`` delivery columns; never part of ``outbox_to_row``, so a sender's
+    outcome cannot overwrite a report that arrived meanwhile."""
+    return {
+        "delivery_status": report.status.value,
+        "delivery_error_code": report.error_code,
+        "delivery_updated_at": report.updated_at,
+    }
+
+
+def delivery_to_domain(row: Row) -> DeliveryReport | None:
+    if row["delivery_status"] is None:
+        return None
+    return DeliveryReport(
+        status=DeliveryStatus(row["delivery_status"]),
+        error_code=row["delivery_error_code"],
+        updated_at=row["delivery_updated_at"],
     )
 
 

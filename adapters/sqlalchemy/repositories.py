@@ -32,6 +32,7 @@ from adapters.sqlalchemy.tables import (
 from adapters.sqlalchemy.transaction import Transaction
 from adapters.sqlalchemy.types import UtcDateTime
 from domain.dead_letters import DeadLetter, DeadLetterSource
+from domain.delivery import DeliveryReport
 from domain.events import Event
 from domain.inbound import InboundRecord
 from domain.live_sessions import LiveSession
@@ -452,6 +453,35 @@ class SqlOutboxRepository(_Repository):
         statement = sa.select(sa.func.min(_DUE_SINCE)).where(_is_due(now))
         value: datetime | None = self._tx.execute(statement).scalar()
         return value
+
+    def record_delivery_status(
+        self, tenant_id: str, message_id: str, report: DeliveryReport
+    ) -> bool:
+        """One conditional UPDATE: concurrent reports serialise on the row, and each re-checks
+        the stored status after the other committed, so none moves it backwards."""
+        replaceable = sorted(s.value for s in report.status.replaceable())
+        statement = (
+            sa.update(messages_out)
+            .where(
+                messages_out.c.id == message_id,
+                messages_out.c.tenant_id == tenant_id,
+                sa.or_(
+                    messages_out.c.delivery_status.is_(None),
+                    messages_out.c.delivery_status.in_(replaceable),
+                ),
+            )
+            .values(mappers.delivery_to_row(report))
+        )
+        return self._tx.execute(statement).rowcount == 1
+
+    def delivery_report(self, tenant_id: str, message_id: str) -> DeliveryReport | None:
+        statement = sa.select(
+            messages_out.c.delivery_status,
+            messages_out.c.delivery_error_code,
+            messages_out.c.delivery_updated_at,
+        ).where(messages_out.c.id == message_id, messages_out.c.tenant_id == tenant_id)
+        row = self._tx.execute(statement).first()
+        return mappers.delivery_to_domain(row._mapping) if row else None
 
 
 class SqlDeadLetterRepository(_Repository):

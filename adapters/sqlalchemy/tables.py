@@ -143,6 +143,10 @@ messages_out = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("sent_at", UtcDateTime, nullable=True),
+    # The provider's delivery report (status callbacks, forward only; domain.delivery).
+    sa.Column("delivery_status", sa.Text, nullable=True),
+    sa.Column("delivery_error_code", sa.Text, nullable=True),
+    sa.Column("delivery_updated_at", UtcDateTime, nullable=True),
     _status_check("status", ("pending", "sending", "sent", "failed", "dead")),
 )
 WAITING = messages_out.c.status.in_(("pending", "failed"))
