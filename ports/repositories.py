@@ -201,7 +201,17 @@ class DeadLetterRepository(Protocol):
         source: DeadLetterSource | None = None,
         since: datetime | None = None,
         limit: int = 100,
-    ) -> Sequence[DeadLetter]: ...
+        replayed: bool | None = None,
+    ) -> Sequence[DeadLetter]:
+        """Operators' view, newest first: at most ``limit`` dead letters created at or after
+        ``since``, of one tenant and one source when given; ``replayed`` False keeps those not
+        replayed yet, True those replayed, None both."""
+        ...
+
+    def count(self, *, since: datetime | None = None, replayed: bool | None = None) -> int:
+        """How many dead letters were created at or after ``since`` (any tenant), with the same
+        ``replayed`` filter as ``list`` (operators' view: ``livesell stats``, metrics)."""
+        ...
 
     def mark_replayed(self, dead_letter: DeadLetter) -> bool:
         """Store ``replayed_at`` only if it was not replayed yet; False otherwise."""

@@ -336,6 +336,7 @@ class MemoryDeadLetterRepository(_Repo):
         source: DeadLetterSource | None = None,
         since: datetime | None = None,
         limit: int = 100,
+        replayed: bool | None = None,
     ) -> Sequence[DeadLetter]:
         rows = [
             d
@@ -343,9 +344,18 @@ class MemoryDeadLetterRepository(_Repo):
             if (tenant_id is None or d.tenant_id == tenant_id)
             and (source is None or d.source is source)
             and (since is None or d.created_at >= since)
+            and (replayed is None or d.replayed is replayed)
         ]
         rows.sort(key=lambda d: (d.created_at, d.id), reverse=True)
         return [_copy(d) for d in rows[:limit]]
+
+    def count(self, *, since: datetime | None = None, replayed: bool | None = None) -> int:
+        return sum(
+            1
+            for d in self._store.dead_letters.values()
+            if (since is None or d.created_at >= since)
+            and (replayed is None or d.replayed is replayed)
+        )
 
     def mark_replayed(self, dead_letter: DeadLetter) -> bool:
         stored = self._store.dead_letters.get(dead_letter.id)

@@ -501,18 +501,23 @@ class SqlDeadLetterRepository(_Repository):
         source: DeadLetterSource | None = None,
         since: datetime | None = None,
         limit: int = 100,
+        replayed: bool | None = None,
     ) -> Sequence[DeadLetter]:
         statement = sa.select(dead_letter_jobs)
         if tenant_id is not None:
             statement = statement.where(dead_letter_jobs.c.tenant_id == tenant_id)
         if source is not None:
             statement = statement.where(dead_letter_jobs.c.source == source.value)
-        if since is not None:
-            statement = statement.where(dead_letter_jobs.c.created_at >= since)
+        statement = statement.where(*_dead_letter_filters(since, replayed))
         statement = statement.order_by(
             dead_letter_jobs.c.created_at.desc(), dead_letter_jobs.c.id.desc()
         ).limit(limit)
         return [mappers.dead_letter_to_domain(r._mapping) for r in self._tx.execute(statement)]
+
+    def count(self, *, since: datetime | None = None, replayed: bool | None = None) -> int:
+        statement = sa.select(sa.func.count()).select_from(dead_letter_jobs)
+        statement = statement.where(*_dead_letter_filters(since, replayed))
+        return int(self._tx.execute(statement).scalar_one())
 
     def mark_replayed(self, dead_letter: DeadLetter) -> bool:
         if dead_letter.replayed_at is None:
@@ -526,6 +531,18 @@ class SqlDeadLetterRepository(_Repository):
             .values(replayed_at=dead_letter.replayed_at)
         )
         return self._tx.execute(statement).rowcount == 1
+
+
+def _dead_letter_filters(
+    since: datetime | None, replayed: bool | None
+) -> list[sa.ColumnElement[bool]]:
+    filters: list[sa.ColumnElement[bool]] = []
+    if since is not None:
+        filters.append(dead_letter_jobs.c.created_at >= since)
+    if replayed is not None:
+        column = dead_letter_jobs.c.replayed_at
+        filters.append(column.is_not(None) if replayed else column.is_(None))
+    return filters
 
 
 class SqlEventLog(_Repository):
