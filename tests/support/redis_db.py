@@ -1,0 +1,60 @@
+"""A Redis logical database of its own for a test run, on the shared server on 127.0.0.1.
+
+RQ's key names are fixed (``rq:queue:webhook-processing`` ...), so runs are isolated by database
+number: ``claim_redis_db`` takes the first of databases 15, 14, ... 8 that is empty, marks it with
+a claim key (so a concurrent run skips it) and ``release`` empties that database only. Database 0,
+which others use, is never touched; nothing calls FLUSHALL.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+REDIS_SERVER = os.environ.get("LIVESELL_TEST_REDIS", "redis://127.0.0.1:6379")
+CANDIDATE_DBS = tuple(range(15, 7, -1))
+CLAIM_KEY = "livesell:test-claim"
+CLAIM_SECONDS = 3600
+START_REDIS = "redis-server --daemonize yes"
+
+
+class RedisTestDb:
+    """A claimed database: ``url`` for clients and subprocesses, ``client`` for assertions."""
+
+    def __init__(self, db: int) -> None:
+        self.db = db
+        self.url = f"{REDIS_SERVER.rstrip('/')}/{db}"
+        self.client = Redis.from_url(self.url)
+
+    def flush(self) -> None:
+        """Empty this database (every key a test made), keeping the claim."""
+        claim = self.client.get(CLAIM_KEY)
+        self.client.flushdb()
+        if claim is not None:
+            self.client.set(CLAIM_KEY, claim, ex=CLAIM_SECONDS)
+
+    def release(self) -> None:
+        self.client.flushdb()
+        self.client.close()
+
+
+def claim_redis_db() -> RedisTestDb:
+    """Claim an empty database; fails (never skips) when Redis is down or none is free."""
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    for db in CANDIDATE_DBS:
+        client = Redis.from_url(f"{REDIS_SERVER.rstrip('/')}/{db}", socket_connect_timeout=3)
+        try:
+            if client.dbsize() == 0 and client.set(CLAIM_KEY, owner, nx=True, ex=CLAIM_SECONDS):
+                return RedisTestDb(db)
+        except RedisConnectionError as exc:
+            pytest.fail(
+                f"Redis is unreachable at {REDIS_SERVER} ({exc}). Start it with: {START_REDIS}",
+                pytrace=False,
+            )
+        finally:
+            client.close()
+    pytest.fail(f"no empty Redis database among {CANDIDATE_DBS} for this test run", pytrace=False)
