@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "entrypoints.commands.worker",
 )
 
+    "entrypoints.commands.webhook",
 EXIT_USAGE = 2
 
 

@@ -13,6 +13,9 @@ import attrs
 from dependency_injector import containers, providers
 
 from adapters.memory.store import MemoryStore, MemoryUnitOfWorkFactory
+from adapters.rq.connection import redis_connection
+from adapters.rq.queue import RqInboundQueue
+from adapters.rq.spec import JobSpec
 from adapters.simulated.provider import SimulatedMessagingProvider
 from adapters.sqlalchemy.engine import build_engine
 from adapters.sqlalchemy.unit_of_work import SqlUnitOfWorkFactory
@@ -69,6 +72,14 @@ class Container(containers.DeclarativeContainer):
     rate_limiter = providers.Singleton(
         TokenBucketRateLimiter, rate=config.outbox_rate_limit_per_second
     )
+
+    # Producers of webhook-processing jobs (the webhook, the inbox reconciler). Nothing connects
+    # until the first enqueue; an unreachable Redis raises ports.queue.QueueUnavailable then.
+    queue_redis = providers.Singleton(
+        redis_connection, config.redis_url, config.redis_token, client_name="livesell-producer"
+    )
+    webhook_job_spec = providers.Singleton(JobSpec.webhook_processing, retry_policy)
+    inbound_queue = providers.Singleton(RqInboundQueue, queue_redis, webhook_job_spec)
 
 
 def build(settings: Settings | None = None, *, store: str = "sql") -> Container:

@@ -28,6 +28,7 @@ PARTS: dict[str, str] = {
     "webhook": "entrypoints.webhook_worker",
     "outbox": "entrypoints.outbox_worker",
     "closer": "entrypoints.closer",
+    "reconciler": "entrypoints.inbox_reconciler",
 }
 EXIT_OK = 0
 EXIT_PART_DIED = 1

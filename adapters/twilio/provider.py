@@ -89,7 +89,8 @@ class TwilioMessagingProvider:
         """Where Twilio reports delivery status for this message, or None when not configured."""
         if self._callback_base is None:
             return None
-        query = urlencode({"outboxId": request.outbox_id})
+        # Both ids are covered by Twilio's signature of the callback (ADR 0008).
+        query = urlencode({"tenantId": request.tenant_id, "outboxId": request.outbox_id})
         return f"{self._callback_base}{STATUS_CALLBACK_PATH}?{query}"
 
     def send(self, request: SendRequest) -> SendReceipt:

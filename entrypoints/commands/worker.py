@@ -14,7 +14,7 @@ from typing import Any
 
 from entrypoints.runner import PARTS
 
-DEFAULT_PARTS = ("webhook", "outbox", "closer")
+DEFAULT_PARTS = ("webhook", "outbox", "closer", "reconciler")
 EXIT_UNAVAILABLE = 1
 
 

@@ -127,7 +127,7 @@ class TestProviderSelection:
             outbox_id="01X", tenant_id="t", to_phone="+33612345678", body="b", correlation_id="c"
         )
         assert "+14155238886" == provider.sender_key(request)
-        assert "https://hooks.example.com/webhooks/twilio/status?outboxId=01X" == (
+        assert "https://hooks.example.com/webhooks/twilio/status?tenantId=t&outboxId=01X" == (
             provider.status_callback(request)
         )
 

@@ -126,7 +126,7 @@ class TestSendingAMessage:
         assert "whatsapp:" + DEFAULT_NUMBER == form(responses.calls[0])["From"]
 
     @responses.activate
-    def test_asks_for_status_callbacks_carrying_the_outbox_id_when_a_base_url_is_set(
+    def test_asks_for_status_callbacks_carrying_the_tenant_and_outbox_ids_when_a_base_url_is_set(
         self,
     ) -> None:
         responses.post(URL, json=success_body(), status=201)
@@ -136,7 +136,7 @@ class TestSendingAMessage:
         )
 
         assert (
-            "https://hooks.example.com/webhooks/twilio/status?outboxId=01ABC"
+            "https://hooks.example.com/webhooks/twilio/status?tenantId=shop&outboxId=01ABC"
             == form(responses.calls[0])["StatusCallback"]
         )
 

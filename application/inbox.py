@@ -1,0 +1,327 @@
+"""The durable inbox (ADR 0008): what the webhook does with a verified Twilio request.
+
+An inbound message is recorded ``received`` in the database before the webhook answers, then
+enqueued on ``webhook-processing``; the processor marks it processed. A message whose enqueue
+failed (Redis down, evicted, a crash between commit and enqueue) stays ``received``, and
+``reconcile_inbox`` enqueues it again later: processing is idempotent, so a second job is harmless.
+
+Delivery status callbacks update the outbox row's delivery report, forward only
+(``domain.delivery``).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import attrs
+
+from application.inbound import RejectReason, reject_inbound
+from domain.delivery import DeliveryReport, DeliveryStatus
+from domain.errors import FieldError, InvalidPayload, InvalidPhoneNumber
+from domain.inbound import InboundMessage, InboundRecord
+from domain.phones import normalise_phone
+from ports.clock import Clock, IdGenerator
+from ports.queue import InboundQueue, QueueUnavailable
+from ports.repositories import DuplicateInboundMessage
+from ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
+
+log = logging.getLogger("livesell.inbox")
+
+TO_NUMBER_REGION = "US"
+"""Twilio sends ``To`` in E.164 (``whatsapp:+14155238886``); the region only reads a number
+written without ``+``, which Twilio never sends."""
+
+
+@attrs.frozen(kw_only=True)
+class WebhookMessage:
+    """An inbound message as the webhook read it from the provider, before its tenant is known."""
+
+    provider_message_id: str
+    from_address: str
+    to_address: str
+    body: str
+    profile_name: str | None = None
+    num_media: int = 0
+    media_urls: tuple[str, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class Recorded:
+    """Recorded ``received``; ``enqueued`` False means the reconciler will enqueue it later."""
+
+    tenant_id: str
+    record_id: str
+    correlation_id: str
+    enqueued: bool
+    job_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Duplicate:
+    """Already recorded (a provider retry): nothing recorded or enqueued again."""
+
+    tenant_id: str
+    record_id: str
+    correlation_id: str
+    processed: bool
+
+
+@attrs.frozen(kw_only=True)
+class UnknownNumber:
+    """No tenant has the number the message was sent to: nothing recorded or enqueued."""
+
+    to_address: str
+
+
+@attrs.frozen(kw_only=True)
+class Invalid:
+    """The message breaks the payload contract (SPEC §2): kept as a dead letter, not enqueued."""
+
+    errors: tuple[FieldError, ...]
+    dead_letter_id: str
+
+
+ReceiveOutcome = Recorded | Duplicate | UnknownNumber | Invalid
+
+
+def receive_inbound_message(
+    message: WebhookMessage,
+    *,
+    correlation_id: str | None,
+    uow_factory: UnitOfWorkFactory,
+    queue: InboundQueue,
+    clock: Clock,
+    ids: IdGenerator,
+) -> ReceiveOutcome:
+    """Record one inbound message in the durable inbox, then enqueue it once.
+
+    The tenant is the one whose WhatsApp number is ``to_address``. A repeated
+    ``provider_message_id`` of the tenant is a Duplicate: neither recorded nor enqueued again.
+    A queue failure is not an error (the message is durable; the reconciler enqueues it).
+    Raises StoreUnavailable when the database cannot record it: the caller must not answer
+    success then.
+    """
+    now = clock.now()
+    try:
+        number = normalise_phone(message.to_address, TO_NUMBER_REGION)
+    except InvalidPhoneNumber:
+        return UnknownNumber(to_address=message.to_address)
+    correlation_id = correlation_id or ids.new_id()
+    with uow_factory() as uow:
+        tenant = uow.tenants.find_by_whatsapp_number(number)
+        if tenant is None:
+            return UnknownNumber(to_address=message.to_address)
+        payload = _payload(message, tenant.id, correlation_id, now)
+        try:
+            record = InboundRecord(
+                id=ids.new_id(), message=InboundMessage.from_payload(payload, now)
+            )
+        except InvalidPayload as exc:
+            invalid: InvalidPayload | None = exc
+        else:
+            invalid = None
+            try:
+                uow.inbound.add(record)
+            except DuplicateInboundMessage:
+                return _duplicate(uow, tenant.id, message.provider_message_id)
+            uow.commit()
+    if invalid is not None:
+        rejected = reject_inbound(
+            payload,
+            RejectReason.INVALID_PAYLOAD,
+            str(invalid),
+            uow_factory=uow_factory,
+            clock=clock,
+            ids=ids,
+            tenant_id=tenant.id,
+        )
+        return Invalid(errors=invalid.errors, dead_letter_id=rejected.dead_letter_id)
+    job_id = _enqueue(record, queue)
+    return Recorded(
+        tenant_id=tenant.id,
+        record_id=record.id,
+        correlation_id=correlation_id,
+        enqueued=job_id is not None,
+        job_id=job_id,
+    )
+
+
+def _payload(
+    message: WebhookMessage, tenant_id: str, correlation_id: str, now: datetime
+) -> dict[str, Any]:
+    """The SPEC §2 job payload of a webhook message."""
+    return {
+        "tenantId": tenant_id,
+        "providerMessageId": message.provider_message_id,
+        "from": message.from_address,
+        "to": message.to_address,
+        "body": message.body,
+        "correlationId": correlation_id,
+        "receivedAt": now.isoformat(),
+        "profileName": message.profile_name,
+        "numMedia": message.num_media,
+        "mediaUrls": list(message.media_urls),
+    }
+
+
+def _duplicate(uow: UnitOfWork, tenant_id: str, provider_message_id: str) -> Duplicate:
+    first = uow.inbound.get(tenant_id, provider_message_id)
+    if first is None:  # pragma: no cover - the conflicting row cannot vanish
+        raise DuplicateInboundMessage(f"inbound message {provider_message_id!r} vanished")
+    return Duplicate(
+        tenant_id=tenant_id,
+        record_id=first.id,
+        correlation_id=first.message.correlation_id,
+        processed=first.is_processed,
+    )
+
+
+def _enqueue(record: InboundRecord, queue: InboundQueue) -> str | None:
+    """Enqueue a recorded message; None when the queue could not take it (it stays received)."""
+    context = {
+        "tenantId": record.tenant_id,
+        "providerMessageId": record.provider_message_id,
+        "correlationId": record.message.correlation_id,
+    }
+    try:
+        return queue.enqueue(record.message.to_payload())
+    except QueueUnavailable as exc:
+        log.warning(
+            "Inbound message recorded, enqueue deferred to the reconciler",
+            extra={"context": {**context, "error": str(exc)}},
+        )
+    except Exception:  # the message is durable: a queue bug must not fail the request
+        log.exception(
+            "Inbound message recorded, enqueue failed; deferred to the reconciler",
+            extra={"context": context},
+        )
+    return None
+
+
+@attrs.frozen(kw_only=True)
+class ReconcileReport:
+    """One reconciler pass: records found still ``received``, how many were enqueued again, how
+    many were left for a later pass (enqueued again recently), and the queue error that stopped
+    the pass early, if any."""
+
+    found: int
+    enqueued: int
+    deferred: int = 0
+    queue_error: str | None = None
+
+
+class RequeueSchedule:
+    """When a record still ``received`` may be enqueued again. After each re-enqueue its wait
+    doubles (from ``first_wait`` up to ``max_wait``), so a long queue backlog, where records wait
+    because their jobs have not run yet, is not multiplied by the reconciler. Kept in memory: a
+    restarted reconciler starts again from ``first_wait`` (a duplicate job is harmless)."""
+
+    def __init__(self, first_wait: timedelta, max_wait: timedelta) -> None:
+        self.first_wait = first_wait
+        self.max_wait = max(max_wait, first_wait)
+        self._next: dict[str, tuple[datetime, timedelta]] = {}
+
+    def is_due(self, record_id: str, now: datetime) -> bool:
+        entry = self._next.get(record_id)
+        return entry is None or entry[0] <= now
+
+    def enqueued(self, record_id: str, now: datetime) -> None:
+        previous = self._next.get(record_id)
+        wait = self.first_wait if previous is None else min(previous[1] * 2, self.max_wait)
+        self._next[record_id] = (now + wait, wait)
+
+    def keep_only(self, record_ids: set[str]) -> None:
+        """Forget records no longer waiting (processed since)."""
+        for record_id in set(self._next) - record_ids:
+            del self._next[record_id]
+
+
+def reconcile_inbox(
+    *,
+    uow_factory: UnitOfWorkFactory,
+    queue: InboundQueue,
+    clock: Clock,
+    older_than: timedelta,
+    limit: int,
+    schedule: RequeueSchedule | None = None,
+) -> ReconcileReport:
+    """Enqueue again up to ``limit`` records still ``received`` since before ``now - older_than``,
+    oldest first, any tenant, skipping those ``schedule`` says were enqueued again too recently.
+    Stops at the first queue failure (the next pass tries again). Raises StoreUnavailable when
+    the database cannot be read."""
+    now = clock.now()
+    with uow_factory() as uow:
+        waiting = list(uow.inbound.list_received_before(now - older_than, limit))
+    if schedule is not None and len(waiting) < limit:
+        schedule.keep_only({record.id for record in waiting})
+    enqueued = deferred = 0
+    for record in waiting:
+        if schedule is not None and not schedule.is_due(record.id, now):
+            deferred += 1
+            continue
+        try:
+            queue.enqueue(record.message.to_payload())
+        except QueueUnavailable as exc:
+            return ReconcileReport(
+                found=len(waiting), enqueued=enqueued, deferred=deferred, queue_error=str(exc)
+            )
+        enqueued += 1
+        if schedule is not None:
+            schedule.enqueued(record.id, now)
+        log.info(
+            "Inbound message enqueued again by the reconciler",
+            extra={
+                "context": {
+                    "tenantId": record.tenant_id,
+                    "providerMessageId": record.provider_message_id,
+                    "correlationId": record.message.correlation_id,
+                    "receivedAt": record.message.received_at.isoformat(),
+                }
+            },
+        )
+    return ReconcileReport(found=len(waiting), enqueued=enqueued, deferred=deferred)
+
+
+@attrs.frozen(kw_only=True)
+class DeliveryRecorded:
+    """The report moved the message's delivery status forward."""
+
+    status: DeliveryStatus
+
+
+@attrs.frozen(kw_only=True)
+class DeliveryIgnored:
+    """The report changed nothing: ``stale`` (repeated, out of order, after a final status),
+    ``unknown_status`` (a status not tracked) or ``unknown_message`` (no such outbox row of the
+    tenant)."""
+
+    reason: str
+
+
+DeliveryOutcome = DeliveryRecorded | DeliveryIgnored
+
+
+def record_delivery_report(
+    *,
+    tenant_id: str,
+    outbox_id: str,
+    status: str,
+    error_code: str | None,
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+) -> DeliveryOutcome:
+    """Store a provider's status report for an outbound message, forward only. Repeated and
+    out-of-order reports are ignored, never errors. Raises StoreUnavailable."""
+    delivery = DeliveryStatus.from_provider(status)
+    if delivery is None:
+        return DeliveryIgnored(reason="unknown_status")
+    report = DeliveryReport.of(delivery, clock.now(), error_code)
+    with uow_factory() as uow:
+        if uow.outbox.record_delivery_status(tenant_id, outbox_id, report):
+            uow.commit()
+            return DeliveryRecorded(status=delivery)
+        if uow.outbox.get(tenant_id, outbox_id) is None:
+            return DeliveryIgnored(reason="unknown_message")
+    return DeliveryIgnored(reason="stale")

@@ -1,0 +1,84 @@
+"""``livesell webhook [--host --port --workers]``: serve the Twilio webhook with uvicorn.
+
+Without ``TWILIO_AUTH_TOKEN`` the webhook refuses to start (exit 2): an unverified webhook lets
+anyone on the internet write inbound messages for any tenant. ``--insecure-skip-signature`` serves
+it without verification, for local development only, and says so in the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+GRACEFUL_SHUTDOWN_SECONDS = 25
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "webhook",
+        help="serve the Twilio webhook (inbound messages, status callbacks, health)",
+        description=(
+            "Serve POST /webhooks/twilio/messages, POST /webhooks/twilio/status, GET /healthz "
+            "and GET /readyz with uvicorn. Needs TWILIO_AUTH_TOKEN to verify X-Twilio-Signature; "
+            "set WEBHOOK_PUBLIC_BASE_URL to the public https URL when behind a proxy."
+        ),
+    )
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"port to bind (default: $PORT, else {DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes (default 1; each has its own database pool)",
+    )
+    parser.add_argument(
+        "--insecure-skip-signature",
+        action="store_true",
+        help="do NOT verify X-Twilio-Signature (local development only)",
+    )
+    parser.set_defaults(handler=serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from entrypoints.cli import UsageError
+    from entrypoints.logs import configure_logging, current_worker
+    from entrypoints.settings import ConfigError, Settings
+    from entrypoints.webhook_app import INSECURE_ENV, TOKEN_REQUIRED, WORKER_NAME
+
+    settings = Settings.from_env()
+    if not settings.twilio_auth_token and not args.insecure_skip_signature:
+        raise ConfigError("TWILIO_AUTH_TOKEN", TOKEN_REQUIRED)
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    port = args.port if args.port is not None else int(os.environ.get("PORT") or DEFAULT_PORT)
+    configure_logging(settings.log_format, settings.log_level)
+    current_worker.set(WORKER_NAME)
+    if args.insecure_skip_signature:
+        os.environ[INSECURE_ENV] = "1"
+    else:
+        os.environ.pop(INSECURE_ENV, None)
+    uvicorn.run(
+        "entrypoints.webhook_app:create_app_from_env",
+        factory=True,
+        host=args.host,
+        port=port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        proxy_headers=True,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    return 0
