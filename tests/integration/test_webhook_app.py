@@ -13,7 +13,6 @@ from urllib.parse import urlencode
 import pytest
 import sqlalchemy as sa
 from rq import Queue
-from twilio.request_validator import RequestValidator
 
 from adapters.rq.spec import QUEUE_NAME
 from adapters.sqlalchemy.engine import build_engine
@@ -27,6 +26,15 @@ from ports.unit_of_work import UnitOfWorkFactory
 from tests.support.redis_db import RedisTestDb
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.testclient import TestClient
+from tests.support.twilio_webhook import (
+    BASE,
+    CLIENT,
+    FORM,
+    SHOP_NUMBER,
+    TOKEN,
+    sign,
+    twilio_form,
+)
 from tests.support.webhook import (  # noqa: F401 - fixtures
     container_on,
     count,
@@ -36,42 +44,10 @@ from tests.support.webhook import (  # noqa: F401 - fixtures
     webhook_settings,
 )
 
-TOKEN = "12345678901234567890123456789012"
-BASE = "https://hooks.example.com"
-SHOP_NUMBER = "+14155238886"
 OTHER_SHOP_NUMBER = "+14155230000"
-CLIENT = "+33612345678"
-FORM = "application/x-www-form-urlencoded"
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def twilio_form(sid: str = "SM" + "a" * 32, **fields: str) -> dict[str, str]:
-    """An inbound WhatsApp message as Twilio posts it."""
-    form = {
-        "SmsMessageSid": sid,
-        "NumMedia": "0",
-        "ProfileName": "Bob",
-        "MessageType": "text",
-        "SmsSid": sid,
-        "WaId": CLIENT.lstrip("+"),
-        "SmsStatus": "received",
-        "Body": "Je prends le 3 !",
-        "To": f"whatsapp:{SHOP_NUMBER}",
-        "NumSegments": "1",
-        "ReferralNumMedia": "0",
-        "MessageSid": sid,
-        "AccountSid": "AC" + "1" * 32,
-        "From": f"whatsapp:{CLIENT}",
-        "ApiVersion": "2010-04-01",
-    }
-    form.update(fields)
-    return form
-
-
-def sign(url: str, params: Mapping[str, str], token: str = TOKEN) -> str:
-    return str(RequestValidator(token).compute_signature(url, dict(params)))
 
 
 def post_signed(
