@@ -168,10 +168,11 @@ def record_outcomes(
             (a.message, a.result) for a in attempts
         ]
         work.extend((message, None) for message in abandoned)
-        for message, result in work:
+        applied = [(m, *_apply(m, result, now, policy, ids)) for m, result in work]
+        saved = uow.outbox.save_outcomes([message for message, _, _ in applied])
+        for (message, kind, dead_letter), was_saved in zip(applied, saved, strict=True):
             counts["claimed"] += 1
-            kind, dead_letter = _apply(message, result, now, policy, ids)
-            if not uow.outbox.save_outcome(message):
+            if not was_saved:
                 counts["lost"] += 1
                 continue
             if dead_letter is not None:

@@ -163,6 +163,12 @@ class OutboxRepository(Protocol):
         """
         ...
 
+    def save_outcomes(self, messages: Sequence[OutboxMessage]) -> list[bool]:
+        """``save_outcome`` for many messages in one write where the store allows it; returns, in
+        order, whether each was stored.
+        """
+        ...
+
     def requeue(self, message: OutboxMessage) -> bool:
         """Store an operator's requeue of a dead message; False if it was no longer dead."""
         ...

@@ -277,6 +277,9 @@ class MemoryOutboxRepository(_Repo):
         self._events.append(message.pull_events())
         return True
 
+    def save_outcomes(self, messages: Sequence[OutboxMessage]) -> list[bool]:
+        return [self.save_outcome(message) for message in messages]
+
     def requeue(self, message: OutboxMessage) -> bool:
         stored = self._store.outbox.get(message.id)
         if stored is None or stored.tenant_id != message.tenant_id:

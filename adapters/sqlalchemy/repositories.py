@@ -323,6 +323,19 @@ tenant), ranked round-robin across tenants (depth first, then the tenant whose h
 longest), and the first ``limit`` rows are locked with SKIP LOCKED and claimed."""
 
 
+_OUTCOME_FIELDS = (
+    "status", "attempts", "next_attempt_at", "locked_until", "last_error", "last_error_code",
+    "provider_message_id", "updated_at", "sent_at",
+)  # fmt: skip
+_OUTCOME_COLUMNS: tuple[sa.ColumnClause[Any], ...] = (
+    sa.column("id", sa.Text),
+    sa.column("tenant_id", sa.Text),
+    sa.column("claimed_attempt", sa.Integer),
+    sa.column("claimed_until", UtcDateTime),
+    *(sa.column(name, messages_out.c[name].type) for name in _OUTCOME_FIELDS),
+)
+
+
 class SqlOutboxRepository(_Repository):
     def add(self, message: OutboxMessage) -> None:
         if not self._insert_ignoring_conflict(messages_out, mappers.outbox_to_row(message)):
@@ -428,6 +441,46 @@ class SqlOutboxRepository(_Repository):
         if applied:
             self._tx.add_events(events)
         return applied
+
+    def save_outcomes(self, messages: Sequence[OutboxMessage]) -> list[bool]:
+        """One ``UPDATE … FROM (VALUES …) RETURNING id`` on Postgres: one statement for the whole
+        group instead of one per message (the sender's hot path; ADR 0006)."""
+        fenced = [m for m in messages if m.claimed_attempt is not None and m.claimed_until]
+        if not self._tx.is_postgres or len(fenced) < 2:
+            return [self.save_outcome(message) for message in messages]
+        rows = [
+            (m.id, m.tenant_id, m.claimed_attempt, m.claimed_until, m.status.value, m.attempts,
+             m.next_attempt_at, m.locked_until, m.last_error, m.last_error_code,
+             m.provider_message_id, m.updated_at, m.sent_at)
+            for m in fenced
+        ]  # fmt: skip
+        batch = sa.values(*_OUTCOME_COLUMNS, name="outcome").data(rows)
+        statement = (
+            sa.update(messages_out)
+            .where(
+                messages_out.c.id == batch.c.id,
+                messages_out.c.tenant_id == batch.c.tenant_id,
+                messages_out.c.status == OutboxStatus.SENDING.value,
+                messages_out.c.attempts == batch.c.claimed_attempt,
+                messages_out.c.locked_until == batch.c.claimed_until,
+            )
+            .values(
+                {
+                    name: sa.cast(batch.c[name], messages_out.c[name].type)
+                    for name in _OUTCOME_FIELDS
+                }
+            )
+            .returning(messages_out.c.id)
+        )
+        stored_ids = set(self._tx.execute(statement).scalars())
+        results = []
+        for message in messages:
+            events = message.pull_events()
+            applied = message.id in stored_ids
+            if applied:
+                self._tx.add_events(events)
+            results.append(applied)
+        return results
 
     def requeue(self, message: OutboxMessage) -> bool:
         values = mappers.outbox_to_row(message)

@@ -266,6 +266,67 @@ class TestSaveOutcome:
         assert ["message.dead_lettered"] == events
 
 
+class TestSaveOutcomes:
+    def test_a_group_of_outcomes_is_stored_in_order_and_a_superseded_one_is_refused(
+        self, shops: UnitOfWorkFactory
+    ) -> None:
+        write(shops, outbox("shop-a", "m3"))
+        (slow,) = claim(shops, T0)
+        later = T0 + LEASE + timedelta(seconds=1)
+        (takeover,) = claim(shops, later)
+        write(shops, outbox("shop-a", "m1"), outbox("shop-b", "m2"))
+        sent, retried = sorted(claim(shops, later), key=lambda m: m.id)
+        assert ("m1", "m2", "m3", "m3") == (sent.id, retried.id, slow.id, takeover.id)
+        sent.mark_sent("SM1", at(1))
+        retried.record_failure(
+            DeliveryFailure(transient=True, message="busy", code="20429"), at(1), POLICY, "dl-x"
+        )
+        slow.mark_sent("SM3", at(90))
+
+        with shops() as uow:
+            saved = uow.outbox.save_outcomes([sent, retried, slow])
+            uow.commit()
+
+        assert [True, True, False] == saved
+        assert (OutboxStatus.SENT, "SM1", at(1)) == (
+            get(shops, "shop-a", "m1").status,
+            get(shops, "shop-a", "m1").provider_message_id,
+            get(shops, "shop-a", "m1").sent_at,
+        )
+        stored_retry = get(shops, "shop-b", "m2")
+        assert (OutboxStatus.FAILED, at(2), "20429", None) == (
+            stored_retry.status,
+            stored_retry.next_attempt_at,
+            stored_retry.last_error_code,
+            stored_retry.locked_until,
+        )
+        assert (OutboxStatus.SENDING, None) == (
+            get(shops, "shop-a", "m3").status,
+            get(shops, "shop-a", "m3").provider_message_id,
+        )
+        with shops() as uow:
+            events_a = [(e[0], e[2]) for e in uow.events.list(tenant_id="shop-a")]
+            events_b = [(e[0], e[2]) for e in uow.events.list(tenant_id="shop-b")]
+        assert [("message.sent", "m1")] == events_a
+        assert [("message.retry_scheduled", "m2")] == events_b
+
+    def test_nothing_is_stored_when_the_unit_of_work_is_not_committed(
+        self, shops: UnitOfWorkFactory
+    ) -> None:
+        write(shops, outbox("shop-a", "m1"), outbox("shop-a", "m2"))
+        first, second = claim(shops, T0)
+        first.mark_sent("SM1", at(1))
+        second.mark_sent("SM2", at(1))
+
+        with shops() as uow:
+            assert [True, True] == uow.outbox.save_outcomes([first, second])
+
+        assert {OutboxStatus.SENDING} == {
+            get(shops, "shop-a", "m1").status,
+            get(shops, "shop-a", "m2").status,
+        }
+
+
 class TestRequeue:
     def _dead(self, uow_factory: UnitOfWorkFactory) -> OutboxMessage:
         write(uow_factory, outbox("shop-a", "m1"))
