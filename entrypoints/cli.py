@@ -16,13 +16,15 @@ from entrypoints.settings import ConfigError
 COMMAND_MODULES = (
     "entrypoints.commands.simulate",
     "entrypoints.commands.outbox",
+    "entrypoints.commands.dlq",
+    "entrypoints.commands.stats",
     "entrypoints.commands.migrate",
     "entrypoints.commands.tenants",
     "entrypoints.commands.sellers",
     "entrypoints.commands.worker",
+    "entrypoints.commands.webhook",
 )
 
-    "entrypoints.commands.webhook",
 EXIT_USAGE = 2
 
 

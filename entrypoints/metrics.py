@@ -1,0 +1,370 @@
+# mypy: disable-error-code="no-untyped-call"
+"""Prometheus metrics on ``METRICS_PORT`` (SPEC §4; ADR 0009): every definition and the HTTP
+server, in this one module.
+
+Two kinds of metric:
+
+- **events**, counted where they happen by small observers the worker parts call (job runs and
+  their processing time, provider calls by outcome and provider code, recorded outbox outcomes,
+  sessions closed). They live in ``Metrics``, one instance per process (``metrics()``);
+- **levels that need a query** (outbox lag and rows by status, queue depth, active sessions, dead
+  letters waiting), computed at scrape time by ``StoreCollector`` from the same readings as
+  ``livesell stats``, cached a few seconds so several scrapers cost one query.
+
+Several processes: when ``PROMETHEUS_MULTIPROC_DIR`` is set, ``configure_multiprocess`` empties
+that directory at start and switches prometheus_client to its multi-process mode before any metric
+exists: each process writes its counters to files there, the serving process sums them at scrape
+time (``MultiProcessCollector``), and ``mark_process_dead`` is called for a child that exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+from prometheus_client import (
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    multiprocess,
+    values,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import start_http_server
+from prometheus_client.registry import Collector
+from redis import Redis
+from rq import Queue
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+from adapters.rq.connection import queue_errors
+from application.stats import StoreStats
+
+log = logging.getLogger("livesell.metrics")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+SCRAPE_CACHE_SECONDS = 5.0
+JOB_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+SEND_SECONDS_BUCKETS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+METRIC_NAMES = (
+    "livesell_jobs_total",
+    "livesell_job_processing_seconds",
+    "livesell_outbox_sends_total",
+    "livesell_outbox_send_seconds",
+    "livesell_outbox_outcomes_total",
+    "livesell_sessions_closed_total",
+    "livesell_outbox_lag_seconds",
+    "livesell_outbox_messages",
+    "livesell_queue_depth",
+    "livesell_active_sessions",
+    "livesell_dead_letters_not_replayed",
+    "livesell_metrics_source_up",
+)
+"""Every metric this module defines (documented in DEPLOYMENT.md "Metrics")."""
+
+
+# -- event metrics ----------------------------------------------------------------------------
+
+
+class Metrics:
+    """The counters and histograms the worker parts feed."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.jobs = Counter(
+            "livesell_jobs_total",
+            "Job runs by queue and outcome: processed, rejected (dead-lettered without retry), "
+            "retried (failed, a retry is scheduled), failed (failed, no retry left).",
+            ["queue", "outcome"],
+            registry=registry,
+        )
+        self.job_seconds = Histogram(
+            "livesell_job_processing_seconds",
+            "Time to run one job, whatever its outcome.",
+            ["queue"],
+            buckets=JOB_SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self.outbox_sends = Counter(
+            "livesell_outbox_sends_total",
+            "Provider calls by outcome (accepted, transient_failure, permanent_failure) and the "
+            "provider's error code (empty when there is none).",
+            ["outcome", "code"],
+            registry=registry,
+        )
+        self.outbox_send_seconds = Histogram(
+            "livesell_outbox_send_seconds",
+            "Time of one provider call, rate-limit wait included.",
+            buckets=SEND_SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self.outbox_outcomes = Counter(
+            "livesell_outbox_outcomes_total",
+            "Outbox outcomes recorded: sent, retried, dead, lost (a later claim took the row).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.sessions_closed = Counter(
+            "livesell_sessions_closed_total",
+            "Live sessions closed by the closing job.",
+            ["reason"],
+            registry=registry,
+        )
+
+    # The observers the worker parts call. Each takes what the part already has in hand.
+
+    def job_done(self, queue: str, outcome: str, seconds: float) -> None:
+        self.jobs.labels(queue, outcome).inc()
+        self.job_seconds.labels(queue).observe(seconds)
+
+    def send_done(self, outcome: str, code: str | None, seconds: float) -> None:
+        self.outbox_sends.labels(outcome, code or "").inc()
+        self.outbox_send_seconds.observe(seconds)
+
+    def outcomes_recorded(self, counts: dict[str, int]) -> None:
+        for outcome, count in counts.items():
+            if count:
+                self.outbox_outcomes.labels(outcome).inc(count)
+
+    def sessions_closed_by_job(self, count: int, reason: str = "inactivity") -> None:
+        if count:
+            self.sessions_closed.labels(reason).inc(count)
+
+
+_registry = CollectorRegistry(auto_describe=True)
+_metrics: Metrics | None = None
+_metrics_lock = threading.Lock()
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def metrics() -> Metrics:
+    """This process's metrics, created on first use (after ``configure_multiprocess``, if any).
+
+    In multi-process mode they are registered nowhere: their values go to the shared directory
+    and the serving process reads them all from there.
+    """
+    global _metrics
+    with _metrics_lock:
+        if _metrics is None:
+            _metrics = Metrics(None if multiprocess_dir() else _registry)
+        return _metrics
+
+
+def configure_multiprocess(directory: str | Path) -> Path:
+    """Switch this process (and the children it starts) to prometheus_client's multi-process mode
+    with a clean ``directory``. Call it before ``metrics()`` is first used."""
+    path = Path(directory)
+    if _metrics is not None and multiprocess_dir() is None:
+        raise RuntimeError("configure_multiprocess must run before the first metric is created")
+    if path.exists():
+        for item in path.iterdir():
+            if item.is_dir():
+                shutil.rmtree(item)
+            else:
+                item.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ[MULTIPROC_ENV] = str(path)
+    values.ValueClass = values.get_value_class()
+    return path
+
+
+def mark_process_dead(pid: int) -> None:
+    """Bookkeeping for a child process that exited (multi-process mode; a no-op otherwise)."""
+    directory = multiprocess_dir()
+    if directory:
+        multiprocess.mark_process_dead(pid, directory)
+
+
+# -- levels computed at scrape time -------------------------------------------------------------
+
+
+@attrs.frozen
+class QueueDepths:
+    """Jobs of one RQ queue by state, read from RQ's own keys (what ``rq info`` counts)."""
+
+    waiting: int
+    started: int
+    scheduled: int
+    failed: int
+
+    def as_dict(self) -> dict[str, int]:
+        return attrs.asdict(self)
+
+
+def read_queue_depths(connection: Redis, queue_name: str) -> QueueDepths:
+    """Waiting jobs (the queue's list) and the started, scheduled and failed registries, in one
+    round trip and without the clean-up RQ's ``registry.count`` runs. Raises
+    ``ports.queue.QueueUnavailable`` when Redis cannot be reached."""
+    queue = Queue(queue_name, connection=connection)
+    with queue_errors(), connection.pipeline(transaction=False) as pipe:
+        pipe.llen(queue.key)
+        pipe.zcard(StartedJobRegistry(queue=queue).key)
+        pipe.zcard(ScheduledJobRegistry(queue=queue).key)
+        pipe.zcard(FailedJobRegistry(queue=queue).key)
+        waiting, started, scheduled, failed = pipe.execute()
+    return QueueDepths(int(waiting), int(started), int(scheduled), int(failed))
+
+
+class StoreCollector(Collector):
+    """Gauges that need a query, read at scrape time and cached ``cache_seconds``.
+
+    A source that cannot be read is reported by ``livesell_metrics_source_up{source} 0`` and its
+    gauges are left out of that scrape; the others are still served.
+    """
+
+    def __init__(
+        self,
+        *,
+        read_store: Callable[[], StoreStats],
+        read_queues: Callable[[], dict[str, QueueDepths]] | None = None,
+        cache_seconds: float = SCRAPE_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.read_store = read_store
+        self.read_queues = read_queues
+        self.cache_seconds = cache_seconds
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._cached: list[Metric] = []
+        self._cached_at: float | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # collected only at scrape time: registering must not query anything
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            now = self.clock()
+            if self._cached_at is None or now - self._cached_at >= self.cache_seconds:
+                self._cached = list(self._read())
+                self._cached_at = now
+            return list(self._cached)
+
+    def _read(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "livesell_metrics_source_up",
+            "1 when the source of the query-based gauges could be read at the last scrape.",
+            labels=["source"],
+        )
+        try:
+            stats = self.read_store()
+        except Exception as exc:
+            log.warning("Metrics: store unavailable", extra={"context": {"error": str(exc)}})
+            up.add_metric(["store"], 0)
+        else:
+            up.add_metric(["store"], 1)
+            yield from _store_families(stats)
+        if self.read_queues is not None:
+            try:
+                depths = self.read_queues()
+            except Exception as exc:
+                log.warning("Metrics: queue unavailable", extra={"context": {"error": str(exc)}})
+                up.add_metric(["queue"], 0)
+            else:
+                up.add_metric(["queue"], 1)
+                yield _queue_family(depths)
+        yield up
+
+
+def _store_families(stats: StoreStats) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "livesell_outbox_lag_seconds",
+        "How long the longest-waiting due outbox message has been due (0 when none is due).",
+        value=stats.outbox_lag.total_seconds(),
+    )
+    by_status = GaugeMetricFamily(
+        "livesell_outbox_messages", "messages_out rows by status.", labels=["status"]
+    )
+    for status, count in stats.outbox_by_status.items():
+        by_status.add_metric([status.value], count)
+    yield by_status
+    sessions = GaugeMetricFamily(
+        "livesell_active_sessions", "Active live sessions per tenant.", labels=["tenant"]
+    )
+    for tenant, count in stats.active_sessions.items():
+        sessions.add_metric([tenant], count)
+    yield sessions
+    yield GaugeMetricFamily(
+        "livesell_dead_letters_not_replayed",
+        "Dead letters not replayed yet (livesell dlq list, livesell dlq replay).",
+        value=stats.dead_letters_not_replayed,
+    )
+
+
+def _queue_family(depths: dict[str, QueueDepths]) -> Metric:
+    family = GaugeMetricFamily(
+        "livesell_queue_depth",
+        "RQ jobs by queue and state: waiting, started, scheduled (retries), failed.",
+        labels=["queue", "state"],
+    )
+    for queue, depth in depths.items():
+        for state, count in depth.as_dict().items():
+            family.add_metric([queue, state], count)
+    return family
+
+
+# -- the HTTP server ----------------------------------------------------------------------------
+
+
+@attrs.define
+class MetricsServer:
+    """The running endpoint: ``http://<addr>:<port>/metrics``."""
+
+    server: Any
+    thread: threading.Thread
+    registry: CollectorRegistry
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_port)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def scrape_registry(collectors: Sequence[Collector] = ()) -> CollectorRegistry:
+    """What a scrape reads: this process's metrics (or, in multi-process mode, every process's,
+    from the shared directory), process figures where they are meaningful, and ``collectors``."""
+    if multiprocess_dir():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        metrics()
+        registry = CollectorRegistry()
+        registry.register(_Forward(_registry))
+        registry.register(PROCESS_COLLECTOR)
+        registry.register(PLATFORM_COLLECTOR)
+    for collector in collectors:
+        registry.register(collector)
+    return registry
+
+
+class _Forward(Collector):
+    """Serves another registry's metrics (ours stays free of scrape-time collectors)."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterable[Metric]:
+        return self.source.collect()
+
+
+def serve(
+    port: int, *, addr: str = "0.0.0.0", collectors: Sequence[Collector] = ()
+) -> MetricsServer:
+    """Start the endpoint in a daemon thread (``port`` 0 picks a free port)."""
+    registry = scrape_registry(collectors)
+    server, thread = start_http_server(port, addr=addr, registry=registry)
+    return MetricsServer(server, thread, registry)
