@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from typing import Any
 
 DEFAULT_HOST = "127.0.0.1"
@@ -69,6 +70,10 @@ def serve(args: argparse.Namespace) -> int:
         os.environ[INSECURE_ENV] = "1"
     else:
         os.environ.pop(INSECURE_ENV, None)
+    # uvicorn re-raises the stop signal after its graceful shutdown; a handler of ours takes it,
+    # so SIGTERM/SIGINT end the service with exit code 0 as every livesell service does.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _stopped)
     uvicorn.run(
         "entrypoints.webhook_app:create_app_from_env",
         factory=True,
@@ -82,3 +87,7 @@ def serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     return 0
+
+
+def _stopped(_signum: int, _frame: object) -> None:
+    """The signal uvicorn re-raises once it has shut down: nothing left to do."""
