@@ -9,13 +9,13 @@ SAVEPOINT), so the transaction stays usable for the caller to read the winner.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import postgresql, sqlite
 
 from adapters.sqlalchemy import mappers
 from adapters.sqlalchemy.tables import (
@@ -54,10 +54,26 @@ class _Repository:
     def _insert_ignoring_conflict(self, table: sa.Table, row: dict[str, Any]) -> bool:
         """INSERT ... ON CONFLICT DO NOTHING: True if the row was stored, False on a unique
         conflict (the statement waits for a concurrent inserter to finish, then gives way)."""
-        insert = postgresql.insert if self._tx.is_postgres else sqlite.insert
-        key = next(iter(table.primary_key.columns))
-        statement = insert(table).values(row).on_conflict_do_nothing().returning(key)
-        return self._tx.execute(statement).first() is not None
+        statement = _insert_ignoring_conflict_statement(table, tuple(sorted(row)))
+        return self._tx.execute(statement, row).first() is not None
+
+
+@functools.cache
+def _insert_ignoring_conflict_statement(table: sa.Table, columns: tuple[str, ...]) -> sa.TextClause:
+    """The statement for rows with these ``columns``, built once. SQLAlchemy never caches the
+    compiled form of the dialects' ``insert().on_conflict_do_nothing()`` (their ``Insert`` has
+    ``inherit_cache = False``): compiling it cost about 0.5 ms per insert, more than the round
+    trip. A text statement with typed parameters compiles once. Postgres and SQLite (3.35+)
+    share the syntax."""
+    key = next(iter(table.primary_key.columns)).name
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)})"
+        f" VALUES ({', '.join(':' + name for name in columns)})"
+        f" ON CONFLICT DO NOTHING RETURNING {key}"
+    )
+    return sa.text(sql).bindparams(
+        *(sa.bindparam(name, type_=table.c[name].type) for name in columns)
+    )
 
 
 class SqlTenantRepository(_Repository):
@@ -323,16 +339,42 @@ tenant), ranked round-robin across tenants (depth first, then the tenant whose h
 longest), and the first ``limit`` rows are locked with SKIP LOCKED and claimed."""
 
 
+_OUTCOME_ARRAYS = (
+    ("id", "text"),
+    ("tenant_id", "text"),
+    ("claimed_attempt", "integer"),
+    ("claimed_until", "timestamptz"),
+    ("status", "text"),
+    ("attempts", "integer"),
+    ("next_attempt_at", "timestamptz"),
+    ("locked_until", "timestamptz"),
+    ("last_error", "text"),
+    ("last_error_code", "text"),
+    ("provider_message_id", "text"),
+    ("updated_at", "timestamptz"),
+    ("sent_at", "timestamptz"),
+)
 _OUTCOME_FIELDS = (
-    "status", "attempts", "next_attempt_at", "locked_until", "last_error", "last_error_code",
-    "provider_message_id", "updated_at", "sent_at",
-)  # fmt: skip
-_OUTCOME_COLUMNS: tuple[sa.ColumnClause[Any], ...] = (
-    sa.column("id", sa.Text),
-    sa.column("tenant_id", sa.Text),
-    sa.column("claimed_attempt", sa.Integer),
-    sa.column("claimed_until", UtcDateTime),
-    *(sa.column(name, messages_out.c[name].type) for name in _OUTCOME_FIELDS),
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "locked_until",
+    "last_error",
+    "last_error_code",
+    "provider_message_id",
+    "updated_at",
+    "sent_at",
+)
+_SAVE_OUTCOMES = sa.text(
+    "UPDATE messages_out AS m SET "
+    + ", ".join(f"{name} = v.{name}" for name in _OUTCOME_FIELDS)
+    + " FROM unnest("
+    + ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _OUTCOME_ARRAYS)
+    + ") AS v("
+    + ", ".join(name for name, _ in _OUTCOME_ARRAYS)
+    + ") WHERE m.id = v.id AND m.tenant_id = v.tenant_id AND m.status = 'sending'"
+    " AND m.attempts = v.claimed_attempt AND m.locked_until = v.claimed_until"
+    " RETURNING m.id"
 )
 
 
@@ -443,36 +485,30 @@ class SqlOutboxRepository(_Repository):
         return applied
 
     def save_outcomes(self, messages: Sequence[OutboxMessage]) -> list[bool]:
-        """One ``UPDATE … FROM (VALUES …) RETURNING id`` on Postgres: one statement for the whole
-        group instead of one per message (the sender's hot path; ADR 0006)."""
+        """One statement for the whole group on Postgres: ``UPDATE … FROM unnest(arrays)``, whose
+        text never changes, so it is compiled once (the sender's hot path; ADR 0006)."""
         fenced = [m for m in messages if m.claimed_attempt is not None and m.claimed_until]
         if not self._tx.is_postgres or len(fenced) < 2:
             return [self.save_outcome(message) for message in messages]
-        rows = [
-            (m.id, m.tenant_id, m.claimed_attempt, m.claimed_until, m.status.value, m.attempts,
-             m.next_attempt_at, m.locked_until, m.last_error, m.last_error_code,
-             m.provider_message_id, m.updated_at, m.sent_at)
-            for m in fenced
-        ]  # fmt: skip
-        batch = sa.values(*_OUTCOME_COLUMNS, name="outcome").data(rows)
-        statement = (
-            sa.update(messages_out)
-            .where(
-                messages_out.c.id == batch.c.id,
-                messages_out.c.tenant_id == batch.c.tenant_id,
-                messages_out.c.status == OutboxStatus.SENDING.value,
-                messages_out.c.attempts == batch.c.claimed_attempt,
-                messages_out.c.locked_until == batch.c.claimed_until,
-            )
-            .values(
-                {
-                    name: sa.cast(batch.c[name], messages_out.c[name].type)
-                    for name in _OUTCOME_FIELDS
-                }
-            )
-            .returning(messages_out.c.id)
-        )
-        stored_ids = set(self._tx.execute(statement).scalars())
+        columns: dict[str, list[Any]] = {name: [] for name, _ in _OUTCOME_ARRAYS}
+        for m in fenced:
+            for name, value in (
+                ("id", m.id),
+                ("tenant_id", m.tenant_id),
+                ("claimed_attempt", m.claimed_attempt),
+                ("claimed_until", m.claimed_until),
+                ("status", m.status.value),
+                ("attempts", m.attempts),
+                ("next_attempt_at", m.next_attempt_at),
+                ("locked_until", m.locked_until),
+                ("last_error", m.last_error),
+                ("last_error_code", m.last_error_code),
+                ("provider_message_id", m.provider_message_id),
+                ("updated_at", m.updated_at),
+                ("sent_at", m.sent_at),
+            ):
+                columns[name].append(value)
+        stored_ids = set(self._tx.execute(_SAVE_OUTCOMES, columns).scalars())
         results = []
         for message in messages:
             events = message.pull_events()
