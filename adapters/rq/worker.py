@@ -60,11 +60,11 @@ from adapters.rq.spec import JobSpec
 
 log = logging.getLogger("livesell.rq.worker")
 
-HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_SECONDS = 3.0
 """How often the executions in flight and the worker hash are heartbeaten."""
-EXECUTION_TTL_SECONDS = 15
+EXECUTION_TTL_SECONDS = 12
 """A started job whose worker stopped heartbeating is abandoned this long after the last beat."""
-MAINTENANCE_SECONDS = 5.0
+MAINTENANCE_SECONDS = 3.0
 """How often one worker of the queue sweeps the registries (abandoned jobs, expired entries)."""
 SCHEDULER_LOCK_SECONDS = 10
 """Lease of the scheduler lock: a dead scheduler's retries move to another worker this soon."""
