@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
-from application.live_sessions import close_inactive_sessions
+from application.live_sessions import CloseReport, close_inactive_sessions
 from entrypoints.container import Container
 
 log = logging.getLogger("livesell.closer")
@@ -24,6 +25,8 @@ class SessionCloser:
         self.interval_seconds = settings.close_interval_minutes * 60
         self.batch_limit = settings.close_batch_limit
         self.runs = 0
+        self.run_observers: list[Callable[[CloseReport], None]] = []
+        """Called with every run's report (Prometheus metrics, ``entrypoints.metrics``)."""
 
     def start(self) -> None:
         self.uow_factory = self.container.uow_factory()
@@ -42,6 +45,8 @@ class SessionCloser:
             run_id=run_id,
         )
         self.runs += 1
+        for observe in self.run_observers:
+            observe(report)
         log.info(
             "Close inactive live sessions run completed",
             extra={

@@ -45,8 +45,15 @@ from redis import Redis
 from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from adapters.rq.connection import queue_errors
-from application.stats import StoreStats
+from adapters.rq.connection import queue_errors, redis_connection
+from adapters.rq.spec import QUEUE_NAME
+from adapters.rq.worker import JobOutcome
+from application.live_sessions import CloseReport
+from application.outbox import Attempt, BatchReport
+from application.stats import StoreStats, read_store_stats
+from entrypoints.container import Container
+from entrypoints.settings import ConfigError, Settings
+from ports.messaging import SendReceipt
 
 log = logging.getLogger("livesell.metrics")
 
@@ -368,3 +375,117 @@ def serve(
     registry = scrape_registry(collectors)
     server, thread = start_http_server(port, addr=addr, registry=registry)
     return MetricsServer(server, thread, registry)
+
+
+# -- the worker parts' observers ----------------------------------------------------------------
+
+
+def job_outcome(outcome: JobOutcome) -> str:
+    """processed | rejected (ended without raising, dead-lettered) | retried | failed."""
+    if outcome.succeeded:
+        result = outcome.result if isinstance(outcome.result, dict) else {}
+        return "rejected" if result.get("status") == "rejected" else "processed"
+    return "retried" if outcome.retry_scheduled else "failed"
+
+
+def observe_job(outcome: JobOutcome) -> None:
+    _safely(metrics().job_done, QUEUE_NAME, job_outcome(outcome), outcome.processing_seconds)
+
+
+def observe_send(attempt: Attempt, seconds: float) -> None:
+    result = attempt.result
+    if isinstance(result, SendReceipt):
+        _safely(metrics().send_done, "accepted", None, seconds)
+    else:
+        kind = "transient_failure" if result.transient else "permanent_failure"
+        _safely(metrics().send_done, kind, result.code, seconds)
+
+
+def observe_recorded(report: BatchReport) -> None:
+    counts = {"sent": report.sent, "retried": report.retried, "dead": report.dead}
+    counts["lost"] = report.lost
+    _safely(metrics().outcomes_recorded, counts)
+
+
+def observe_close_run(report: CloseReport) -> None:
+    _safely(metrics().sessions_closed_by_job, report.closed_count)
+
+
+def _safely(record: Callable[..., None], *args: Any) -> None:
+    """A metric must never break the work it counts."""
+    try:
+        record(*args)
+    except Exception:
+        log.exception("Could not record a metric", extra={"context": {"metric": record.__name__}})
+
+
+def instrument(part: object) -> list[str]:
+    """Attach the observers a worker part exposes; returns the names of those attached."""
+    hooks: dict[str, Callable[..., None]] = {
+        "job_observers": observe_job,
+        "send_observers": observe_send,
+        "record_observers": observe_recorded,
+        "run_observers": observe_close_run,
+    }
+    attached = []
+    for attribute, observer in hooks.items():
+        observers = getattr(part, attribute, None)
+        if isinstance(observers, list) and observer not in observers:
+            observers.append(observer)
+            attached.append(attribute)
+    return attached
+
+
+def start_worker_metrics(
+    settings: Settings,
+    container: Container,
+    parts: Sequence[object],
+    *,
+    queue: bool = True,
+    addr: str = "0.0.0.0",
+    cache_seconds: float = SCRAPE_CACHE_SECONDS,
+) -> MetricsServer | None:
+    """Serve ``/metrics`` on ``METRICS_PORT`` for ``livesell worker`` (None when it is unset):
+    the parts' counters, and the store's (and, with ``queue``, the queue's) levels at scrape time.
+    Raises ConfigError when the port cannot be listened on."""
+    if settings.metrics_port is None:
+        return None
+    directory = multiprocess_dir()
+    if directory:
+        configure_multiprocess(directory)
+    metrics()
+    for part in parts:
+        instrument(part)
+    uow_factory = container.uow_factory()
+    clock = container.clock()
+    read_queues: Callable[[], dict[str, QueueDepths]] | None = None
+    if queue:
+        connection = redis_connection(
+            settings.redis_url, settings.redis_token, client_name="livesell-metrics"
+        )
+
+        def read_queues() -> dict[str, QueueDepths]:
+            return {QUEUE_NAME: read_queue_depths(connection, QUEUE_NAME)}
+
+    collector = StoreCollector(
+        read_store=lambda: read_store_stats(uow_factory=uow_factory, clock=clock),
+        read_queues=read_queues,
+        cache_seconds=cache_seconds,
+    )
+    try:
+        server = serve(settings.metrics_port, addr=addr, collectors=[collector])
+    except OSError as exc:
+        raise ConfigError(
+            "METRICS_PORT", f"cannot listen on {settings.metrics_port}: {exc}"
+        ) from exc
+    log.info(
+        "Metrics served",
+        extra={
+            "context": {
+                "port": server.port,
+                "path": "/metrics",
+                "multiprocessDir": directory,
+            }
+        },
+    )
+    return server

@@ -114,6 +114,10 @@ class OutboxSender:
         self.counters = _Counters()
         self._counter_lock = threading.Lock()
         self.wakeup: Wakeup | None = None
+        self.send_observers: list[Callable[[Attempt, float], None]] = []
+        """Called with every provider call's attempt and its duration in seconds (metrics)."""
+        self.record_observers: list[Callable[[BatchReport], None]] = []
+        """Called with the outcomes each ``_record`` stored (metrics)."""
 
     def _postgres_wakeup(self, on_wake: Callable[[], None]) -> Wakeup | None:
         if not self.settings.database_url.startswith("postgresql"):
@@ -269,8 +273,11 @@ class OutboxSender:
     def _send(self, message: OutboxMessage) -> None:
         started = time.perf_counter()
         attempt = deliver(message, provider=self.provider, rate_limiter=self.rate_limiter)
+        elapsed = time.perf_counter() - started
         with self._counter_lock:
-            self.counters.send_seconds += time.perf_counter() - started
+            self.counters.send_seconds += elapsed
+        for observe in self.send_observers:
+            observe(attempt, elapsed)
         self._done.put(attempt)
         self._wake.set()
 
@@ -306,6 +313,8 @@ class OutboxSender:
                     delay = (message.next_attempt_at - now).total_seconds()
                     retry_times.append(time.monotonic() + max(delay, 0.0) + RETRY_MARGIN_SECONDS)
         total = _sum(reports)
+        for observe in self.record_observers:
+            observe(total)
         self.counters.sent += total.sent
         self.counters.retried += total.retried
         self.counters.dead += total.dead

@@ -123,6 +123,8 @@ class WebhookWorker:
         assert settings is not None
         self.settings = settings
         self.metrics = WorkerMetrics()
+        self.job_observers: list[Callable[[JobOutcome], None]] = []
+        """Called with every job run's outcome (Prometheus metrics, ``entrypoints.metrics``)."""
         self.worker: ThreadedRqWorker | None = None
 
     def start(self) -> None:
@@ -212,6 +214,8 @@ class WebhookWorker:
             )
             level = logging.WARNING if outcome.retry_scheduled else logging.ERROR
             log.log(level, "Job failed", extra={"context": context})
+        for observe in self.job_observers:
+            observe(outcome)
         if self.metrics.record(outcome):
             self._log_metrics()
 

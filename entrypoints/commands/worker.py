@@ -68,6 +68,7 @@ def parse_parts(value: str) -> list[str]:
 def run_workers(args: argparse.Namespace) -> int:
     from entrypoints.container import build
     from entrypoints.logs import configure_logging
+    from entrypoints.metrics import start_worker_metrics
     from entrypoints.observability import init_sentry
     from entrypoints.runner import Runner, build_parts
     from entrypoints.settings import Settings
@@ -80,6 +81,7 @@ def run_workers(args: argparse.Namespace) -> int:
     container = build(settings)
     try:
         parts = build_parts(container, names)
+        start_worker_metrics(settings, container, parts, queue="webhook" in names)
         return Runner(parts).run()
     except QueueUnavailable as exc:
         print(f"livesell worker: {exc}", file=sys.stderr)
