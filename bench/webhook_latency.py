@@ -1,0 +1,315 @@
+"""Webhook latency and throughput: ``livesell webhook`` (uvicorn, production settings) on its own
+Postgres database and Redis database, loaded on 127.0.0.1 with signed Twilio requests.
+
+Two loads, each request a new MessageSid signed as Twilio signs it (so every request is verified,
+recorded ``received`` in Postgres and enqueued on ``webhook-processing`` in Redis):
+
+- **burst**: ``--requests`` (20,000) as fast as ``--concurrency`` (32) connections allow;
+  prints requests/s and latency percentiles. Target: at least 500 requests/s.
+- **steady**: ``--rate`` (200) requests/s for ``--seconds`` (30), open loop (each request starts
+  at its scheduled instant whatever the previous ones do); prints the latency percentiles.
+  Target: p99 under 50 ms.
+
+The client is an asyncio httpx client in this process; the server runs in a child process with
+``--workers`` uvicorn workers. No worker drains the queue during the run (the webhook's cost is
+measured, not the processor's). The Redis database (``--redis-db``, default 7: the test suites
+claim 8-15) must be empty; it is emptied at the end. Everything started here is stopped by its pid.
+
+    .venv/bin/python bench/webhook_latency.py [--workers 2] [--requests 20000] [--rate 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+from redis import Redis
+from support import ROOT, bench_database
+from twilio.request_validator import RequestValidator
+
+from adapters.sqlalchemy.engine import build_engine
+from adapters.sqlalchemy.unit_of_work import SqlUnitOfWorkFactory
+from adapters.system.clock import SystemClock
+from application.tenants import add_tenant
+
+TOKEN = "b" * 32
+PUBLIC = "https://hooks.bench.example"
+PATH = "/webhooks/twilio/messages"
+SHOP_NUMBER = "+14155238886"
+CLIENT = "+33612345678"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def signed_requests(count: int, prefix: str) -> list[tuple[bytes, str]]:
+    """(body, signature) pairs, each a new MessageSid, signed before the clock starts."""
+    validator = RequestValidator(TOKEN)
+    requests = []
+    for n in range(count):
+        sid = f"SM{prefix}{n:030d}"[:34]
+        form = {
+            "MessageSid": sid,
+            "SmsMessageSid": sid,
+            "AccountSid": "AC" + "1" * 32,
+            "From": f"whatsapp:{CLIENT}",
+            "To": f"whatsapp:{SHOP_NUMBER}",
+            "Body": f"Je prends le {n % 40} !",
+            "ProfileName": "Bob",
+            "WaId": CLIENT.lstrip("+"),
+            "NumMedia": "0",
+            "ApiVersion": "2010-04-01",
+        }
+        signature = validator.compute_signature(PUBLIC + PATH, form)
+        requests.append((urlencode(form).encode(), signature))
+    return requests
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
+
+
+def report(name: str, latencies: list[float], statuses: dict[int, int], elapsed: float) -> None:
+    ms = [v * 1000 for v in latencies]
+    print(
+        f"{name:>7}: {len(ms)} requests in {elapsed:.2f} s = {len(ms) / elapsed:,.0f} requests/s;"
+        f" latency ms p50 {percentile(ms, 0.50):.1f}  p90 {percentile(ms, 0.90):.1f}"
+        f"  p99 {percentile(ms, 0.99):.1f}  max {max(ms):.1f}  mean {statistics.fmean(ms):.1f};"
+        f" statuses {dict(sorted(statuses.items()))}"
+    )
+
+
+async def one(
+    client: httpx.AsyncClient,
+    body: bytes,
+    signature: str,
+    latencies: list[float],
+    statuses: dict[int, int],
+) -> None:
+    started = time.perf_counter()
+    try:
+        response = await client.post(
+            PATH,
+            content=body,
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": signature,
+            },
+        )
+        status = response.status_code
+    except httpx.HTTPError:
+        status = 0
+    latencies.append(time.perf_counter() - started)
+    statuses[status] = statuses.get(status, 0) + 1
+
+
+async def burst(
+    base_url: str, requests: list[tuple[bytes, str]], concurrency: int, name: str = "burst"
+) -> None:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    pending = iter(requests)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+
+        async def lane() -> None:
+            for body, signature in pending:
+                await one(client, body, signature, latencies, statuses)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(lane() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    report(name, latencies, statuses, elapsed)
+
+
+async def steady(base_url: str, requests: list[tuple[bytes, str]], rate: float) -> None:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+        tasks = []
+        started = time.perf_counter()
+        for n, (body, signature) in enumerate(requests):
+            delay = started + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(client, body, signature, latencies, statuses)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - started
+    report("steady", latencies, statuses, elapsed)
+
+
+WRK_SCRIPT = """
+local bodies = {%(bodies)s}
+local signatures = {%(signatures)s}
+local threads = {}
+function setup(thread)
+  thread:set("offset", #threads)
+  table.insert(threads, thread)
+end
+function init(args)
+  stride = %(threads)d
+  index = offset + 1
+end
+function request()
+  local n = index
+  index = index + stride
+  if index > #bodies then index = offset + 1 end
+  wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+  wrk.headers["X-Twilio-Signature"] = signatures[n]
+  return wrk.format("POST", "%(path)s", wrk.headers, bodies[n])
+end
+function done(summary, latency, requests)
+  local seconds = summary.duration / 1e6
+  io.write(string.format(
+    "  burst: %%d requests in %%.2f s = %%.0f requests/s; latency ms p50 %%.1f  p90 %%.1f"
+    .. "  p99 %%.1f  max %%.1f  mean %%.1f; non-2xx %%d, socket errors %%d\\n",
+    summary.requests, seconds, summary.requests / seconds,
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000,
+    latency:percentile(99) / 1000, latency.max / 1000, latency.mean / 1000,
+    summary.errors.status, summary.errors.connect + summary.errors.read
+      + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+def wrk_burst(
+    base_url: str, requests: list[tuple[bytes, str]], concurrency: int, seconds: float, tmp: Path
+) -> None:
+    """The burst load from wrk (C, 2 threads), which leaves the server more of the CPUs than an
+    asyncio client; the pool of signed requests is larger than what the run can send."""
+    script = tmp / "burst.lua"
+    script.write_text(
+        WRK_SCRIPT
+        % {
+            "bodies": ",".join(f'"{body.decode()}"' for body, _ in requests),
+            "signatures": ",".join(f'"{signature}"' for _, signature in requests),
+            "threads": 2,
+            "path": PATH,
+        }
+    )
+    command = ["wrk", "-t2", f"-c{concurrency}", f"-d{seconds:.0f}s", "-s", str(script), base_url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    print(next(line for line in output.splitlines() if line.startswith("  burst:")))
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the webhook exited:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"the webhook did not become ready:\n{log.read_text()[-3000:]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--redis-db", type=int, default=7)
+    parser.add_argument("--pool-size", type=int, default=10)
+    parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--client",
+        choices=("httpx", "wrk"),
+        default="httpx",
+        help="burst load generator (wrk: apt-get install wrk; runs --burst-seconds)",
+    )
+    parser.add_argument("--burst-seconds", type=float, default=30.0)
+    args = parser.parse_args()
+
+    redis_url = f"redis://127.0.0.1:6379/{args.redis_db}"
+    redis = Redis.from_url(redis_url)
+    if redis.dbsize():
+        raise SystemExit(f"Redis database {args.redis_db} is not empty; pick another --redis-db")
+    burst_requests = signed_requests(args.requests, "b")
+    steady_requests = signed_requests(int(args.rate * args.seconds), "s")
+    with (
+        bench_database(prefix="livesell_bench_webhook") as database_url,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        engine = build_engine(database_url)
+        add_tenant(
+            uow_factory=SqlUnitOfWorkFactory(engine),
+            clock=SystemClock(),
+            tenant_id="shop-bench",
+            name="Bench shop",
+            whatsapp_number=SHOP_NUMBER,
+        )
+        port = free_port()
+        log_path = Path(tmp) / "webhook.log"
+        environ = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "WEBHOOK_"))},
+            "DATABASE_URL": database_url,
+            "DATABASE_POOL_SIZE": str(args.pool_size),
+            "REDIS_URL": redis_url,
+            "TWILIO_AUTH_TOKEN": TOKEN,
+            "WEBHOOK_PUBLIC_BASE_URL": PUBLIC,
+            "LOG_LEVEL": args.log_level,
+            "LOG_FORMAT": "json",
+        }
+        command = [
+            sys.executable, "-m", "entrypoints.cli", "webhook",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers),
+        ]  # fmt: skip
+        with log_path.open("wb") as log:
+            server = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=log, stderr=log)
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(base_url, server, log_path)
+            print(
+                f"livesell webhook --workers {args.workers} (uvicorn, LOG_LEVEL={args.log_level},"
+                f" pool {args.pool_size}) on {os.cpu_count()} CPUs; burst client: {args.client}"
+            )
+            asyncio.run(burst(base_url, burst_requests[:500], args.concurrency, "warmup"))
+            asyncio.run(steady(base_url, steady_requests, args.rate))
+            time.sleep(2)
+            if args.client == "wrk":
+                wrk_burst(
+                    base_url, burst_requests[500:], args.concurrency, args.burst_seconds, Path(tmp)
+                )
+            else:
+                asyncio.run(burst(base_url, burst_requests[500:], args.concurrency))
+        finally:
+            os.kill(server.pid, signal.SIGTERM)
+            try:
+                server.wait(40)
+            except subprocess.TimeoutExpired:
+                os.kill(server.pid, signal.SIGKILL)
+                server.wait(10)
+            with engine.connect() as connection:
+                recorded = connection.exec_driver_sql(
+                    "SELECT count(*) FROM inbound_messages WHERE status = 'received'"
+                ).scalar_one()
+            queued = redis.llen("rq:queue:webhook-processing")
+            engine.dispose()
+            redis.flushdb()
+            redis.close()
+        print(f"recorded received: {recorded}; jobs queued: {queued}")
+
+
+if __name__ == "__main__":
+    main()
