@@ -26,7 +26,7 @@ from datetime import datetime
 import attrs
 
 from domain.dead_letters import DeadLetter, DeadLetterSource
-from domain.outbox import OutboxStatus
+from domain.outbox import OutboxMessage, OutboxStatus
 from ports.clock import Clock
 from ports.queue import InboundQueue, QueueUnavailable
 from ports.repositories import StoreUnavailable
@@ -189,17 +189,12 @@ class _Report:
 def _replay_outbox(
     uow: UnitOfWork, letter: DeadLetter, now: datetime, report: _Report
 ) -> ReplayResult:
-    message = (
-        uow.outbox.get(letter.tenant_id, letter.source_id) if letter.tenant_id is not None else None
-    )
-    if message is None:
-        return report(ReplayStatus.SKIPPED, f"outbox message {letter.source_id} not found")
-    if message.status is not OutboxStatus.DEAD:
-        return report(
-            ReplayStatus.SKIPPED,
-            f"outbox message {message.id} is {message.status.value}, not dead; nothing to replay",
-        )
+    """Mark first, then read the message: the conditional mark holds the dead letter's row, so a
+    concurrent replay of the same letter waits here and then finds it replayed."""
     if report.dry_run:
+        message = _dead_message(uow, letter)
+        if isinstance(message, str):
+            return report(ReplayStatus.SKIPPED, message)
         return report(
             ReplayStatus.REQUEUED,
             f"would put outbox message {message.id} back to pending "
@@ -208,6 +203,9 @@ def _replay_outbox(
     letter.mark_replayed(now)
     if not uow.dead_letters.mark_replayed(letter):
         return report(ReplayStatus.ALREADY_REPLAYED, "replayed concurrently; nothing to do")
+    message = _dead_message(uow, letter)
+    if isinstance(message, str):
+        return report(ReplayStatus.SKIPPED, message)  # rolled back: the mark is undone
     message.requeue(now)
     if not uow.outbox.requeue(message):
         return report(
@@ -220,10 +218,24 @@ def _replay_outbox(
     )
 
 
+def _dead_message(uow: UnitOfWork, letter: DeadLetter) -> OutboxMessage | str:
+    """The dead outbox message the letter holds, or why there is nothing to replay."""
+    message = (
+        uow.outbox.get(letter.tenant_id, letter.source_id) if letter.tenant_id is not None else None
+    )
+    if message is None:
+        return f"outbox message {letter.source_id} not found"
+    if message.status is not OutboxStatus.DEAD:
+        return f"outbox message {message.id} is {message.status.value}, not dead; nothing to replay"
+    return message
+
+
 def _replay_inbound(
     uow: UnitOfWork, letter: DeadLetter, queue: InboundQueue, now: datetime, report: _Report
 ) -> ReplayResult:
-    target = f"{letter.tenant_id or '(no tenant)'}/{letter.source_id}"
+    claimed = letter.payload.get("tenantId")
+    tenant = letter.tenant_id or (claimed if isinstance(claimed, str) else "(no tenant)")
+    target = f"{tenant}/{letter.source_id}"
     if report.dry_run:
         return report(
             ReplayStatus.ENQUEUED,

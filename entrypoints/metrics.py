@@ -35,6 +35,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    disable_created_metrics,
     multiprocess,
     values,
 )
@@ -371,7 +372,9 @@ class _Forward(Collector):
 def serve(
     port: int, *, addr: str = "0.0.0.0", collectors: Sequence[Collector] = ()
 ) -> MetricsServer:
-    """Start the endpoint in a daemon thread (``port`` 0 picks a free port)."""
+    """Start the endpoint in a daemon thread (``port`` 0 picks a free port). The ``*_created``
+    series are left out: they double every counter's series for a value nobody graphs."""
+    disable_created_metrics()
     registry = scrape_registry(collectors)
     server, thread = start_http_server(port, addr=addr, registry=registry)
     return MetricsServer(server, thread, registry)

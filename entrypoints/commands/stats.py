@@ -22,6 +22,7 @@ from entrypoints.metrics import QueueDepths, read_queue_depths
 from entrypoints.settings import mask_url
 
 EXIT_UNAVAILABLE = 1
+LABEL_WIDTH = 12
 
 
 def register(sub: Any) -> None:
@@ -114,10 +115,11 @@ def stats_text(now: datetime, queue: Reading, store: Reading, redis_url: str) ->
     lines.append("outbox (messages_out)")
     lines += _pairs({status.value: n for status, n in stats.outbox_by_status.items()})
     if stats.oldest_due_at is None:
-        lines.append("  oldest due   nothing is due")
+        lines.append(f"  {'oldest due'.ljust(LABEL_WIDTH)}  nothing is due")
     else:
         since = _when(stats.oldest_due_at)
-        lines.append(f"  oldest due   waiting {_age(stats.outbox_lag)} (due since {since})")
+        waited = _age(stats.outbox_lag)
+        lines.append(f"  {'oldest due'.ljust(LABEL_WIDTH)}  waiting {waited} (due since {since})")
     lines += ["", "dead letters"]
     lines += _pairs(
         {
@@ -132,7 +134,7 @@ def stats_text(now: datetime, queue: Reading, store: Reading, redis_url: str) ->
 
 
 def _pairs(values: dict[str, int]) -> list[str]:
-    width = max((len(k) for k in values), default=0)
+    width = max([LABEL_WIDTH, *(len(k) for k in values)])
     return [f"  {key.ljust(width)}  {value:>6}" for key, value in values.items()]
 
 

@@ -390,7 +390,7 @@ class TestReplayWebhook:
         code, out, _ = ops.run("dlq", "replay", "--dry-run", letter.id)
 
         assert 0 == code
-        assert "would enqueue payload (no tenant)/" in out
+        assert f"would enqueue payload ghost/{letter.source_id} on webhook-processing" in out
         assert 0 == RqState(ops.redis.url).waiting()
         assert ops.letter(letter.id).replayed_at is None
 

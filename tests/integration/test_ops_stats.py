@@ -8,7 +8,10 @@ and in the failed registry, put there through RQ's API as a worker would.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -180,7 +183,7 @@ class TestStats:
         )
         assert ["pending", "2"] in lines
         assert ["dead", "1"] in lines
-        assert "oldest due   waiting 9" in out
+        assert "  oldest due    waiting 9" in out
         assert ["last", "hour", "1"] in lines
         assert ["not", "replayed", "3"] in lines
         assert ["active", "sessions:", "2"] in lines
@@ -250,3 +253,26 @@ def _help(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     with pytest.raises(SystemExit):
         cli.main([*argv, "--help"])
     return capsys.readouterr().out
+
+
+class TestRqInfo:
+    def test_rq_info_reads_our_queue_unchanged(self, stats: Stats) -> None:
+        """DEPLOYMENT.md "Watching the queue": RQ's own CLI on the queue the workers use."""
+        queue = RqInboundQueue(
+            redis_connection(stats.redis.url), JobSpec.webhook_processing(_policy())
+        )
+        for tenant_id in ("shop-a", "shop-b"):
+            queue.enqueue(payload(tenant_id, CLIENT))
+        rq = Path(sys.executable).with_name("rq")
+
+        shown = subprocess.run(
+            [str(rq), "info", "--url", stats.redis.url, QUEUE_NAME],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+
+        assert "webhook-processing |" in shown
+        assert " 2, 0 executing, 0 finished, 0 failed" in shown
+        assert "1 queues, 2 jobs total" in shown

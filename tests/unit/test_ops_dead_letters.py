@@ -231,7 +231,7 @@ class TestReplayingAWebhookDeadLetter:
         result = replay(ops, letter, queue, dry_run=True)
 
         assert (ReplayStatus.ENQUEUED, True, 0) == (result.status, result.dry_run, len(queue))
-        assert "would enqueue payload (no tenant)/(none) on webhook-processing" == result.detail
+        assert "would enqueue payload ghost/(none) on webhook-processing" == result.detail
         assert ops.store.dead_letters[letter.id].replayed_at is None
 
 
