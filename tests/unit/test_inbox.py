@@ -1,0 +1,325 @@
+"""The durable inbox and delivery reports at the use-case level, on the in-memory adapters
+(ADR 0008): receive, reconcile, record a status report; and the forward-only rule itself."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from adapters.memory.queue import MemoryInboundQueue
+from application.inbound import process_inbound_message
+from application.inbox import (
+    DeliveryIgnored,
+    DeliveryRecorded,
+    Duplicate,
+    Invalid,
+    Recorded,
+    RequeueSchedule,
+    UnknownNumber,
+    WebhookMessage,
+    receive_inbound_message,
+    reconcile_inbox,
+    record_delivery_report,
+)
+from domain.delivery import DeliveryReport, DeliveryStatus
+from domain.inbound import InboundStatus
+from tests.unit.builders import CLIENT_PHONE, START, World
+
+SHOP_NUMBER = "+14155238886"
+S = DeliveryStatus
+
+
+def message(sid: str = "SM1", **fields: object) -> WebhookMessage:
+    values: dict[str, object] = {
+        "provider_message_id": sid,
+        "from_address": f"whatsapp:{CLIENT_PHONE}",
+        "to_address": f"whatsapp:{SHOP_NUMBER}",
+        "body": "Je prends le 3 !",
+    }
+    values.update(fields)
+    return WebhookMessage(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def inbox(world: World) -> World:
+    world.tenant("shop-a", whatsapp_number=SHOP_NUMBER)
+    return world
+
+
+@pytest.fixture
+def queue() -> MemoryInboundQueue:
+    return MemoryInboundQueue()
+
+
+def receive(
+    world: World, queue: MemoryInboundQueue, msg: WebhookMessage | None = None, **kw: object
+) -> object:
+    return receive_inbound_message(
+        msg or message(),
+        correlation_id=kw.get("correlation_id"),  # type: ignore[arg-type]
+        uow_factory=world.uow_factory,
+        queue=queue,
+        clock=world.clock,
+        ids=world.ids,
+    )
+
+
+def stored_status(world: World, sid: str = "SM1") -> InboundStatus | None:
+    record = world.store.inbound.get(("shop-a", sid))
+    return record.status if record else None
+
+
+class TestReceiveInboundMessage:
+    def test_a_message_is_recorded_received_then_enqueued_as_the_spec_payload(
+        self, inbox: World, queue: MemoryInboundQueue
+    ) -> None:
+        outcome = receive(inbox, queue, correlation_id="req-1")
+
+        assert isinstance(outcome, Recorded)
+        assert (True, InboundStatus.RECEIVED) == (outcome.enqueued, stored_status(inbox))
+        (_, payload) = queue.pop()  # type: ignore[misc]
+        assert {
+            "tenantId": "shop-a",
+            "providerMessageId": "SM1",
+            "from": f"whatsapp:{CLIENT_PHONE}",
+            "to": f"whatsapp:{SHOP_NUMBER}",
+            "body": "Je prends le 3 !",
+            "correlationId": "req-1",
+            "receivedAt": START.isoformat(),
+        } == payload
+
+    def test_the_enqueued_payload_is_processed_into_the_same_record(
+        self, inbox: World, queue: MemoryInboundQueue
+    ) -> None:
+        receive(inbox, queue)
+        (_, payload) = queue.pop()  # type: ignore[misc]
+
+        process_inbound_message(
+            payload,
+            uow_factory=inbox.uow_factory,
+            clock=inbox.clock,
+            ids=inbox.ids,
+            window=inbox.window,
+        )
+
+        assert InboundStatus.PROCESSED == stored_status(inbox)
+        assert 1 == len(inbox.store.inbound)
+
+    def test_a_repeated_message_is_a_duplicate_neither_recorded_nor_enqueued_again(
+        self, inbox: World, queue: MemoryInboundQueue
+    ) -> None:
+        first = receive(inbox, queue, correlation_id="first")
+        again = receive(inbox, queue, correlation_id="second")
+
+        assert isinstance(first, Recorded)
+        assert (
+            Duplicate(
+                tenant_id="shop-a",
+                record_id=first.record_id,
+                correlation_id="first",
+                processed=False,
+            )
+            == again
+        )
+        assert 1 == len(queue)
+
+    def test_a_number_no_tenant_has_records_nothing(
+        self, inbox: World, queue: MemoryInboundQueue
+    ) -> None:
+        outcome = receive(inbox, queue, message(to_address="whatsapp:+14155550000"))
+
+        assert UnknownNumber(to_address="whatsapp:+14155550000") == outcome
+        assert (0, 0) == (len(inbox.store.inbound), len(queue))
+
+    def test_a_to_address_that_is_no_phone_is_an_unknown_number(
+        self, inbox: World, queue: MemoryInboundQueue
+    ) -> None:
+        assert isinstance(receive(inbox, queue, message(to_address="nope")), UnknownNumber)
+
+    def test_when_the_queue_is_down_the_message_is_recorded_and_not_enqueued(
+        self, inbox: World, queue: MemoryInboundQueue
+    ) -> None:
+        queue.available = False
+
+        outcome = receive(inbox, queue)
+
+        assert isinstance(outcome, Recorded)
+        assert (False, InboundStatus.RECEIVED) == (outcome.enqueued, stored_status(inbox))
+
+    def test_a_message_breaking_the_payload_contract_is_a_dead_letter_not_a_record(
+        self, inbox: World, queue: MemoryInboundQueue
+    ) -> None:
+        outcome = receive(inbox, queue, message(body="x" * 4097))
+
+        assert isinstance(outcome, Invalid)
+        assert ["body"] == [e.field for e in outcome.errors]
+        (dead_letter,) = inbox.store.dead_letters.values()
+        assert ("shop-a", "invalid_payload") == (dead_letter.tenant_id, dead_letter.error_code)
+        assert (0, 0) == (len(inbox.store.inbound), len(queue))
+
+
+class TestReconcileInbox:
+    def reconcile(
+        self,
+        world: World,
+        queue: MemoryInboundQueue,
+        schedule: RequeueSchedule | None = None,
+    ) -> tuple[int, int, int]:
+        report = reconcile_inbox(
+            uow_factory=world.uow_factory,
+            queue=queue,
+            clock=world.clock,
+            older_than=timedelta(seconds=60),
+            limit=100,
+            schedule=schedule,
+        )
+        return (report.found, report.enqueued, report.deferred)
+
+    def test_a_message_left_received_is_enqueued_once_past_the_threshold(
+        self, inbox: World, queue: MemoryInboundQueue
+    ) -> None:
+        queue.available = False
+        receive(inbox, queue)
+        queue.available = True
+
+        before = self.reconcile(inbox, queue)
+        inbox.advance(seconds=61)
+        after = self.reconcile(inbox, queue)
+
+        assert ((0, 0, 0), (1, 1, 0)) == (before, after)
+        assert 1 == len(queue)
+
+    def test_a_processed_message_is_never_enqueued_again(
+        self, inbox: World, queue: MemoryInboundQueue
+    ) -> None:
+        receive(inbox, queue)
+        (_, payload) = queue.pop()  # type: ignore[misc]
+        process_inbound_message(
+            payload,
+            uow_factory=inbox.uow_factory,
+            clock=inbox.clock,
+            ids=inbox.ids,
+            window=inbox.window,
+        )
+        inbox.advance(minutes=10)
+
+        assert (0, 0, 0) == self.reconcile(inbox, queue)
+
+    def test_a_pass_stops_at_the_first_queue_failure_and_says_why(
+        self, inbox: World, queue: MemoryInboundQueue
+    ) -> None:
+        queue.available = False
+        receive(inbox, queue, message("SM1"))
+        receive(inbox, queue, message("SM2"))
+        inbox.advance(seconds=61)
+
+        report = reconcile_inbox(
+            uow_factory=inbox.uow_factory,
+            queue=queue,
+            clock=inbox.clock,
+            older_than=timedelta(seconds=60),
+            limit=100,
+        )
+
+        assert (2, 0) == (report.found, report.enqueued)
+        assert report.queue_error is not None
+
+    def test_a_record_enqueued_again_waits_twice_as_long_each_time(
+        self, inbox: World, queue: MemoryInboundQueue
+    ) -> None:
+        queue.available = False
+        receive(inbox, queue)
+        queue.available = True
+        schedule = RequeueSchedule(timedelta(seconds=60), timedelta(minutes=15))
+        enqueued_at = []
+
+        for second in range(61, 61 + 400, 10):
+            inbox.clock.set(START + timedelta(seconds=second))
+            if self.reconcile(inbox, queue, schedule)[1]:
+                enqueued_at.append(second)
+
+        assert [61, 121, 241] == enqueued_at
+
+
+class TestRecordDeliveryReport:
+    def report(self, world: World, outbox_id: str, status: str, code: str | None = None) -> object:
+        return record_delivery_report(
+            tenant_id="shop-a",
+            outbox_id=outbox_id,
+            status=status,
+            error_code=code,
+            uow_factory=world.uow_factory,
+            clock=world.clock,
+        )
+
+    def test_reports_move_forward_and_stale_ones_are_ignored(self, inbox: World) -> None:
+        outbox_id = inbox.queue()
+
+        outcomes = [self.report(inbox, outbox_id, s) for s in ("sent", "read", "delivered")]
+
+        assert [
+            DeliveryRecorded(status=S.SENT),
+            DeliveryRecorded(status=S.READ),
+            DeliveryIgnored(reason="stale"),
+        ] == outcomes
+
+    def test_an_unknown_status_or_message_is_ignored_and_says_which(self, inbox: World) -> None:
+        outbox_id = inbox.queue()
+
+        assert DeliveryIgnored(reason="unknown_status") == self.report(inbox, outbox_id, "bogus")
+        assert DeliveryIgnored(reason="unknown_message") == self.report(inbox, "nope", "sent")
+
+    def test_a_failure_keeps_the_providers_code(self, inbox: World) -> None:
+        outbox_id = inbox.queue()
+
+        self.report(inbox, outbox_id, "failed", "30008")
+
+        assert (
+            DeliveryReport(status=S.FAILED, updated_at=START, error_code="30008")
+            == (inbox.store.deliveries[outbox_id])
+        )
+
+
+class TestDeliveryStatusRule:
+    @pytest.mark.parametrize(
+        ("raw", "expected"),
+        [
+            ("accepted", S.QUEUED),
+            ("scheduled", S.QUEUED),
+            ("QUEUED", S.QUEUED),
+            ("read", S.READ),
+            ("undelivered", S.UNDELIVERED),
+            ("receiving", None),
+            ("canceled", None),
+        ],
+    )
+    def test_provider_statuses_read_as_ours(self, raw: str, expected: S | None) -> None:
+        assert expected == S.from_provider(raw)
+
+    def test_an_error_code_is_kept_only_with_a_final_status(self) -> None:
+        assert (None, "63016") == (
+            DeliveryReport.of(S.SENT, START, "63016").error_code,
+            DeliveryReport.of(S.UNDELIVERED, START, " 63016 ").error_code,
+        )
+
+    @given(st.lists(st.sampled_from(list(S)), max_size=12))
+    def test_any_order_of_reports_ends_at_the_first_final_or_the_furthest_step(
+        self, reports: list[DeliveryStatus]
+    ) -> None:
+        current: DeliveryStatus | None = None
+        for status in reports:
+            if status.may_replace(current):
+                current = status
+
+        finals = [s for s in reports if s.is_final]
+        steps = [s for s in reports if not s.is_final]
+        order = [S.QUEUED, S.SENDING, S.SENT, S.DELIVERED, S.READ]
+        if finals:
+            assert finals[0] == current
+        elif steps:
+            assert max(steps, key=order.index) == current
+        else:
+            assert current is None
