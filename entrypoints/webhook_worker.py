@@ -1,33 +1,64 @@
 """The webhook-processor worker part: drains RQ queue ``webhook-processing`` (SPEC §3, §4).
 
-``WEBHOOK_WORKER_CONCURRENCY`` jobs run at once, in threads of this process, on one container and
-so one database pool (ADR 0007 says why this model and shows the measurements). The RQ side is
-``adapters.rq.worker.ThreadedRqWorker``; this module wires it to the container, installs that
-container for ``entrypoints.jobs`` and turns job outcomes into the log lines and the periodic
-``Worker metrics`` line of SPEC §4.
+``WEBHOOK_WORKER_CONCURRENCY`` jobs run at once, spread over one process per CPU the worker may
+use (at most one per slot): this process and, beside it, child processes it spawns. Each process
+runs its slots in threads on one container, so one database pool, reused by every job (ADR 0007
+says why this model and shows the measurements). The RQ side is
+``adapters.rq.worker.ThreadedRqWorker``; ``WebhookProcessor`` wires one process's engine to its
+container, installs that container for ``entrypoints.jobs`` and turns job outcomes into the log
+lines and the periodic ``Worker metrics`` line of SPEC §4.
+
+Stopping: the runner's first signal stops this process's slots and tells the children to stop
+too; each lets its jobs in flight finish. Children ignore SIGINT (a Ctrl-C reaches them through
+the parent), stop cleanly on SIGTERM and at once on a second one, and exit at once when the parent
+dies (a second signal to the parent, or SIGKILL): their abandoned jobs are then re-run by the
+workers that remain (``adapters.rq.worker``: within about 15 s).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
+import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as wait_for
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event as ProcessEvent
 from typing import Any
 
 from adapters.rq.connection import queue_errors, redis_connection
 from adapters.rq.spec import JobSpec
 from adapters.rq.worker import JobOutcome, QueueDepth, ThreadedRqWorker
-from entrypoints.container import Container
+from entrypoints.container import Container, build
 from entrypoints.jobs import install_container
-from entrypoints.logs import current_worker
+from entrypoints.logs import configure_logging, current_worker
+from entrypoints.settings import Settings
 
 log = logging.getLogger("livesell.webhook")
 
 WORKER_NAME = "webhook-processor"
 METRICS_EVERY_JOBS = 100
 METRICS_EVERY_SECONDS = 300.0
+CHILD_START_SECONDS = 60.0
+STOP_CHILDREN_WITHIN_SECONDS = 29.0
+"""The runner waits 30 s for the parts; children still running after this are killed."""
+EXIT_FORCED = 3
+
+
+def process_plan(concurrency: int, cpus: int | None = None) -> list[int]:
+    """Job slots per process: one process per usable CPU, at most one per slot, the slots spread
+    evenly (5 slots on 2 CPUs: ``[3, 2]``). The first entry is this process's."""
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    processes = max(1, min(cpus or 1, concurrency))
+    base, extra = divmod(concurrency, processes)
+    return [base + (1 if n < extra else 0) for n in range(processes)]
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -112,16 +143,17 @@ def _ids(payload: object) -> dict[str, Any]:
     return {key: payload[key] for key in keys if isinstance(payload.get(key), str)}
 
 
-class WebhookWorker:
-    """The ``webhook`` part of ``livesell worker``."""
+class WebhookProcessor:
+    """One process's share of the webhook worker: ``slots`` jobs in flight in its threads."""
 
     name = WORKER_NAME
 
-    def __init__(self, container: Container) -> None:
+    def __init__(self, container: Container, slots: int) -> None:
         self.container = container
         settings = container.settings()
         assert settings is not None
         self.settings = settings
+        self.slots = slots
         self.metrics = WorkerMetrics()
         self.job_observers: list[Callable[[JobOutcome], None]] = []
         """Called with every job run's outcome (Prometheus metrics, ``entrypoints.metrics``)."""
@@ -141,7 +173,7 @@ class WebhookWorker:
         self.worker = ThreadedRqWorker(
             connection,
             spec,
-            concurrency=self.settings.webhook_worker_concurrency,
+            concurrency=self.slots,
             on_job_done=self._on_job_done,
             thread_initializer=_name_thread,
         )
@@ -152,8 +184,9 @@ class WebhookWorker:
             extra={
                 "context": {
                     "queue": spec.queue,
-                    "concurrency": self.settings.webhook_worker_concurrency,
+                    "concurrency": self.slots,
                     "workerName": self.worker.name,
+                    "pid": os.getpid(),
                     "maxAttempts": spec.max_attempts,
                     "retryIntervalsSeconds": list(spec.retry_intervals),
                 }
@@ -218,6 +251,192 @@ class WebhookWorker:
             observe(outcome)
         if self.metrics.record(outcome):
             self._log_metrics()
+
+
+class WebhookWorker:
+    """The ``webhook`` part of ``livesell worker``: this process's ``WebhookProcessor`` and the
+    child processes that run the rest of ``WEBHOOK_WORKER_CONCURRENCY``."""
+
+    name = WORKER_NAME
+
+    def __init__(self, container: Container, processes: int | None = None) -> None:
+        """``processes``: how many processes share the slots; by default one per usable CPU when
+        children can rebuild ``container`` from Settings, else one."""
+        settings = container.settings()
+        assert settings is not None
+        self.settings = settings
+        if processes is None and not rebuildable_from_settings(container):
+            processes = 1
+        self.plan = process_plan(settings.webhook_worker_concurrency, processes)
+        self.local = WebhookProcessor(container, self.plan[0])
+        self._context = multiprocessing.get_context("spawn")
+        self._children: list[BaseProcess] = []
+        self._children_stop: ProcessEvent = self._context.Event()
+        self._child_died = threading.Event()
+
+    @property
+    def job_observers(self) -> list[Callable[[JobOutcome], None]]:
+        """This process's observers; children attach their own (``entrypoints.metrics``)."""
+        return self.local.job_observers
+
+    @property
+    def metrics(self) -> WorkerMetrics:
+        return self.local.metrics
+
+    @property
+    def worker(self) -> ThreadedRqWorker | None:
+        return self.local.worker
+
+    def start(self) -> None:
+        """Start this process's slots, then the children; returns once every child is ready.
+
+        Raises ports.queue.QueueUnavailable when Redis cannot be reached, RuntimeError when a
+        child cannot start.
+        """
+        self.local.start()
+        pending: list[tuple[BaseProcess, Connection]] = []
+        for index, slots in enumerate(self.plan[1:], start=1):
+            receiver, sender = self._context.Pipe(duplex=False)
+            child: BaseProcess = self._context.Process(
+                target=run_child,
+                args=(self.settings, slots, self._children_stop, sender),
+                name=f"{WORKER_NAME}-{index}",
+                daemon=False,
+            )
+            child.start()
+            sender.close()
+            self._children.append(child)
+            pending.append((child, receiver))
+        for child, receiver in pending:
+            ready = receiver.poll(CHILD_START_SECONDS)
+            message = receiver.recv() if ready else "no answer"
+            if message != "ready":
+                self._stop_children(deadline=time.monotonic() + 5)
+                raise RuntimeError(f"webhook worker process {child.pid} did not start: {message}")
+        if self._children:
+            log.info(
+                "Worker processes started",
+                extra={
+                    "context": {
+                        "processes": len(self.plan),
+                        "slots": self.plan,
+                        "pids": [os.getpid(), *(c.pid for c in self._children)],
+                    }
+                },
+            )
+
+    def run(self, stop: threading.Event) -> None:
+        watcher = threading.Thread(
+            target=self._watch_children, args=(stop,), name="webhook-children", daemon=True
+        )
+        watcher.start()
+        try:
+            self.local.run(stop)
+        finally:
+            self._stop_children(deadline=time.monotonic() + STOP_CHILDREN_WITHIN_SECONDS)
+        if self._child_died.is_set():
+            raise RuntimeError("a webhook worker process died")
+
+    def _watch_children(self, stop: threading.Event) -> None:
+        sentinels = {child.sentinel: child for child in self._children}
+        while sentinels and not stop.is_set():
+            for ready in wait_for(list(sentinels), timeout=0.5):
+                child = sentinels.pop(ready)  # type: ignore[arg-type]
+                if not stop.is_set():
+                    log.error(
+                        "Worker error",
+                        extra={
+                            "context": {
+                                "error": "a webhook worker process exited",
+                                "pid": child.pid,
+                                "exitCode": child.exitcode,
+                            }
+                        },
+                    )
+                    self._child_died.set()
+                    stop.set()
+
+    def _stop_children(self, deadline: float) -> None:
+        self._children_stop.set()
+        for child in self._children:
+            child.join(max(0.0, deadline - time.monotonic()))
+            if child.is_alive():
+                log.error(
+                    "In-flight work did not finish in time",
+                    extra={"context": {"pid": child.pid}},
+                )
+                child.kill()
+                child.join(5)
+            _forget_child(child.pid)
+
+
+def _forget_child(pid: int | None) -> None:
+    if pid is None:
+        return
+    from entrypoints.metrics import mark_process_dead
+
+    mark_process_dead(pid)
+
+
+def run_child(
+    settings: Settings, slots: int, stop: ProcessEvent, ready: Connection
+) -> None:  # pragma: no cover - runs in a child process (tests/e2e run it for real)
+    """A child process of the webhook worker: its own container and pool, ``slots`` jobs in
+    flight, until the parent says stop (or dies)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    configure_logging(settings.log_format, settings.log_level)
+    current_worker.set(WORKER_NAME)
+    local_stop = threading.Event()
+    signals = 0
+
+    def on_sigterm(_signum: int, _frame: object) -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            os._exit(EXIT_FORCED)
+        local_stop.set()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(
+            target=_exit_with_parent, args=(parent.sentinel,), name="parent-watch", daemon=True
+        ).start()
+
+    def stop_when_told() -> None:
+        stop.wait()
+        local_stop.set()
+
+    threading.Thread(target=stop_when_told, name="parent-stop", daemon=True).start()
+    from entrypoints.metrics import instrument, multiprocess_dir
+    from entrypoints.observability import init_sentry
+
+    init_sentry(settings, component="worker")
+    processor = WebhookProcessor(build(settings), slots)
+    if settings.metrics_port is not None and multiprocess_dir():
+        instrument(processor)
+    try:
+        processor.start()
+    except Exception as exc:
+        ready.send(f"{type(exc).__name__}: {exc}")
+        raise
+    ready.send("ready")
+    processor.run(local_stop)
+    sys.exit(0)
+
+
+def _exit_with_parent(sentinel: int) -> None:
+    wait_for([sentinel])
+    os._exit(EXIT_FORCED)
+
+
+def rebuildable_from_settings(container: Container) -> bool:
+    """Child processes build their container from Settings: that gives them the same one only
+    when it was built by ``build(settings)`` on the SQL store with nothing overridden (tests and
+    the simulation override providers, or use the in-memory store, and stay in one process)."""
+    return container.config.store() == "sql" and not any(
+        provider.overridden for provider in (container.uow_factory, container.engine)
+    )
 
 
 def build_part(container: Container) -> WebhookWorker:

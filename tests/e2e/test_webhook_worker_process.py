@@ -71,15 +71,29 @@ class WorkerProcess:
                 continue
         return out
 
-    def logged(self, message: str) -> bool:
-        return any(line.get("message") == message for line in self.lines())
+    def logged(self, message: str, **context: object) -> bool:
+        return any(
+            line.get("message") == message
+            and all(line.get(key) == value for key, value in context.items())
+            for line in self.lines()
+        )
 
     def wait_started(self) -> None:
+        """Until the runner says every part (and every process of the part) is up."""
         wait_until(
-            lambda: self.logged("Worker started successfully") or self.process.poll() is not None,
-            timeout=30,
+            lambda: (
+                self.logged("Worker started successfully", worker="livesell")
+                or self.process.poll() is not None
+            ),
+            timeout=60,
         )
         assert self.process.poll() is None, self.log_path.read_text()
+
+    def children(self) -> list[int]:
+        found = subprocess.run(
+            ["pgrep", "-P", str(self.pid)], capture_output=True, text=True, check=False
+        )
+        return [int(pid) for pid in found.stdout.split()]
 
     def signal(self, signum: int) -> None:
         os.kill(self.pid, signum)
@@ -161,6 +175,15 @@ def slow_inserts(pg_engine: sa.Engine) -> Iterator[None]:
             connection.exec_driver_sql("DROP FUNCTION IF EXISTS livesell_test_slow()")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "zombie" not in status.read_text()
+
+
 def queue_for(container: Container, redis_db: RedisTestDb) -> RqInboundQueue:
     return RqInboundQueue(
         redis_connection(redis_db.url), JobSpec.webhook_processing(container.retry_policy())
@@ -230,6 +253,7 @@ class TestGracefulStop:
         )
         wait_until(lambda: started_jobs(redis_db) == 5, timeout=10)
 
+        children = worker.children()
         worker.signal(signal.SIGTERM)
         time.sleep(0.3)
         signalled = time.monotonic()
@@ -239,6 +263,7 @@ class TestGracefulStop:
         assert time.monotonic() - signalled < 2
         assert code != 0
         assert worker.logged("Second signal: stopping at once")
+        wait_until(lambda: not any(_alive(pid) for pid in children), timeout=5)
 
 
 class TestKilledWorker:

@@ -123,10 +123,11 @@ class RqState:
 
 
 class RunningWorker:
-    """The webhook worker part running in a thread of the test process, as the runner runs it."""
+    """The webhook worker part running in a thread of the test process, as the runner runs it,
+    with all its slots in this process (the end-to-end suite runs the child processes)."""
 
     def __init__(self, container: Container) -> None:
-        self.part = WebhookWorker(container)
+        self.part = WebhookWorker(container, processes=1)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.part.run, args=(self.stop,), daemon=True)
 
