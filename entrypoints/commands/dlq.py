@@ -101,7 +101,8 @@ def register(sub: Any) -> None:
         type=int,
         default=DEFAULT_REPLAY_LIMIT,
         metavar="N",
-        help=f"with --all, at most N dead letters, oldest first (default {DEFAULT_REPLAY_LIMIT})",
+        help=f"with --all, at most the N most recent (default {DEFAULT_REPLAY_LIMIT}); they are "
+        "replayed oldest first, and a second run takes the rest",
     )
     replay.add_argument(
         "--dry-run", action="store_true", help="say what would be replayed and change nothing"
@@ -112,7 +113,9 @@ def register(sub: Any) -> None:
 
 def _add_filters(parser: argparse.ArgumentParser, *, for_all: bool = False) -> None:
     scope = " (with --all)" if for_all else ""
-    parser.add_argument("--tenant", metavar="TENANT", help=f"only this tenant's{scope}")
+    parser.add_argument(
+        "--tenant", metavar="TENANT", help=f"only this tenant's dead letters{scope}"
+    )
     parser.add_argument(
         "--source",
         choices=sorted(SOURCES),
@@ -215,14 +218,17 @@ def replay_command(args: argparse.Namespace) -> int:
         raise UsageError("--tenant and --source select dead letters for --all; not with ids")
     container = build()
     uow_factory = container.uow_factory()
+    limited = False
     if args.all:
+        limit = _positive(args.limit, "--limit")
         letters = list_dead_letters(
             uow_factory=uow_factory,
             tenant_id=args.tenant,
             source=SOURCES[args.source] if args.source else None,
-            limit=_positive(args.limit, "--limit"),
+            limit=limit,
             replayed=False,
         )
+        limited = len(letters) == limit
         letters.reverse()  # oldest first: replayed in the order they failed
     else:
         letters, missing = find_dead_letters(args.ids, uow_factory=uow_factory)
@@ -242,6 +248,8 @@ def replay_command(args: argparse.Namespace) -> int:
     else:
         print(replay_table(results))
         print("\n" + replay_summary(results, dry_run=args.dry_run))
+        if limited:
+            print(f"--limit {args.limit} reached: run it again for the older dead letters.")
     return 0 if all(r.ok for r in results) else EXIT_NOT_REPLAYED
 
 

@@ -31,13 +31,12 @@ from entrypoints.container import Container, build
 from entrypoints.jobs import install_container, process_webhook_message
 from ports.messaging import DeliveryFailed, SendReceipt, SendRequest
 from ports.unit_of_work import UnitOfWorkFactory
+from tests.support.ops import redis_db, redis_test_db  # noqa: F401 - fixtures
 from tests.support.redis_db import RedisTestDb
-from tests.support.webhook import (  # noqa: F401 - fixtures
+from tests.support.webhook import (
     RqState,
     RunningWorker,
     payload,
-    redis_db,
-    redis_test_db,
     seed_tenant,
     wait_until,
 )
@@ -426,6 +425,21 @@ class TestReplayAll:
         code, out, _ = ops.run("dlq", "replay", "--all", "--json")
         assert [(webhook.id, "enqueued")] == [(r["id"], r["result"]) for r in json.loads(out)]
         assert (0, "No dead letters to replay.\n", "") == ops.run("dlq", "replay", "--all")
+
+    def test_a_limit_takes_the_most_recent_and_a_second_run_takes_the_rest(self, ops: Ops) -> None:
+        older = ops.rejected(payload("ghost", CLIENT))
+        newer = ops.rejected(payload("ghost", CLIENT))
+
+        code, out, _ = ops.run("dlq", "replay", "--all", "--limit", "1")
+
+        assert 0 == code
+        assert "--limit 1 reached: run it again for the older dead letters." in out
+        assert (None, True) == (
+            ops.letter(older.id).replayed_at,
+            ops.letter(newer.id).replayed_at is not None,
+        )
+        ops.run("dlq", "replay", "--all", "--limit", "1")
+        assert ops.letter(older.id).replayed_at is not None
 
     def test_the_tenant_filter_keeps_other_tenants_letters_untouched(self, ops: Ops) -> None:
         _, outbox_a = ops.dead_outbox_message("shop-a")

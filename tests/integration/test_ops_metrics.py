@@ -35,6 +35,7 @@ from entrypoints.outbox_worker import OutboxSender
 from entrypoints.settings import ConfigError, Settings
 from ports.messaging import DeliveryFailed, SendReceipt, SendRequest
 from ports.unit_of_work import UnitOfWorkFactory
+from tests.support.ops import redis_db, redis_test_db  # noqa: F401 - fixtures
 from tests.support.redis_db import RedisTestDb
 from tests.support.webhook import (  # noqa: F401 - fixtures
     SELLER_PHONE,
@@ -43,8 +44,6 @@ from tests.support.webhook import (  # noqa: F401 - fixtures
     container_on,
     inbound_queue,
     payload,
-    redis_db,
-    redis_test_db,
     seed_tenant,
     wait_until,
     webhook_container,
