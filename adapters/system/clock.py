@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 
 class SystemClock:
@@ -25,3 +25,23 @@ class TimeOrderedIds:
             value, index = divmod(value, 32)
             chars.append(self._ALPHABET[index])
         return "".join(reversed(chars))
+
+
+class AcceleratedClock:
+    """Wall time sped up ``factor`` times from the moment it is made: demos see a 45-minute
+    inactivity window pass in seconds while every component reads one consistent clock."""
+
+    def __init__(self, factor: float, start: datetime | None = None) -> None:
+        if factor <= 0:
+            raise ValueError(f"factor must be positive, got {factor}")
+        self.factor = factor
+        self._origin = start or datetime.now(UTC)
+        self._started = time.monotonic()
+
+    def now(self) -> datetime:
+        elapsed = time.monotonic() - self._started
+        return self._origin + timedelta(seconds=elapsed * self.factor)
+
+    def real_seconds(self, virtual: timedelta) -> float:
+        """How long ``virtual`` takes in wall seconds."""
+        return virtual.total_seconds() / self.factor
