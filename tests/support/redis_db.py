@@ -42,8 +42,23 @@ class RedisTestDb:
         self.client.close()
 
 
+_claimed: RedisTestDb | None = None
+
+
 def claim_redis_db() -> RedisTestDb:
-    """Claim an empty database; fails (never skips) when Redis is down or none is free."""
+    """Claim an empty database; fails (never skips) when Redis is down or none is free.
+
+    One claim per test process: every module that imports the session fixture gets its own copy
+    of it, and a database per module would run out of the eight candidates in one run; the tests
+    of a process run one at a time and empty the database around each test anyway."""
+    global _claimed
+    if _claimed is not None:
+        return _claimed
+    _claimed = _claim()
+    return _claimed
+
+
+def _claim() -> RedisTestDb:
     owner = f"{socket.gethostname()}:{os.getpid()}"
     for db in CANDIDATE_DBS:
         client = Redis.from_url(f"{REDIS_SERVER.rstrip('/')}/{db}", socket_connect_timeout=3)
