@@ -314,6 +314,14 @@ class WebhookWorker:
                 self._stop_children(deadline=time.monotonic() + 5)
                 raise RuntimeError(f"webhook worker process {child.pid} did not start: {message}")
         if self._children:
+            if self.settings.metrics_port is not None and not os.environ.get(
+                "PROMETHEUS_MULTIPROC_DIR"
+            ):
+                log.warning(
+                    "Webhook jobs of the child processes are not counted on METRICS_PORT;"
+                    " set PROMETHEUS_MULTIPROC_DIR to count every process",
+                    extra={"context": {"processes": len(self.plan)}},
+                )
             log.info(
                 "Worker processes started",
                 extra={
