@@ -308,7 +308,15 @@ def main() -> None:
             engine.dispose()
             redis.flushdb()
             redis.close()
+            problems = [
+                line
+                for line in log_path.read_text(errors="replace").splitlines()
+                if '"level": "WARNING"' in line or '"level": "ERROR"' in line or "Traceback" in line
+            ]
         print(f"recorded received: {recorded}; jobs queued: {queued}")
+        print(f"server warnings/errors: {len(problems)}")
+        for line in problems[:5]:
+            print(f"  {line[:300]}")
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ def serve(args: argparse.Namespace) -> int:
     uvicorn.run(
         "entrypoints.webhook_app:create_app_from_env",
         factory=True,
+        http="entrypoints.webhook_app:NoDelayH11Protocol",
         host=args.host,
         port=port,
         workers=args.workers,
