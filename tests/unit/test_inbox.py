@@ -67,6 +67,17 @@ def receive(
     )
 
 
+def process(world: World, payload: dict[str, object]) -> None:
+    """Run the processor's use case on a payload the inbox enqueued."""
+    process_inbound_message(
+        payload,
+        uow_factory=world.uow_factory,
+        clock=world.clock,
+        ids=world.ids,
+        window=world.window,
+    )
+
+
 def stored_status(world: World, sid: str = "SM1") -> InboundStatus | None:
     record = world.store.inbound.get(("shop-a", sid))
     return record.status if record else None
@@ -97,13 +108,7 @@ class TestReceiveInboundMessage:
         receive(inbox, queue)
         (_, payload) = queue.pop()  # type: ignore[misc]
 
-        process_inbound_message(
-            payload,
-            uow_factory=inbox.uow_factory,
-            clock=inbox.clock,
-            ids=inbox.ids,
-            window=inbox.window,
-        )
+        process(inbox, payload)
 
         assert InboundStatus.PROCESSED == stored_status(inbox)
         assert 1 == len(inbox.store.inbound)
@@ -197,13 +202,7 @@ class TestReconcileInbox:
     ) -> None:
         receive(inbox, queue)
         (_, payload) = queue.pop()  # type: ignore[misc]
-        process_inbound_message(
-            payload,
-            uow_factory=inbox.uow_factory,
-            clock=inbox.clock,
-            ids=inbox.ids,
-            window=inbox.window,
-        )
+        process(inbox, payload)
         inbox.advance(minutes=10)
 
         assert (0, 0, 0) == self.reconcile(inbox, queue)
