@@ -1,11 +1,10 @@
 """Fixtures of the operating suites (tests/integration/test_ops_*.py).
 
-- ``redis_test_db`` (module): each ops module claims one Redis database
-  (``tests.support.redis_db``) and releases it when the module is done, instead of holding it to
-  the end of the session, so the suites never need more databases at once than the server has.
+- ``redis_test_db`` (session): the test process's Redis database (``claim_redis_db`` claims one
+  per process and hands every caller the same one), emptied at the end of the session.
 - ``redis_db`` (function): that database, emptied before and after each test of every key but the
-  claim key. The database is never empty while claimed, so a concurrent run looking for an empty
-  database cannot take it between two tests.
+  claim key. The database is never left empty while claimed, so a concurrent run looking for an
+  empty database cannot take it between two tests.
 
 The test modules import both by name.
 """
@@ -26,7 +25,7 @@ def empty_but_claimed(db: RedisTestDb) -> None:
         db.client.delete(*keys[start : start + 500])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def redis_test_db() -> Iterator[RedisTestDb]:
     db = claim_redis_db()
     try:
