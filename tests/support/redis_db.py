@@ -20,6 +20,11 @@ CANDIDATE_DBS = tuple(range(15, 7, -1))
 CLAIM_KEY = "livesell:test-claim"
 CLAIM_SECONDS = 3600
 START_REDIS = "redis-server --daemonize yes"
+_DELETE_ALL_BUT = """
+for _, key in ipairs(redis.call('KEYS', '*')) do
+    if key ~= ARGV[1] then redis.call('DEL', key) end
+end
+"""
 
 
 class RedisTestDb:
@@ -31,11 +36,9 @@ class RedisTestDb:
         self.client = Redis.from_url(self.url)
 
     def flush(self) -> None:
-        """Empty this database (every key a test made), keeping the claim."""
-        claim = self.client.get(CLAIM_KEY)
-        self.client.flushdb()
-        if claim is not None:
-            self.client.set(CLAIM_KEY, claim, ex=CLAIM_SECONDS)
+        """Delete every key a test made, in one atomic step that keeps the claim (a database
+        emptied even for an instant could be claimed by a concurrent run)."""
+        self.client.eval(_DELETE_ALL_BUT, 0, CLAIM_KEY)
 
     def release(self) -> None:
         self.client.flushdb()
