@@ -11,17 +11,21 @@ Two kinds of metric:
   letters waiting), computed at scrape time by ``StoreCollector`` from the same readings as
   ``livesell stats``, cached a few seconds so several scrapers cost one query.
 
-Several processes: when ``PROMETHEUS_MULTIPROC_DIR`` is set, ``configure_multiprocess`` empties
-that directory at start and switches prometheus_client to its multi-process mode before any metric
-exists: each process writes its counters to files there, the serving process sums them at scrape
-time (``MultiProcessCollector``), and ``mark_process_dead`` is called for a child that exits.
+Several processes: the webhook worker runs child processes (one per usable CPU, ADR 0007). When
+``PROMETHEUS_MULTIPROC_DIR`` is set, or a part runs children (then in a private temporary
+directory), ``configure_multiprocess`` empties the directory and switches prometheus_client to its
+multi-process mode before any metric exists: each process writes its counters to files there (the
+children attach the observers themselves), the serving process sums them at scrape time
+(``MultiProcessCollector``), and ``mark_process_dead`` is called for a child that exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -439,6 +443,13 @@ def instrument(part: object) -> list[str]:
     return attached
 
 
+def runs_child_processes(part: object) -> bool:
+    """True for a part that spreads its work over child processes (the webhook worker's ``plan``
+    lists the slots of each process it runs)."""
+    plan = getattr(part, "plan", None)
+    return isinstance(plan, list | tuple) and len(plan) > 1
+
+
 def start_worker_metrics(
     settings: Settings,
     container: Container,
@@ -450,10 +461,17 @@ def start_worker_metrics(
 ) -> MetricsServer | None:
     """Serve ``/metrics`` on ``METRICS_PORT`` for ``livesell worker`` (None when it is unset):
     the parts' counters, and the store's (and, with ``queue``, the queue's) levels at scrape time.
-    Raises ConfigError when the port cannot be listened on."""
+
+    Multi-process mode is on when ``PROMETHEUS_MULTIPROC_DIR`` is set, and otherwise as soon as a
+    part runs child processes (then in a private temporary directory, removed at exit), so the
+    children's jobs are counted too. Call it before the parts start. Raises ConfigError when the
+    port cannot be listened on."""
     if settings.metrics_port is None:
         return None
     directory = multiprocess_dir()
+    if directory is None and any(runs_child_processes(part) for part in parts):
+        directory = tempfile.mkdtemp(prefix="livesell-metrics-")
+        atexit.register(shutil.rmtree, directory, True)
     if directory:
         configure_multiprocess(directory)
     metrics()

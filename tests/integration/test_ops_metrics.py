@@ -24,9 +24,12 @@ import pytest
 from dependency_injector import providers
 from prometheus_client.parser import text_string_to_metric_families
 
+from adapters.rq.connection import redis_connection
 from adapters.rq.queue import RqInboundQueue
+from adapters.rq.spec import JobSpec
 from domain.live_sessions import LiveSession
 from domain.outbox import DeliveryFailure, OutboxMessage
+from domain.retry import RetryPolicy
 from entrypoints.closer import SessionCloser
 from entrypoints.container import Container, build
 from entrypoints.jobs import install_container
@@ -461,3 +464,99 @@ class TestMultiProcessMode:
         assert (6, 6) == (processed, count)
         assert not (directory / "counter_99999.db").exists()
         assert ("process_cpu_seconds_total", ()) not in samples
+
+
+WORKER_PROCESSES_SCRIPT = textwrap.dedent(
+    """
+    import sys, threading
+
+    from entrypoints import metrics
+    from entrypoints.container import build
+    from entrypoints.settings import Settings
+    from entrypoints.webhook_worker import WebhookWorker
+
+    if __name__ == "__main__":  # the children are spawned: they import this file
+        settings = Settings.from_env()
+        container = build(settings)
+        part = WebhookWorker(container, processes=2)
+        server = metrics.start_worker_metrics(
+            settings, container, [part], addr="127.0.0.1", cache_seconds=0
+        )
+        part.start()
+        stop = threading.Event()
+        runner = threading.Thread(target=part.run, args=(stop,))
+        runner.start()
+        print(server.port, metrics.multiprocess_dir(), flush=True)
+        sys.stdin.readline()
+        stop.set()
+        runner.join(40)
+        print("stopped", flush=True)
+    """
+)
+
+
+class TestAWebhookWorkerWithChildProcesses:
+    def test_counts_the_jobs_of_every_process_in_a_private_directory_removed_at_exit(
+        self,
+        postgres_url: str,
+        pg_uow_factory: UnitOfWorkFactory,
+        redis_db: RedisTestDb,
+        tmp_path: Path,
+    ) -> None:
+        settings = webhook_settings(postgres_url, redis_db.url)
+        container = container_on(settings, pg_uow_factory)
+        seed_tenant(container, "shop-a")
+        queue = RqInboundQueue(
+            redis_connection(redis_db.url), JobSpec.webhook_processing(_policy())
+        )
+        script = tmp_path / "worker.py"
+        script.write_text(WORKER_PROCESSES_SCRIPT)
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+            "DATABASE_URL": postgres_url,
+            "REDIS_URL": redis_db.url,
+            "METRICS_PORT": str(free_port()),
+            "WEBHOOK_WORKER_CONCURRENCY": "4",
+        }
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        log = (tmp_path / "worker.log").open("w")
+        process = subprocess.Popen(
+            [sys.executable, str(script)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=env,
+        )
+        try:
+            assert process.stdout is not None
+            port_text, directory = process.stdout.readline().split()
+            port = int(port_text)
+            for n in range(40):
+                queue.enqueue(payload("shop-a", f"+3361000{n:04d}"))
+            wait_until(lambda: RqState(redis_db.url).idle() and processed(port) == 40, 60)
+            pids = {p.stem.rsplit("_", 1)[1] for p in Path(directory).glob("counter_*.db")}
+        finally:
+            assert process.stdin is not None
+            process.stdin.write("\n")
+            process.stdin.close()
+            assert process.stdout is not None
+            stopped = process.stdout.readline().strip()
+            process.wait(60)
+            log.close()
+
+        assert "stopped" == stopped
+        assert 0 == process.returncode
+        assert len(pids) >= 2, pids
+        assert not Path(directory).exists()
+
+
+def processed(port: int) -> float:
+    return value(
+        scrape(port), "livesell_jobs_total", queue="webhook-processing", outcome="processed"
+    )
+
+
+def _policy() -> RetryPolicy:
+    return RetryPolicy()
