@@ -78,6 +78,10 @@ class Container(containers.DeclarativeContainer):
     queue_redis = providers.Singleton(
         redis_connection, config.redis_url, config.redis_token, client_name="livesell-producer"
     )
+    # The webhook-processor's own client (its worker blocks on the queue; producers never wait).
+    worker_redis = providers.Singleton(
+        redis_connection, config.redis_url, config.redis_token, client_name="webhook-processor"
+    )
     webhook_job_spec = providers.Singleton(JobSpec.webhook_processing, retry_policy)
     inbound_queue = providers.Singleton(RqInboundQueue, queue_redis, webhook_job_spec)
 

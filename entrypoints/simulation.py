@@ -71,6 +71,7 @@ class Report:
     violations: list[str] = attrs.field(factory=list)
     virtual_minutes: float = 0.0
     wall_seconds: float = 0.0
+    title: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -97,7 +98,8 @@ class Report:
     def render(self) -> str:
         s = self.scenario
         lines = [
-            f"livesell simulation — {s.tenants} tenants, {s.clients} clients, "
+            self.title
+            or f"livesell simulation — {s.tenants} tenants, {s.clients} clients, "
             f"{s.live_minutes}-minute live, window {s.window_minutes} min, seed {s.seed}",
             "",
             "inbound   " + _pairs(self.inbound, ("seller", "client", "duplicate", "rejected")),

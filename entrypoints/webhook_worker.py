@@ -33,7 +33,7 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as ProcessEvent
 from typing import Any
 
-from adapters.rq.connection import queue_errors, redis_connection
+from adapters.rq.connection import queue_errors
 from adapters.rq.spec import JobSpec
 from adapters.rq.worker import JobOutcome, QueueDepth, ThreadedRqWorker
 from entrypoints.container import Container, build
@@ -167,9 +167,7 @@ class WebhookProcessor:
         """
         install_container(self.container)
         self.container.uow_factory()
-        connection = redis_connection(
-            self.settings.redis_url, self.settings.redis_token, client_name=WORKER_NAME
-        )
+        connection = self.container.worker_redis()
         spec = JobSpec.webhook_processing(self.container.retry_policy())
         self.worker = ThreadedRqWorker(
             connection,
