@@ -35,6 +35,11 @@ def register(sub: Any) -> None:
         metavar="PARTS",
         help=f"comma-separated parts to run (default: {','.join(DEFAULT_PARTS)})",
     )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="print the effective configuration (secrets masked) and exit; 2 if it is invalid",
+    )
     parser.set_defaults(handler=run_workers)
 
 
@@ -76,6 +81,12 @@ def run_workers(args: argparse.Namespace) -> int:
 
     names = parse_parts(args.only)
     settings = Settings.from_env()
+    if args.check_config:
+        width = max(len(name) for name in settings.describe())
+        for name, value in settings.describe().items():
+            print(f"{name:<{width}}  {'(unset)' if value is None else value}")
+        print(f"{'PARTS':<{width}}  {','.join(names)}")
+        return 0
     configure_logging(settings.log_format, settings.log_level)
     init_sentry(settings, component="worker")
     container = build(settings)
