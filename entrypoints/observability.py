@@ -33,7 +33,6 @@ def init_sentry(settings: Settings, *, component: str) -> bool:
         dsn=settings.sentry_dsn,
         integrations=[RqIntegration(), LoggingIntegration(event_level=logging.ERROR)],
         server_name=component,
-        send_default_pii=False,
         traces_sample_rate=0.0,
     )
     log.info("Sentry error reporting enabled", extra={"context": {"component": component}})

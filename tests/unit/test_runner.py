@@ -1,0 +1,86 @@
+"""The ``livesell worker`` runner: parts in threads, a clean stop, a dead part takes it down."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from entrypoints.runner import EXIT_FORCED, EXIT_OK, EXIT_PART_DIED, Runner
+
+
+class FakePart:
+    """Works until told to stop; can die, or take long to finish its in-flight work."""
+
+    def __init__(self, name: str, *, dies_after: float | None = None, drains_for: float = 0.0):
+        self.name = name
+        self.dies_after = dies_after
+        self.drains_for = drains_for
+        self.started = False
+        self.finished = threading.Event()
+
+    def start(self) -> None:
+        self.started = True
+
+    def run(self, stop: threading.Event) -> None:
+        if self.dies_after is not None:
+            time.sleep(self.dies_after)
+            raise RuntimeError(f"{self.name} lost its connection for good")
+        stop.wait()
+        time.sleep(self.drains_for)
+        self.finished.set()
+
+
+def signal_soon(signum: int, delay: float = 0.3) -> threading.Timer:
+    timer = threading.Timer(delay, os.kill, args=(os.getpid(), signum))
+    timer.start()
+    return timer
+
+
+class TestRunner:
+    def test_sigterm_lets_every_part_finish_its_work_and_exits_zero(self) -> None:
+        parts = [FakePart("webhook", drains_for=0.2), FakePart("outbox", drains_for=0.1)]
+        signal_soon(signal.SIGTERM)
+
+        code = Runner(parts, grace_seconds=5).run()
+
+        assert EXIT_OK == code
+        assert [True, True] == [p.started and p.finished.is_set() for p in parts]
+
+    def test_a_part_that_dies_takes_the_service_down_with_a_non_zero_exit(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        survivor = FakePart("outbox")
+        parts = [FakePart("webhook", dies_after=0.2), survivor]
+
+        with caplog.at_level(logging.ERROR):
+            code = Runner(parts, grace_seconds=5).run()
+
+        assert EXIT_PART_DIED == code
+        assert survivor.finished.is_set()
+        assert any(r.getMessage() == "Worker error" for r in caplog.records)
+
+    def test_work_that_outlasts_the_grace_period_ends_with_a_forced_exit_code(self) -> None:
+        parts = [FakePart("outbox", drains_for=3.0)]
+        signal_soon(signal.SIGINT)
+
+        code = Runner(parts, grace_seconds=0.5).run()
+
+        assert EXIT_FORCED == code
+
+    def test_it_logs_started_successfully_once_every_part_is_up(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        parts = [FakePart("webhook"), FakePart("closer")]
+        signal_soon(signal.SIGTERM)
+
+        with caplog.at_level(logging.INFO):
+            Runner(parts, grace_seconds=5).run()
+
+        started = [r for r in caplog.records if r.getMessage() == "Worker started successfully"]
+        assert 1 == len(started)
+        assert ["webhook", "closer"] == started[0].context["parts"]  # type: ignore[attr-defined]
