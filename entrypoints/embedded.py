@@ -315,9 +315,7 @@ def _final_report(demo: _Demo, directory: Path) -> None:
     report.check(
         "clients writing before the live join no session", all(row[0] is None for row in early)
     )
-    report.check(
-        "every message is recorded once", len(demo.expected) == recorded
-    )
+    report.check("every message is recorded once", len(demo.expected) == recorded)
     sellers = demo.query(sa.select(c.live_session_id).where(c.message_type == "seller"))
     report.check(
         "a seller message always lands in a session", all(row[0] is not None for row in sellers)
