@@ -100,7 +100,10 @@ class WorkerMetrics:
                 self.failed += 1
             self._window.append(outcome.processing_seconds * 1000)
             self._since_line += 1
-            return self._since_line >= self.every_jobs
+            if self._since_line < self.every_jobs:
+                return False
+            self._since_line = 0  # this caller logs the line; the others counting meanwhile don't
+            return True
 
     def due_by_time(self) -> bool:
         with self._lock:
@@ -167,6 +170,8 @@ class WebhookProcessor:
         """
         install_container(self.container)
         self.container.uow_factory()
+        # RQ's own per-job INFO lines carry no correlationId; "Job failed" says the same.
+        logging.getLogger("rq.job").setLevel(logging.WARNING)
         connection = self.container.worker_redis()
         spec = JobSpec.webhook_processing(self.container.retry_policy())
         self.worker = ThreadedRqWorker(

@@ -231,6 +231,7 @@ class ThreadedRqWorker:
         self.queue = Queue(spec.queue, connection=connection, default_timeout=spec.timeout)
         self.intermediate_key = self.queue.intermediate_queue_key
         self._running: dict[str, _Running] = {}
+        self._taken: list[str] = []
         self._lock = threading.Condition()
         self._watchdog = _Watchdog()
         self._housekeeping_stop = threading.Event()
@@ -337,9 +338,20 @@ class ThreadedRqWorker:
         return [] if item is None else [_text(item)]
 
     def _take(self, count: int) -> None:
-        ids = self._dequeue_ids(count)
+        # Ids moved to the intermediate queue by a take that Redis failed half way are ours:
+        # start them first (RQ's intermediate-queue cleanup would otherwise fail them after 1 min).
+        ids, self._taken = self._taken[:count], self._taken[count:]
+        if not ids:
+            ids = self._dequeue_ids(count)
         if not ids:
             return
+        try:
+            self._start(ids)
+        except BaseException:
+            self._taken = ids + self._taken
+            raise
+
+    def _start(self, ids: list[str]) -> None:
         jobs = Job.fetch_many(ids, connection=self.connection, serializer=self.queue.serializer)
         started: list[_Running] = []
         assert self._registration is not None
@@ -399,41 +411,63 @@ class ThreadedRqWorker:
         attempt_retries_left = job.retries_left
         started = time.perf_counter()
         try:
-            _job_stack.push(job)
             try:
-                self._watchdog.enter(job.timeout)
-                try:
-                    result = job._execute()
-                finally:
-                    self._watchdog.leave()
-            finally:
-                _job_stack.pop()
+                result = self._execute(job)
+            except Exception as exc:
+                job.ended_at = now()
+                retry_scheduled = self._fail(running, sys.exc_info())
+                self._report(
+                    running,
+                    attempt_retries_left,
+                    started,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_scheduled=retry_scheduled,
+                )
+                return
             job.ended_at = now()
             job._result = result
-            self._store_success(running, result)
-            self._report(running, attempt_retries_left, started, result=result)
-        except Exception as exc:
-            exc_info = sys.exc_info()
-            job.ended_at = now()
             try:
-                retry_scheduled = self._store_failure(running, exc_info)
-            except Exception:
-                log.exception(
+                self._store_success(running, result)
+            except UNAVAILABLE_ERRORS as exc:
+                # The job's work is done (committed); only RQ's record of it is missing. Its
+                # execution stays in the StartedJobRegistry without heartbeats, so the sweep
+                # re-runs it once Redis is back, and the idempotent job returns the same result.
+                log.error(  # noqa: TRY400 - the cause is the message; no traceback
                     "Worker error",
-                    extra={"context": {"jobId": job.id, "stage": "storing a failure"}},
+                    extra={
+                        "context": {
+                            "jobId": job.id,
+                            "error": f"outcome not stored, the job will run again: {exc}",
+                        }
+                    },
                 )
-                retry_scheduled = False
-            self._report(
-                running,
-                attempt_retries_left,
-                started,
-                error=f"{type(exc).__name__}: {exc}",
-                retry_scheduled=retry_scheduled,
-            )
+                return
+            self._report(running, attempt_retries_left, started, result=result)
         finally:
             with self._lock:
                 self._running.pop(job.id, None)
                 self._lock.notify_all()
+
+    def _execute(self, job: Job) -> object:
+        _job_stack.push(job)
+        try:
+            self._watchdog.enter(job.timeout)
+            try:
+                return job._execute()
+            finally:
+                self._watchdog.leave()
+        finally:
+            _job_stack.pop()
+
+    def _fail(self, running: _Running, exc_info: Any) -> bool:
+        try:
+            return self._store_failure(running, exc_info)
+        except Exception:
+            log.exception(
+                "Worker error",
+                extra={"context": {"jobId": running.job.id, "stage": "storing a failure"}},
+            )
+            return False
 
     def _store_success(self, running: _Running, result: object) -> None:
         job, execution = running.job, running.execution
@@ -534,7 +568,7 @@ class ThreadedRqWorker:
             error=error,
             processing_seconds=time.perf_counter() - started,
             attempts_made=attempts_made,
-            attempts_remaining=job.retries_left or 0 if retry_scheduled else 0,
+            attempts_remaining=max_attempts - attempts_made if retry_scheduled else 0,
             retry_scheduled=retry_scheduled,
             enqueued_at=job.enqueued_at,
             ended_at=job.ended_at or now(),
@@ -547,6 +581,8 @@ class ThreadedRqWorker:
     # -- housekeeping ----------------------------------------------------------------------------
 
     def _housekeeping_loop(self) -> None:
+        if self.thread_initializer is not None:
+            self.thread_initializer()
         next_beat = 0.0
         next_sweep = 0.0
         while not self._housekeeping_stop.wait(SCHEDULER_TICK_SECONDS):

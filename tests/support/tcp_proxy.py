@@ -51,15 +51,20 @@ class TcpProxy:
         with self._lock:
             self._accepting = False
             pairs, self._pairs = self._pairs, []
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()  # new connections are refused from now on
         for pair in pairs:
             for sock in pair:
                 _reset(sock)
         self._wake()
 
     def restore(self) -> None:
-        """Accept and forward connections again."""
+        """Accept and forward connections again (listening again before this returns)."""
         with self._lock:
             self._accepting = True
+            if self._listener is None:
+                self._listener = self._listen(self.host, self.port)
         self._wake()
 
     def pause(self) -> None:
@@ -77,8 +82,8 @@ class TcpProxy:
             return len(self._pairs)
 
     def close(self) -> None:
-        self.cut()
         self._closed.set()
+        self.cut()
         self._wake()
         self._thread.join(timeout=5)
         self._wake_r.close()
@@ -106,22 +111,19 @@ class TcpProxy:
         selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         while True:
             with self._lock:
-                accepting = self._accepting and not self._closed.is_set()
+                listener = self._listener
                 pairs = list(self._pairs)
-            if accepting and self._listener is None:
-                self._listener = self._listen(self.host, self.port)
-            if self._listener is not None and not accepting:
-                # Closing the listening socket makes new connections fail at once (refused).
-                with contextlib.suppress(KeyError, ValueError):
-                    selector.unregister(self._listener)
-                self._listener.close()
-                self._listener = None
             if self._closed.is_set():
                 break
-            if self._listener is not None and self._listener not in {
+            for key in list(selector.get_map().values()):
+                if key.data == "accept" and key.fileobj is not listener:
+                    with contextlib.suppress(KeyError, ValueError, OSError):
+                        selector.unregister(key.fileobj)
+            if listener is not None and listener not in {
                 key.fileobj for key in selector.get_map().values()
             }:
-                selector.register(self._listener, selectors.EVENT_READ, "accept")
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    selector.register(listener, selectors.EVENT_READ, "accept")
             registered = {
                 key.fileobj
                 for key in selector.get_map().values()
@@ -148,10 +150,11 @@ class TcpProxy:
         selector.close()
 
     def _accept(self) -> None:
-        if self._listener is None:
+        listener = self._listener
+        if listener is None:
             return
         try:
-            client, _ = self._listener.accept()
+            client, _ = listener.accept()
         except (BlockingIOError, OSError):
             return
         try:
