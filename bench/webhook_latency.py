@@ -48,6 +48,7 @@ PUBLIC = "https://hooks.bench.example"
 PATH = "/webhooks/twilio/messages"
 SHOP_NUMBER = "+14155238886"
 CLIENT = "+33612345678"
+STEADY_IN_FLIGHT = 64
 
 
 def free_port() -> int:
@@ -100,8 +101,11 @@ async def one(
     signature: str,
     latencies: list[float],
     statuses: dict[int, int],
+    scheduled: float | None = None,
 ) -> None:
-    started = time.perf_counter()
+    """One signed POST; its latency counts from ``scheduled`` when given (the steady mode's
+    intended start, so time spent waiting for a free connection counts too)."""
+    started = time.perf_counter() if scheduled is None else scheduled
     try:
         response = await client.post(
             PATH,
@@ -138,17 +142,30 @@ async def burst(
 
 
 async def steady(base_url: str, requests: list[tuple[bytes, str]], rate: float) -> None:
+    """Open loop at ``rate``: each request is due at its instant whatever the others do. At most
+    ``STEADY_IN_FLIGHT`` are in flight (an unbounded backlog makes httpx's pool, not the server,
+    the bottleneck); a request that waits for a free slot is late, and its latency counts from
+    the instant it was due."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+    slots = asyncio.Semaphore(STEADY_IN_FLIGHT)
+    limits = httpx.Limits(
+        max_connections=STEADY_IN_FLIGHT, max_keepalive_connections=STEADY_IN_FLIGHT
+    )
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+
+        async def due(body: bytes, signature: str, at: float) -> None:
+            async with slots:
+                await one(client, body, signature, latencies, statuses, scheduled=at)
+
         tasks = []
         started = time.perf_counter()
         for n, (body, signature) in enumerate(requests):
-            delay = started + n / rate - time.perf_counter()
+            at = started + n / rate
+            delay = at - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(client, body, signature, latencies, statuses)))
+            tasks.append(asyncio.create_task(due(body, signature, at)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
     report("steady", latencies, statuses, elapsed)
