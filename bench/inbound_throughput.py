@@ -159,13 +159,19 @@ def peak_rss_kib(pid: int) -> int:
 
 
 def rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return 0
-    return 0
+    """VmRSS of ``pid`` and its children (the webhook worker's child processes), in KiB."""
+    children = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    total = 0
+    for p in [pid, *(int(c) for c in children)]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
 
 
 class Worker:
@@ -426,7 +432,8 @@ class Bench:
         self.print_last()
 
     def rss_run(self, jobs: int) -> None:
-        """A long run sampling the worker's RSS: flat means no growth with the job count."""
+        """A long run sampling the worker's RSS (all its processes): flat means no growth with
+        the job count."""
         self.reset()
         self.run_number += 1
         workers = self.start_workers("livesell")

@@ -14,9 +14,9 @@ What it changes is the bookkeeping's cost and the recovery time of abandoned job
   job's outcome is written in one pipelined transaction, where RQ spends about a dozen round trips;
 * a housekeeping thread heartbeats the executions in flight every ``HEARTBEAT_SECONDS`` with a
   short ``EXECUTION_TTL_SECONDS``, sweeps the StartedJobRegistry every ``MAINTENANCE_SECONDS``
-  (RQ: every 10 minutes, against leases of 90 s to 7 minutes) and runs the scheduler with a
+  (RQ: every 10 minutes, against leases of 90 to 240 s) and runs the scheduler with a
   ``SCHEDULER_LOCK_SECONDS`` lease (RQ: 61 s, re-acquired every 2 minutes), so a job abandoned by
-  a killed worker runs again within about half a minute.
+  a killed worker runs again within about 15 seconds (RQ: 13 minutes, ADR 0007).
 """
 
 from __future__ import annotations
