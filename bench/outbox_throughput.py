@@ -180,9 +180,10 @@ class SenderProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while "Outbox sender worker started successfully" not in self.log_path.read_text():
             if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
                 raise RuntimeError(f"sender did not start:\n{self.log_path.read_text()[-2000:]}")
             time.sleep(0.05)
 
@@ -198,9 +199,14 @@ class SenderProcess:
         return (int(fields[11]) + int(fields[12])) / ticks
 
     def stop(self) -> int:
+        """SIGTERM, then SIGKILL if it has not exited in 40 s: the bench never leaves one behind."""
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
-        return self.process.wait(40)
+        try:
+            return self.process.wait(40)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(10)
 
 
 def wait_final(engine: sa.Engine, expected: int, timeout: float) -> float:
@@ -227,8 +233,10 @@ def run_backlog(
 ) -> dict[str, Any]:
     reset(engine, tenant_numbers)
     write_backlog(engine, tenant_numbers, count)
-    senders = [SenderProcess(url, log_dir, f"{name}-{n}", **env) for n in range(processes)]
+    senders: list[SenderProcess] = []
     try:
+        for n in range(processes):
+            senders.append(SenderProcess(url, log_dir, f"{name}-{n}", **env))
         wall = wait_final(engine, count, timeout=600)
         rss = max(s.peak_rss_mb() for s in senders)
         cpu = sum(s.cpu_seconds() for s in senders)
