@@ -150,8 +150,10 @@ class TestLogLines:
         lines = contexts(caplog, "Worker metrics")
         assert len(lines) == 2, "one after 100 jobs, one at stop"
         first = lines[0]
-        assert first["jobsInWindow"] == 100
-        assert first["completed"] + first["failed"] == 100  # type: ignore[operator]
+        # Logged by the thread that counted the 100th job; jobs finishing on the other slots
+        # meanwhile may join its window.
+        assert 100 <= first["jobsInWindow"] <= 105  # type: ignore[operator]
+        assert first["completed"] + first["failed"] == first["jobsInWindow"]  # type: ignore[operator]
         assert first["successRate"] == 1.0
         assert {"uptimeMs", "avgProcessingTimeMs", "p95ProcessingTimeMs"} <= set(first)
         assert set(first["queue"]) == {  # type: ignore[arg-type]
