@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from adapters.sqlalchemy.tables import messages_out, tenants
 from adapters.system.clock import TimeOrderedIds
 from ports.unit_of_work import UnitOfWorkFactory
-from tests.support.outbox_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -286,7 +286,7 @@ class TestStoreOutages:
         self, senders: Any, pg_engine: Engine, postgres_url: str, tmp_path: Path
     ) -> None:
         url = sa.make_url(postgres_url)
-        proxy = TcpProxy(url.port or 5432).start()
+        proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
         try:
             add_tenants(pg_engine, "shop")
             written = write_messages(pg_engine, ["shop"], 1000)
@@ -306,7 +306,7 @@ class TestStoreOutages:
             proxy.restore()
             wait_for(all_final(pg_engine, 1100), 60, "every message to be sent", on_fail=sender.log)
         finally:
-            proxy.stop()
+            proxy.close()
 
         final = by_status(pg_engine)
         log = sent_log(tmp_path / "sent.jsonl")
