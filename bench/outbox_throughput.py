@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import secrets
 import signal
 import statistics
 import subprocess
@@ -29,26 +28,20 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from support import ROOT, bench_database
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from adapters.simulated.provider import SimulatedMessagingProvider  # noqa: E402
-from adapters.sqlalchemy import migrations  # noqa: E402
-from adapters.sqlalchemy.engine import build_engine  # noqa: E402
-from adapters.sqlalchemy.tables import messages_out, tenants  # noqa: E402
-from adapters.sqlalchemy.unit_of_work import SqlUnitOfWorkFactory  # noqa: E402
-from adapters.system.clock import SystemClock, TimeOrderedIds  # noqa: E402
-from application.outbox import queue_outbound_message, send_due_messages  # noqa: E402
-from domain.retry import RetryPolicy  # noqa: E402
-from entrypoints.settings import normalise_database_url  # noqa: E402
+from adapters.simulated.provider import SimulatedMessagingProvider
+from adapters.sqlalchemy.engine import build_engine
+from adapters.sqlalchemy.tables import messages_out, tenants
+from adapters.sqlalchemy.unit_of_work import SqlUnitOfWorkFactory
+from adapters.system.clock import SystemClock, TimeOrderedIds
+from application.outbox import queue_outbound_message, send_due_messages
+from domain.retry import RetryPolicy
 
 CLIENT = "+33612345678"
 NUMBERS = ["+33199000001", "+33199000002", "+33199000003", "+33199000004"]
@@ -63,23 +56,6 @@ SCENARIOS = (
 
 
 # -- database ----------------------------------------------------------------------------------
-
-
-@contextmanager
-def bench_database(server: str) -> Iterator[str]:
-    name = f"livesell_bench_{secrets.token_hex(4)}"
-    admin_url = sa.make_url(normalise_database_url(server)).set(database="postgres")
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = admin_url.set(database=name).render_as_string(hide_password=False)
-    try:
-        migrations.upgrade(url)
-        yield url
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def reset(engine: sa.Engine, tenant_numbers: dict[str, str | None]) -> None:
