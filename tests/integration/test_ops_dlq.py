@@ -31,8 +31,7 @@ from entrypoints.container import Container, build
 from entrypoints.jobs import install_container, process_webhook_message
 from ports.messaging import DeliveryFailed, SendReceipt, SendRequest
 from ports.unit_of_work import UnitOfWorkFactory
-from tests.support.ops import redis_db, redis_test_db  # noqa: F401 - fixtures
-from tests.support.redis_db import RedisTestDb
+from tests.support.redis_db import RedisTestDb, redis_db, redis_test_db  # noqa: F401 - fixtures
 from tests.support.webhook import (
     RqState,
     RunningWorker,

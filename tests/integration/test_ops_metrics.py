@@ -38,8 +38,7 @@ from entrypoints.outbox_worker import OutboxSender
 from entrypoints.settings import ConfigError, Settings
 from ports.messaging import DeliveryFailed, SendReceipt, SendRequest
 from ports.unit_of_work import UnitOfWorkFactory
-from tests.support.ops import redis_db, redis_test_db  # noqa: F401 - fixtures
-from tests.support.redis_db import RedisTestDb
+from tests.support.redis_db import RedisTestDb, redis_db, redis_test_db  # noqa: F401 - fixtures
 from tests.support.webhook import (  # noqa: F401 - fixtures
     SELLER_PHONE,
     RqState,

@@ -29,8 +29,7 @@ from domain.retry import RetryPolicy
 from entrypoints import cli
 from ports.unit_of_work import UnitOfWorkFactory
 from tests.contract.builders import tenant
-from tests.support.ops import redis_db, redis_test_db  # noqa: F401 - fixtures
-from tests.support.redis_db import RedisTestDb
+from tests.support.redis_db import RedisTestDb, redis_db, redis_test_db  # noqa: F401 - fixtures
 from tests.support.webhook import (  # noqa: F401 - fixtures
     payload,
     seed_tenant,

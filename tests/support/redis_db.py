@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 
 import pytest
 from redis import Redis
@@ -76,3 +77,22 @@ def _claim() -> RedisTestDb:
         finally:
             client.close()
     pytest.fail(f"no empty Redis database among {CANDIDATE_DBS} for this test run", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def redis_test_db() -> Iterator[RedisTestDb]:
+    """The test process's Redis database (one claim per process), emptied at the end."""
+    db = claim_redis_db()
+    try:
+        yield db
+    finally:
+        db.release()
+
+
+@pytest.fixture
+def redis_db(redis_test_db: RedisTestDb) -> Iterator[RedisTestDb]:
+    """The run's Redis database, emptied before and after the test (its claim kept, so a
+    concurrent run never sees it empty and takes it)."""
+    redis_test_db.flush()
+    yield redis_test_db
+    redis_test_db.flush()

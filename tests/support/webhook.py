@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the Redis fixtures imported below are parameters of the fixtures here
 """Fixtures and helpers of the webhook-processor suites (integration and end-to-end).
 
 Test modules import the fixtures they use by name (``from tests.support.webhook import ...``), so
@@ -28,7 +29,11 @@ from entrypoints.jobs import install_container
 from entrypoints.settings import Settings
 from entrypoints.webhook_worker import WebhookWorker
 from ports.unit_of_work import UnitOfWorkFactory
-from tests.support.redis_db import RedisTestDb, claim_redis_db
+from tests.support.redis_db import (  # noqa: F401 - fixtures the test modules import from here
+    RedisTestDb,
+    redis_db,
+    redis_test_db,
+)
 
 SELLER_PHONE = "+33612345678"
 OTHER_SELLER_PHONE = "+33698765432"
@@ -154,23 +159,6 @@ def rows(engine: sa.Engine, sql: str, params: Mapping[str, Any] | None = None) -
 
 
 # -- fixtures -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def redis_test_db() -> Iterator[RedisTestDb]:
-    db = claim_redis_db()
-    try:
-        yield db
-    finally:
-        db.release()
-
-
-@pytest.fixture
-def redis_db(redis_test_db: RedisTestDb) -> Iterator[RedisTestDb]:
-    """The run's Redis database, emptied before and after the test."""
-    redis_test_db.flush()
-    yield redis_test_db
-    redis_test_db.flush()
 
 
 @pytest.fixture
