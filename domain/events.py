@@ -110,14 +110,3 @@ class InboundRejected(Event):
     reason: str
     error: str
     dead_letter_id: str
-
-
-ALL_EVENT_TYPES: tuple[type[Event], ...] = (
-    MessageClassified,
-    LiveSessionOpened,
-    LiveSessionClosed,
-    MessageSent,
-    MessageRetryScheduled,
-    MessageDeadLettered,
-    InboundRejected,
-)

@@ -24,7 +24,6 @@ class SessionCloser:
         assert settings is not None
         self.interval_seconds = settings.close_interval_minutes * 60
         self.batch_limit = settings.close_batch_limit
-        self.runs = 0
         self.run_observers: list[Callable[[CloseReport], None]] = []
         """Called with every run's report (Prometheus metrics, ``entrypoints.metrics``)."""
 
@@ -44,7 +43,6 @@ class SessionCloser:
             batch_limit=self.batch_limit,
             run_id=run_id,
         )
-        self.runs += 1
         for observe in self.run_observers:
             observe(report)
         log.info(

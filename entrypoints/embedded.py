@@ -178,13 +178,10 @@ class _Demo:
             return list(connection.execute(statement))
 
     def processed(self) -> int:
-        return len(
-            self.query(
-                sa.select(tables.inbound_messages.c.id).where(
-                    tables.inbound_messages.c.status == "processed"
-                )
-            )
+        statement = sa.select(sa.func.count()).where(
+            tables.inbound_messages.c.status == "processed"
         )
+        return int(self.query(statement)[0][0])
 
     def watch_sessions(self) -> None:
         sessions = self.query(sa.select(tables.live_sessions.c.id, tables.live_sessions.c.status))
@@ -259,13 +256,13 @@ def run_embedded(options: EmbeddedOptions | None = None) -> Report:
         _final_report(demo, directory)
         container.engine().dispose()
         shutil.rmtree(directory, ignore_errors=True)
-    report.virtual_minutes = (clock.now() - clock._origin).total_seconds() / 60
+    report.virtual_minutes = clock.elapsed().total_seconds() / 60
     report.wall_seconds = time.perf_counter() - wall
     return report
 
 
 def _script(demo: _Demo, clients: list[str], deadline: float) -> None:
-    rng, _report = demo.rng, demo.report
+    rng = demo.rng
     early = [demo.say(phone, "bonjour ? c'est quand le live ?") for phone in clients[:3]]
     demo.wait("early messages processed", lambda: demo.processed() >= len(early), deadline)
     demo.say(SELLER, "Bonsoir ! Le live commence")

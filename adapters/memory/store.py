@@ -413,11 +413,9 @@ class MemoryUnitOfWork:
         self.inbound = MemoryInboundMessageRepository(*parts)
         self.outbox = MemoryOutboxRepository(*parts)
         self.dead_letters = MemoryDeadLetterRepository(*parts)
-        self._depth = 0
 
     def __enter__(self) -> Self:
         self._store.lock.acquire()
-        self._depth += 1
         return self
 
     def __exit__(
@@ -429,7 +427,6 @@ class MemoryUnitOfWork:
         try:
             self.rollback()
         finally:
-            self._depth -= 1
             self._store.lock.release()
 
     def commit(self) -> None:

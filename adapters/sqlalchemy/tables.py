@@ -205,13 +205,3 @@ event_logs = sa.Table(
     sa.Index(None, "tenant_id", "event_type", "id"),
     sa.Index(None, "subject_id"),
 )
-
-ALL_TABLES = (
-    tenants,
-    sellers,
-    live_sessions,
-    inbound_messages,
-    messages_out,
-    dead_letter_jobs,
-    event_logs,
-)

@@ -39,9 +39,8 @@ class AcceleratedClock:
         self._started = time.monotonic()
 
     def now(self) -> datetime:
-        elapsed = time.monotonic() - self._started
-        return self._origin + timedelta(seconds=elapsed * self.factor)
+        return self._origin + self.elapsed()
 
-    def real_seconds(self, virtual: timedelta) -> float:
-        """How long ``virtual`` takes in wall seconds."""
-        return virtual.total_seconds() / self.factor
+    def elapsed(self) -> timedelta:
+        """Virtual time since the clock was made."""
+        return timedelta(seconds=(time.monotonic() - self._started) * self.factor)

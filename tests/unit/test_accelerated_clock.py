@@ -27,8 +27,13 @@ class TestAcceleratedClock:
         assert start <= now < start + timedelta(seconds=5)
         assert UTC == now.tzinfo
 
-    def test_a_virtual_duration_converts_to_wall_seconds(self) -> None:
-        assert 3.0 == AcceleratedClock(20).real_seconds(timedelta(minutes=1))
+    def test_elapsed_virtual_time_is_what_now_has_moved_since_the_start(self) -> None:
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        clock = AcceleratedClock(50, start=start)
+        time.sleep(0.1)
+
+        elapsed = clock.elapsed()
+        assert timedelta(seconds=5) <= elapsed <= clock.now() - start
 
     def test_a_non_positive_factor_is_refused(self) -> None:
         with pytest.raises(ValueError, match="factor must be positive"):
