@@ -9,10 +9,6 @@ import phonenumbers
 from domain.errors import InvalidPhoneNumber
 
 WHATSAPP_PREFIX = "whatsapp:"
-# A phone-looking run: 7+ digits, single separators allowed, not glued to a word (ids, provider
-# SIDs), not a date (``2026-03-02``) nor the seconds of a time (``18:00:08.123456``).
-_MASK_RE = re.compile(r"(?<![\w.+])(?<!\d:)(?!\d{4}-\d\d-\d\d)\+?\d(?:[ ().-]{0,2}\d)+(?!\w)")
-_MIN_PHONE_DIGITS = 7
 
 
 def strip_whatsapp_prefix(raw: str) -> str:
@@ -60,13 +56,32 @@ def mask_phone(phone: str) -> str:
     return "*" * len(value)
 
 
+# Where a phone stands as a phone in free text (ADR 0011): after ``whatsapp:`` (plain or
+# URL-encoded), after a ``+`` (plain or ``%2B``) that is not glued to a word or a number, and
+# quoted or not right after the word "phone" (``invalid phone number '06 12 34 56 78'``). A phone
+# is 7 to 15 digits with single separators (``+1 (415) 555-2671``). Nothing else is touched:
+# uuids, ULIDs, Twilio SIDs, amounts, times and dates hold no such marker.
+_DIGITS = r"\d(?:[ ().-]{0,2}\d){6,14}(?!\d)"
+_MARKED_PHONE = re.compile(
+    r"(?P<mark>(?i:whatsapp(?::|%3A)\s*))(?P<phone>(?:\+|(?i:%2B))?" + _DIGITS + r")"
+    r"|(?P<plus>(?<![\w+%])\+|(?<![\w+])(?i:%2B))(?P<number>" + _DIGITS + r")"
+)
+_NAMED_PHONE = re.compile(
+    r"(?P<mark>(?i:\bphone(?:[ _-]?number)?)[\s:=]*(?P<quote>['\"]?))"
+    r"(?P<phone>\+?\(?" + _DIGITS + r")(?P=quote)"
+)
+
+
 def mask_phones_in(text: str) -> str:
-    """Mask every phone-looking run of digits inside free text (log messages, errors)."""
+    """Mask every phone standing as a phone in free text (log messages, errors) to its last
+    four digits; every other run of digits is left as it is."""
 
     def mask(match: re.Match[str]) -> str:
-        run = match.group(0)
-        if sum(c.isdigit() for c in run) < _MIN_PHONE_DIGITS:
-            return run
-        return mask_phone(run)
+        if match.groupdict().get("plus") is not None:
+            return mask_phone(match.group("plus") + match.group("number"))
+        phone = match.group("phone")
+        start = match.start("phone") - match.start()
+        whole = match.group(0)
+        return whole[:start] + mask_phone(phone) + whole[start + len(phone) :]
 
-    return _MASK_RE.sub(mask, text)
+    return _NAMED_PHONE.sub(mask, _MARKED_PHONE.sub(mask, text))

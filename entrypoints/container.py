@@ -7,7 +7,9 @@ Tests and the simulation override providers (``container.uow_factory.override(..
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
+from typing import Any
 
 import attrs
 from dependency_injector import containers, providers
@@ -25,6 +27,28 @@ from adapters.twilio.provider import TwilioMessagingProvider
 from domain.live_sessions import InactivityWindow
 from domain.retry import RetryPolicy
 from entrypoints.settings import Settings
+
+log = logging.getLogger("livesell.container")
+
+
+def twilio_provider(settings: Settings | None, **options: Any) -> TwilioMessagingProvider:
+    """The Twilio provider; raises ConfigError naming a missing Twilio variable (ADR 0011)."""
+    if settings is not None:
+        settings.check_messaging_provider()
+    return TwilioMessagingProvider(**options)
+
+
+def simulated_provider(settings: Settings | None, **options: Any) -> SimulatedMessagingProvider:
+    """The simulated provider; in a process that has Twilio variables (MESSAGING_PROVIDER set to
+    ``simulated`` explicitly, the only way to get here then) it says so at start, once."""
+    present = settings.twilio_variables_set if settings is not None else ()
+    if present:
+        log.warning(
+            "Simulated messaging provider selected although Twilio is configured: outbound "
+            "messages are marked sent and go nowhere",
+            extra={"context": {"messagingProvider": "simulated", "twilioVariablesSet": present}},
+        )
+    return SimulatedMessagingProvider(**options)
 
 
 class Container(containers.DeclarativeContainer):
@@ -52,7 +76,8 @@ class Container(containers.DeclarativeContainer):
     messaging_provider = providers.Selector(
         config.messaging_provider,
         simulated=providers.Singleton(
-            SimulatedMessagingProvider,
+            simulated_provider,
+            settings,
             latency_ms=config.simulated_latency_ms,
             transient_failure_rate=config.simulated_transient_failure_rate,
             permanent_failure_rate=config.simulated_permanent_failure_rate,
@@ -60,7 +85,8 @@ class Container(containers.DeclarativeContainer):
             sent_log=config.simulated_sent_log,
         ),
         twilio=providers.Singleton(
-            TwilioMessagingProvider,
+            twilio_provider,
+            settings,
             account_sid=config.twilio_account_sid,
             auth_token=config.twilio_auth_token,
             default_sender=config.twilio_whatsapp_number,

@@ -19,12 +19,39 @@ from domain.phones import mask_phone, mask_phones_in
 current_worker: contextvars.ContextVar[str] = contextvars.ContextVar(
     "current_worker", default="livesell"
 )
-PHONE_KEYS = frozenset({"to", "from", "phone", "toPhone", "fromPhone", "from_phone", "to_phone"})
+# Context keys whose value is a phone, compared lower-cased without ``_`` (``to_phone``,
+# ``toPhone``; Twilio's ``From``, ``To``, ``WaId``, ``ChannelToAddress``,
+# ``OriginalRepliedMessageSender``): their value is masked whatever its form. Any other value is
+# free text, where only a phone standing as one is masked (``domain.phones.mask_phones_in``).
+PHONE_KEYS = frozenset(
+    {
+        "to",
+        "from",
+        "phone",
+        "tophone",
+        "fromphone",
+        "phonee164",
+        "toaddress",
+        "fromaddress",
+        "sender",
+        "recipient",
+        "waid",
+        "channeltoaddress",
+        "originalrepliedmessagesender",
+        "whatsappnumber",
+    }
+)
+
+
+def is_phone_key(key: str) -> bool:
+    return key.replace("_", "").lower() in PHONE_KEYS
 
 
 def _masked_value(key: str, value: Any) -> Any:
     if isinstance(value, str):
-        return mask_phone(value) if key in PHONE_KEYS else mask_phones_in(value)
+        return mask_phone(value) if is_phone_key(key) else mask_phones_in(value)
+    if isinstance(value, int) and not isinstance(value, bool) and is_phone_key(key):
+        return mask_phone(str(value))
     if isinstance(value, dict):
         return _masked(value)
     if isinstance(value, list | tuple):

@@ -22,6 +22,7 @@ T = TypeVar("T")
 DEFAULT_DATABASE_URL = "sqlite:///livesell.db"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 SECRET_FIELDS = frozenset({"twilio_auth_token", "redis_token", "sentry_dsn"})
+TWILIO_VARIABLES = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_WHATSAPP_NUMBER")
 
 
 class ConfigError(ValueError):
@@ -154,20 +155,17 @@ class Settings:
                 raise ConfigError(
                     "TWILIO_WHATSAPP_NUMBER", "must be a phone number in E.164, e.g. +14155238886"
                 ) from None
-        twilio_ready = bool(sid and token and number)
+        twilio = dict(zip(TWILIO_VARIABLES, (sid, token, number), strict=True))
+        missing = [name for name, value in twilio.items() if not value]
+        # Unset, the provider is Twilio as soon as one Twilio variable is set: an incomplete set
+        # is then refused where a message would be sent (check_messaging_provider), never read
+        # as "simulated" (ADR 0011).
         provider = env.choice(
-            "MESSAGING_PROVIDER", "twilio" if twilio_ready else "simulated", ("twilio", "simulated")
+            "MESSAGING_PROVIDER",
+            "twilio" if len(missing) < len(TWILIO_VARIABLES) else "simulated",
+            ("twilio", "simulated"),
         )
-        if provider == "twilio" and not twilio_ready:
-            missing = [
-                name
-                for name, value in (
-                    ("TWILIO_ACCOUNT_SID", sid),
-                    ("TWILIO_AUTH_TOKEN", token),
-                    ("TWILIO_WHATSAPP_NUMBER", number),
-                )
-                if not value
-            ]
+        if provider == "twilio" and missing and env.raw("MESSAGING_PROVIDER") is not None:
             raise ConfigError("MESSAGING_PROVIDER", f"twilio needs {', '.join(missing)} set")
         metrics_port = env.raw("METRICS_PORT")
         transient = env.number("SIMULATED_TRANSIENT_FAILURE_RATE", 0.0, float, 0.0, 1.0)
@@ -222,6 +220,29 @@ class Settings:
             simulated_seed=env.number("SIMULATED_SEED", 0, int, 0, 2**63),
             simulated_sent_log=env.text("SIMULATED_SENT_LOG"),
         )
+
+    @property
+    def twilio_variables_set(self) -> tuple[str, ...]:
+        """The Twilio variables this process has (names only)."""
+        values = (self.twilio_account_sid, self.twilio_auth_token, self.twilio_whatsapp_number)
+        return tuple(name for name, value in zip(TWILIO_VARIABLES, values, strict=True) if value)
+
+    def check_messaging_provider(self) -> None:
+        """Raise ConfigError, naming the first missing variable, when the provider is Twilio and
+        a Twilio variable is missing (``MESSAGING_PROVIDER`` unset and the set incomplete). Called
+        where the provider is built, so a process that sends refuses to start while one that only
+        verifies webhooks (``TWILIO_AUTH_TOKEN`` alone) does not."""
+        if self.messaging_provider != "twilio":
+            return
+        present = self.twilio_variables_set
+        missing = [name for name in TWILIO_VARIABLES if name not in present]
+        if missing:
+            raise ConfigError(
+                missing[0],
+                f"is required to send with Twilio ({', '.join(present)} set, so MESSAGING_PROVIDER "
+                f"defaults to twilio); set {' and '.join(missing)}, or set "
+                "MESSAGING_PROVIDER=simulated to send nothing",
+            )
 
     @property
     def is_sqlite(self) -> bool:

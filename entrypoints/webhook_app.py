@@ -3,8 +3,9 @@
 - ``POST /webhooks/twilio/messages``: an inbound WhatsApp message. Verified, recorded
   ``received`` in the durable inbox, enqueued on ``webhook-processing``; answered with an empty
   TwiML ``<Response/>``.
-- ``POST /webhooks/twilio/status``: a delivery status callback for an outbound message, matched by
-  the ``tenantId`` and ``outboxId`` the sender put in the callback URL.
+- ``POST /webhooks/twilio/status`` (and with a trailing slash): a delivery status callback for an
+  outbound message, matched by the ``tenantId`` and ``outboxId`` the sender put in the callback
+  URL, or by its ``MessageSid`` when the URL has none (a Messaging Service's callback, ADR 0011).
 - ``GET /healthz`` (the process answers) and ``GET /readyz`` (Postgres and Redis answer).
 
 Thin on purpose (STYLE rule 9): read and verify the request, call a use case of
@@ -204,35 +205,43 @@ class WebhookApp:
 
     async def status(self, request: Request) -> Response:
         form = await self.signed_form(request)
-        tenant_id = request.query_params.get("tenantId")
-        outbox_id = request.query_params.get("outboxId")
-        missing = [k for k, v in (("tenantId", tenant_id), ("outboxId", outbox_id)) if not v]
-        missing += [] if form.get("MessageStatus") else ["MessageStatus"]
-        if missing or tenant_id is None or outbox_id is None:
+        tenant_id = request.query_params.get("tenantId") or None
+        outbox_id = request.query_params.get("outboxId") or None
+        sid = form.get("MessageSid") or None
+        missing = [] if form.get("MessageStatus") else ["MessageStatus"]
+        if not (tenant_id and outbox_id) and sid is None:
+            missing.append("MessageSid (or tenantId and outboxId in the URL)")
+        if missing:
             raise HttpProblem(400, f"missing field(s): {', '.join(missing)}", missing=missing)
         try:
             outcome = await run_in_threadpool(
                 record_delivery_report,
-                tenant_id=tenant_id,
-                outbox_id=outbox_id,
                 status=form["MessageStatus"],
                 error_code=form.get("ErrorCode"),
                 uow_factory=self.uow_factory,
                 clock=self.clock,
+                tenant_id=tenant_id,
+                outbox_id=outbox_id,
+                provider_message_id=sid,
+                sender=form.get("From"),
             )
         except StoreUnavailable as exc:
             raise HttpProblem(
                 503, "the database is unavailable, status not recorded", error=str(exc)
             ) from exc
         context = {
-            "tenantId": tenant_id,
-            "outboxId": outbox_id,
-            "providerMessageId": form.get("MessageSid"),
+            "tenantId": outcome.tenant_id,
+            "outboxId": outcome.outbox_id,
+            "providerMessageId": sid,
             "messageStatus": form["MessageStatus"],
             "errorCode": form.get("ErrorCode"),
+            "matchedBy": "url" if tenant_id and outbox_id else "MessageSid",
         }
         if isinstance(outcome, DeliveryRecorded):
-            log.info("Delivery status recorded", extra={"context": context})
+            log.info(
+                "Delivery status recorded",
+                extra={"context": {**context, "deliveryStatus": outcome.status.value}},
+            )
         elif isinstance(outcome, DeliveryIgnored):
             level = logging.INFO if outcome.reason == "stale" else logging.WARNING
             log.log(
@@ -429,6 +438,8 @@ def create_app(container: Container, *, verify_signatures: bool = True) -> Starl
         routes=[
             Route(MESSAGES_PATH, handlers.messages, methods=["POST"]),
             Route(STATUS_PATH, handlers.status, methods=["POST"]),
+            # The URL as pasted in Twilio's console may end with a slash: served, not redirected.
+            Route(STATUS_PATH + "/", handlers.status, methods=["POST"]),
             Route("/healthz", handlers.healthz, methods=["GET"]),
             Route("/readyz", handlers.readyz, methods=["GET"]),
         ],

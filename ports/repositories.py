@@ -182,12 +182,24 @@ class OutboxRepository(Protocol):
     def record_delivery_status(
         self, tenant_id: str, message_id: str, report: DeliveryReport
     ) -> bool:
-        """Store a provider's delivery report in one conditional write: only where ``id`` and
-        ``tenant_id`` match and the stored delivery status is one ``report.status`` may replace
-        (``DeliveryStatus.may_replace``), so concurrent reports never move it backwards. Returns
-        False, storing nothing, for an unknown message or a report that is stale or repeated.
+        """Merge a provider's delivery report into the stored one in one conditional write, as
+        ``DeliveryReport.merged_into`` says: only where ``id`` and ``tenant_id`` match and the
+        report moves the status to a higher rank or brings a greater error code, so concurrent
+        reports never move it backwards and the result does not depend on their order. Returns
+        False, storing nothing, for an unknown message or a report that changes nothing.
         Leaves the outbox ``status`` and every sender column alone.
         """
+        ...
+
+    def find_by_provider_message_id(self, tenant_id: str, provider_message_id: str) -> str | None:
+        """The id of the tenant's message the provider knows as ``provider_message_id`` (its
+        MessageSid), or None."""
+        ...
+
+    def locate_provider_message(self, provider_message_id: str) -> tuple[str, str] | None:
+        """System lookup: ``(tenant_id, message_id)`` of the one message of any tenant the provider
+        knows as ``provider_message_id``; None when no message has it (or, impossibly for a
+        provider's unique id, several do)."""
         ...
 
     def delivery_report(self, tenant_id: str, message_id: str) -> DeliveryReport | None:

@@ -305,11 +305,25 @@ class MemoryOutboxRepository(_Repo):
         stored = self._store.outbox.get(message_id)
         if stored is None or stored.tenant_id != tenant_id:
             return False
-        current = self._store.deliveries.get(message_id)
-        if not report.status.may_replace(current.status if current else None):
+        merged = report.merged_into(self._store.deliveries.get(message_id))
+        if merged is None:
             return False
-        self._journal.put(self._store.deliveries, message_id, report)
+        self._journal.put(self._store.deliveries, message_id, merged)
         return True
+
+    def find_by_provider_message_id(self, tenant_id: str, provider_message_id: str) -> str | None:
+        for message in self._store.outbox.values():
+            if (message.tenant_id, message.provider_message_id) == (tenant_id, provider_message_id):
+                return message.id
+        return None
+
+    def locate_provider_message(self, provider_message_id: str) -> tuple[str, str] | None:
+        found = [
+            (m.tenant_id, m.id)
+            for m in self._store.outbox.values()
+            if m.provider_message_id == provider_message_id
+        ]
+        return found[0] if len(found) == 1 else None
 
     def delivery_report(self, tenant_id: str, message_id: str) -> DeliveryReport | None:
         stored = self._store.outbox.get(message_id)

@@ -32,7 +32,7 @@ from adapters.sqlalchemy.tables import (
 from adapters.sqlalchemy.transaction import Transaction
 from adapters.sqlalchemy.types import UtcDateTime
 from domain.dead_letters import DeadLetter, DeadLetterSource
-from domain.delivery import DeliveryReport
+from domain.delivery import DeliveryReport, DeliveryStatus
 from domain.events import Event
 from domain.inbound import InboundRecord
 from domain.live_sessions import LiveSession
@@ -546,22 +546,59 @@ class SqlOutboxRepository(_Repository):
     def record_delivery_status(
         self, tenant_id: str, message_id: str, report: DeliveryReport
     ) -> bool:
-        """One conditional UPDATE: concurrent reports serialise on the row, and each re-checks
-        the stored status after the other committed, so none moves it backwards."""
-        replaceable = sorted(s.value for s in report.status.replaceable())
+        """One conditional UPDATE computing ``DeliveryReport.merged_into`` from the row itself:
+        concurrent reports serialise on the row, and each merges into what the other committed
+        (Postgres re-evaluates the WHERE and SET on the new row version), so none moves it
+        backwards."""
+        stored_status, stored_code = (
+            messages_out.c.delivery_status,
+            messages_out.c.delivery_error_code,
+        )
+        rank = sa.case(
+            {status.value: status.rank for status in DeliveryStatus}, value=stored_status, else_=-1
+        )
+        status_moves = rank < report.status.rank
+        values: dict[str, Any] = {
+            "delivery_status": sa.case((status_moves, report.status.value), else_=stored_status),
+            "delivery_updated_at": report.updated_at,
+        }
+        changes = status_moves
+        if report.error_code is not None:
+            code, length = report.error_code, len(report.error_code)
+            code_moves = sa.or_(
+                stored_code.is_(None),
+                sa.func.length(stored_code) < length,
+                sa.and_(sa.func.length(stored_code) == length, stored_code < code),
+            )
+            values["delivery_error_code"] = sa.case((code_moves, code), else_=stored_code)
+            changes = sa.or_(status_moves, code_moves)
         statement = (
             sa.update(messages_out)
             .where(
                 messages_out.c.id == message_id,
                 messages_out.c.tenant_id == tenant_id,
-                sa.or_(
-                    messages_out.c.delivery_status.is_(None),
-                    messages_out.c.delivery_status.in_(replaceable),
-                ),
+                changes,
             )
-            .values(mappers.delivery_to_row(report))
+            .values(values)
         )
         return self._tx.execute(statement).rowcount == 1
+
+    def find_by_provider_message_id(self, tenant_id: str, provider_message_id: str) -> str | None:
+        statement = sa.select(messages_out.c.id).where(
+            messages_out.c.provider_message_id == provider_message_id,
+            messages_out.c.tenant_id == tenant_id,
+        )
+        found: str | None = self._tx.execute(statement).scalar()
+        return found
+
+    def locate_provider_message(self, provider_message_id: str) -> tuple[str, str] | None:
+        statement = (
+            sa.select(messages_out.c.tenant_id, messages_out.c.id)
+            .where(messages_out.c.provider_message_id == provider_message_id)
+            .limit(2)
+        )
+        rows = self._tx.execute(statement).all()
+        return (rows[0].tenant_id, rows[0].id) if len(rows) == 1 else None
 
     def delivery_report(self, tenant_id: str, message_id: str) -> DeliveryReport | None:
         statement = sa.select(

@@ -169,6 +169,15 @@ sa.Index(
     postgresql_where=SENDING,
     sqlite_where=SENDING,
 )
+# Status callbacks without ids in their URL (a Messaging Service's) find the row by its
+# MessageSid (ADR 0011).
+HAS_PROVIDER_ID = messages_out.c.provider_message_id.is_not(None)
+sa.Index(
+    "messages_out_provider_message_id_idx",
+    messages_out.c.provider_message_id,
+    postgresql_where=HAS_PROVIDER_ID,
+    sqlite_where=HAS_PROVIDER_ID,
+)
 
 dead_letter_jobs = sa.Table(
     "dead_letter_jobs",

@@ -81,6 +81,8 @@ def run_workers(args: argparse.Namespace) -> int:
 
     names = parse_parts(args.only)
     settings = Settings.from_env()
+    if "outbox" in names:  # the part that sends: an incomplete Twilio set is a start-up error
+        settings.check_messaging_provider()
     if args.check_config:
         width = max(len(name) for name in settings.describe())
         for name, value in settings.describe().items():

@@ -498,7 +498,7 @@ class TestStatusCallbacks:
         ] == seen
         assert "pending" == delivery(pg_engine, outbox_id)[0]
 
-    def test_a_failure_is_final_and_keeps_twilios_error_code(
+    def test_a_delivered_after_a_failure_wins_and_twilios_error_code_stays(
         self,
         client: TestClient,
         container: Container,
@@ -509,10 +509,12 @@ class TestStatusCallbacks:
 
         callback(client, "sent", outbox_id)
         callback(client, "undelivered", outbox_id, ErrorCode="63016")
+        failed = delivery(pg_engine, outbox_id)
         callback(client, "delivered", outbox_id)
-        callback(client, "failed", outbox_id, ErrorCode="30008")
+        callback(client, "sent", outbox_id)
 
-        assert ("pending", "undelivered", "63016") == delivery(pg_engine, outbox_id)
+        assert ("pending", "undelivered", "63016") == failed
+        assert ("pending", "delivered", "63016") == delivery(pg_engine, outbox_id)
 
     def test_a_callback_naming_another_tenant_changes_nothing(
         self,
@@ -557,12 +559,12 @@ class TestStatusCallbacks:
     def test_a_callback_without_its_ids_or_status_is_400_naming_them(
         self, client: TestClient
     ) -> None:
-        answer = post_signed(client, f"{STATUS_PATH}?outboxId=x", {"MessageSid": "SM1"})
+        answer = post_signed(client, f"{STATUS_PATH}?outboxId=x", {"SmsSid": "SM1"})
 
-        assert (400, "missing field(s): tenantId, MessageStatus") == (
-            answer.status_code,
-            answer.text,
-        )
+        assert (
+            400,
+            "missing field(s): MessageStatus, MessageSid (or tenantId and outboxId in the URL)",
+        ) == (answer.status_code, answer.text)
 
 
 class TestHealth:

@@ -3,8 +3,15 @@ secret is never printed."""
 
 from __future__ import annotations
 
+import itertools
+import logging
+
 import pytest
 
+from adapters.simulated.provider import SimulatedMessagingProvider
+from adapters.twilio.provider import TwilioMessagingProvider
+from entrypoints.cli import main
+from entrypoints.container import build
 from entrypoints.settings import ConfigError, Settings
 
 TWILIO = {
@@ -185,3 +192,80 @@ class TestSecrets:
         error = refused(DATABASE_URL="mysql://app:db-secret-pw@localhost/livesell")
 
         assert "db-secret-pw" not in str(error)
+
+
+INCOMPLETE = [
+    dict(subset) for size in (1, 2) for subset in itertools.combinations(TWILIO.items(), size)
+]
+
+
+class TestNoSilentSimulatedProvider:
+    """ADR 0011: an incomplete Twilio set never reads as "simulated"."""
+
+    @pytest.mark.parametrize("environ", INCOMPLETE, ids=lambda e: "+".join(sorted(e)))
+    def test_an_incomplete_twilio_set_is_refused_where_messages_are_sent_naming_the_missing_one(
+        self, environ: dict[str, str]
+    ) -> None:
+        settings = Settings.from_env(environ)
+        first_missing = next(name for name in TWILIO if name not in environ)
+
+        with pytest.raises(ConfigError) as caught:
+            build(settings, store="memory").messaging_provider()
+
+        assert "twilio" == settings.messaging_provider
+        assert first_missing == caught.value.variable
+        assert str(caught.value).startswith(f"{first_missing}: is required to send with Twilio")
+        assert "tw-secret-token" not in str(caught.value)
+
+    def test_the_seen_case_sid_and_token_without_a_number_stops_the_worker_at_start(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        monkeypatch.delenv("MESSAGING_PROVIDER", raising=False)
+        monkeypatch.delenv("TWILIO_WHATSAPP_NUMBER", raising=False)
+        monkeypatch.setenv("TWILIO_ACCOUNT_SID", TWILIO["TWILIO_ACCOUNT_SID"])
+        monkeypatch.setenv("TWILIO_AUTH_TOKEN", TWILIO["TWILIO_AUTH_TOKEN"])
+
+        code = main(["worker", "--check-config"])
+
+        assert 2 == code
+        assert "TWILIO_WHATSAPP_NUMBER: is required to send with Twilio" in capsys.readouterr().err
+
+    def test_a_process_that_sends_nothing_starts_with_the_webhook_token_alone(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        for name in ("MESSAGING_PROVIDER", "TWILIO_ACCOUNT_SID", "TWILIO_WHATSAPP_NUMBER"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("TWILIO_AUTH_TOKEN", TWILIO["TWILIO_AUTH_TOKEN"])
+
+        code = main(["worker", "--only", "webhook,closer", "--check-config"])
+
+        assert 0 == code, capsys.readouterr().err
+
+    def test_the_complete_set_selects_twilio(self) -> None:
+        provider = build(Settings.from_env(TWILIO), store="memory").messaging_provider()
+
+        assert isinstance(provider, TwilioMessagingProvider)
+
+    def test_simulated_beside_twilio_credentials_must_be_asked_for_and_warns_at_start(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        settings = Settings.from_env({**TWILIO, "MESSAGING_PROVIDER": "simulated"})
+
+        with caplog.at_level(logging.WARNING, logger="livesell.container"):
+            provider = build(settings, store="memory").messaging_provider()
+
+        assert isinstance(provider, SimulatedMessagingProvider)
+        assert [
+            "Simulated messaging provider selected although Twilio is configured: outbound "
+            "messages are marked sent and go nowhere"
+        ] == [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert "tw-secret-token" not in caplog.text
+
+    def test_without_any_twilio_variable_the_simulated_provider_is_quiet(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        with caplog.at_level(logging.WARNING, logger="livesell.container"):
+            provider = build(Settings.from_env({}), store="memory").messaging_provider()
+
+        assert isinstance(provider, SimulatedMessagingProvider)
+        assert [] == caplog.records
