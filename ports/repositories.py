@@ -60,12 +60,14 @@ class TenantRepository(Protocol):
 
 
 class SellerDirectory(Protocol):
-    def find(self, tenant_id: str, phone_e164: str) -> Seller | None:
-        """The tenant's seller with this phone, or None: the sender-classification lookup."""
+    def find_by_key(self, tenant_id: str, phone_key: str) -> Seller | None:
+        """The tenant's seller whose number has this canonical key (``domain.phones.phone_key``),
+        or None: the sender-classification lookup, whatever form of the number WhatsApp sent."""
         ...
 
     def add(self, seller: Seller) -> None:
-        """Raises AlreadyExists when the tenant already has a seller with this phone."""
+        """Raises AlreadyExists when the tenant already has a seller with this phone or with
+        another form of the same number (the same ``phone_key``)."""
         ...
 
     def list(self, tenant_id: str) -> Sequence[Seller]: ...

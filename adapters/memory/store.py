@@ -125,11 +125,13 @@ class MemoryTenantRepository(_Repo):
 
 
 class MemorySellerDirectory(_Repo):
-    def find(self, tenant_id: str, phone_e164: str) -> Seller | None:
-        return self._store.sellers.get((tenant_id, phone_e164))
+    """Sellers keyed by ``(tenant_id, phone_key)``, the unique key of the sellers table."""
+
+    def find_by_key(self, tenant_id: str, phone_key: str) -> Seller | None:
+        return self._store.sellers.get((tenant_id, phone_key))
 
     def add(self, seller: Seller) -> None:
-        key = (seller.tenant_id, seller.phone_e164)
+        key = (seller.tenant_id, seller.phone_key)
         if seller.tenant_id not in self._store.tenants:
             raise AlreadyExists(f"tenant {seller.tenant_id!r} does not exist")
         if key in self._store.sellers:

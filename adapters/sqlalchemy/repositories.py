@@ -102,9 +102,9 @@ class SqlTenantRepository(_Repository):
 
 
 class SqlSellerDirectory(_Repository):
-    def find(self, tenant_id: str, phone_e164: str) -> Seller | None:
+    def find_by_key(self, tenant_id: str, phone_key: str) -> Seller | None:
         statement = sa.select(sellers).where(
-            sellers.c.tenant_id == tenant_id, sellers.c.phone_e164 == phone_e164
+            sellers.c.tenant_id == tenant_id, sellers.c.phone_key == phone_key
         )
         row = self._tx.execute(statement).first()
         return mappers.seller_to_domain(row._mapping) if row else None
