@@ -13,7 +13,7 @@ from domain.dead_letters import DeadLetter, DeadLetterSource, as_json_payload
 from domain.errors import InvalidPayload, InvalidPhoneNumber, UnknownTenant
 from domain.events import InboundRejected
 from domain.inbound import InboundMessage, InboundRecord, best_effort_ids
-from domain.live_sessions import InactivityWindow
+from domain.live_sessions import InactivityWindow, received_instant
 from domain.phones import normalise_sender, phone_key
 from domain.senders import classify_sender
 from ports.clock import Clock, IdGenerator
@@ -99,6 +99,7 @@ def process_inbound_message(
                 uow,
                 tenant_id=tenant.id,
                 sender=sender,
+                at=received_instant(message.received_at, now),
                 now=now,
                 window=window,
                 ids=ids,

@@ -194,6 +194,7 @@ def run(server: str, seconds: float) -> None:
                     uow,
                     tenant_id=f"shop-{i % TENANTS}",
                     sender=SenderType.SELLER if i % 3 == 0 else SenderType.CLIENT,
+                    at=T0 + timedelta(milliseconds=i),
                     now=T0 + timedelta(milliseconds=i),
                     window=WINDOW,
                     ids=ids,

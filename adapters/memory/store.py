@@ -186,9 +186,15 @@ class MemoryLiveSessionRepository(_Repo):
         self._events.append(session.pull_events())
         return True
 
-    def claim_stale(self, cutoff: datetime, limit: int) -> Sequence[LiveSession]:
+    def claim_stale(self, cutoff: datetime, limit: int, window: timedelta) -> Sequence[LiveSession]:
         stale = [
-            s for s in self._store.sessions.values() if s.is_active and s.last_activity_at < cutoff
+            s
+            for s in self._store.sessions.values()
+            if s.is_active
+            and s.last_activity_at < cutoff
+            and not _has_waiting(
+                self._store, s.tenant_id, s.started_at, s.last_activity_at + window
+            )
         ]
         stale.sort(key=lambda s: (s.last_activity_at, s.id))
         return [_copy(s) for s in stale[:limit]]
@@ -231,6 +237,18 @@ class MemoryInboundMessageRepository(_Repo):
         ]
         rows.sort(key=lambda r: (r.message.received_at, r.id))
         return [_copy(r) for r in rows[:limit]]
+
+    def has_waiting(self, tenant_id: str, since: datetime, until: datetime) -> bool:
+        return _has_waiting(self._store, tenant_id, since, until)
+
+
+def _has_waiting(store: MemoryStore, tenant_id: str, since: datetime, until: datetime) -> bool:
+    return any(
+        r.tenant_id == tenant_id
+        and r.status is InboundStatus.RECEIVED
+        and since <= r.message.received_at <= until
+        for r in store.inbound.values()
+    )
 
 
 class MemoryOutboxRepository(_Repo):
