@@ -69,14 +69,15 @@ def normalise_phone(raw: str, default_region: str) -> str:
 def normalise_sender(raw: str, default_region: str, *, wa_id: str | None = None) -> str:
     """The E.164 number of the sender of an inbound message, as WhatsApp delivered it.
 
-    ``raw`` is Twilio's ``From`` (``whatsapp:+491511234567``); a ``whatsapp:`` address without
-    ``+`` is a WhatsApp ID (the international number's digits, Twilio's ``WaId``). When ``raw``
+    ``raw`` is Twilio's ``From`` (``whatsapp:+491511234567``); a ``whatsapp:`` address of digits
+    without ``+`` is a WhatsApp ID (the international number's digits, Twilio's ``WaId``), unless
+    it starts with the national trunk ``0``. When ``raw``
     cannot be read and ``wa_id`` is given, the WhatsApp ID is used. Raises InvalidPhoneNumber
     only for what is not a phone number at all.
     """
     value = strip_whatsapp_prefix(raw)
-    if value != raw.strip() and value.isdigit():
-        value = "+" + value
+    if value != raw.strip() and value.isdigit() and not value.startswith("0"):
+        value = "+" + value  # no country code starts with 0: a leading 0 is a national trunk
     try:
         return _normalise(raw, value, default_region.upper())
     except InvalidPhoneNumber:

@@ -164,6 +164,9 @@ class TestWhatsAppSenders:
     def test_a_whatsapp_address_without_plus_is_a_whatsapp_id(self) -> None:
         assert "+491511234567" == normalise_sender("whatsapp:491511234567", "FR")
 
+    def test_a_whatsapp_address_with_a_trunk_zero_is_national(self) -> None:
+        assert "+33612345678" == normalise_sender("whatsapp:0612345678", "FR")
+
     def test_the_whatsapp_id_serves_when_from_cannot_be_read(self) -> None:
         assert "+5215512345678" == normalise_sender("", "MX", wa_id="5215512345678")
 
