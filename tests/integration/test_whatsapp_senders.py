@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from adapters.rq.queue import RqInboundQueue
 from domain.live_sessions import LiveSession
 from entrypoints.container import Container
-from tests.support.redis_db import RedisTestDb
 from tests.support.webhook import (  # noqa: F401 - fixtures
     RqState,
     RunningWorker,
