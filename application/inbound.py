@@ -13,8 +13,8 @@ from domain.dead_letters import DeadLetter, DeadLetterSource, as_json_payload
 from domain.errors import InvalidPayload, InvalidPhoneNumber, UnknownTenant
 from domain.events import InboundRejected
 from domain.inbound import InboundMessage, InboundRecord, best_effort_ids
-from domain.live_sessions import InactivityWindow
-from domain.phones import normalise_phone
+from domain.live_sessions import InactivityWindow, received_instant
+from domain.phones import normalise_sender, phone_key
 from domain.senders import classify_sender
 from ports.clock import Clock, IdGenerator
 from ports.repositories import DuplicateInboundMessage
@@ -87,18 +87,19 @@ def process_inbound_message(
                 reason = RejectReason.UNKNOWN_TENANT
                 break
             try:
-                from_e164 = normalise_phone(message.from_address, tenant.default_region)
+                from_e164 = normalise_sender(message.from_address, tenant.default_region)
             except InvalidPhoneNumber as exc:
                 error, reason = exc, RejectReason.INVALID_PHONE
                 break
             record = uow.inbound.get(tenant.id, message.provider_message_id)
             if record is not None and record.is_processed:
                 return Processed(record.enriched(), duplicate=True)
-            sender = classify_sender(uow.sellers.find(tenant.id, from_e164))
+            sender = classify_sender(uow.sellers.find_by_key(tenant.id, phone_key(from_e164)))
             session_id = attach_to_current_session(
                 uow,
                 tenant_id=tenant.id,
                 sender=sender,
+                at=received_instant(message.received_at, now),
                 now=now,
                 window=window,
                 ids=ids,

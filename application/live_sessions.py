@@ -7,7 +7,7 @@ from datetime import datetime
 
 import attrs
 
-from application.errors import ContentionError
+from application.errors import ContentionError, EarlierMessagesWaiting
 from domain.live_sessions import CloseReason, InactivityWindow, LiveSession
 from domain.senders import SenderType
 from ports.clock import Clock, IdGenerator
@@ -24,23 +24,33 @@ def attach_to_current_session(
     *,
     tenant_id: str,
     sender: SenderType,
+    at: datetime,
     now: datetime,
     window: InactivityWindow,
     ids: IdGenerator,
     correlation_id: str,
 ) -> str | None:
-    """Touch the tenant's current session for this message and return its id.
+    """Touch the session that was current when the message was received and return its id.
 
-    A seller gets-or-creates it (closing a stale active session first); a client only joins a
-    current one and otherwise gets None: a client never opens a session (ADR 0004). Races are
+    ``at`` is the message's instant (``received_instant``: its receipt, capped at ``now``); the
+    window is judged and the touch made at ``at``, so a message from a backlog joins the session
+    of its time (ADR 0012). A seller gets-or-creates it (closing a stale active session first, at
+    ``now``); a client only joins a session that covers ``at`` and otherwise gets None: a client
+    never opens a session (ADR 0004). A stale session whose window still holds messages waiting to
+    be processed is not closed: EarlierMessagesWaiting is raised and the job retried. Races are
     resolved as SPEC §3 says: a lost creation re-reads the winner, a session closed between read
     and touch is never reopened and the lookup starts again.
     """
     for _ in range(RACE_RETRIES):
         active = uow.sessions.get_active(tenant_id)
-        if active is not None and active.is_stale(now, window):
+        if active is not None and active.is_stale(at, window):
             if sender is SenderType.CLIENT:
                 return None
+            if uow.inbound.has_waiting(tenant_id, active.started_at, active.window_end(window)):
+                raise EarlierMessagesWaiting(
+                    f"live session {active.id} of tenant {tenant_id!r} still has messages"
+                    " received inside its window waiting to be processed"
+                )
             active.close(now, CloseReason.INACTIVITY, correlation_id)
             if not uow.sessions.close(active):
                 continue
@@ -49,15 +59,17 @@ def attach_to_current_session(
             if sender is SenderType.CLIENT:
                 return None
             session = LiveSession.open(
-                id=ids.new_id(), tenant_id=tenant_id, now=now, correlation_id=correlation_id
+                id=ids.new_id(), tenant_id=tenant_id, now=at, correlation_id=correlation_id
             )
-            session.touch(now, sender)
+            session.touch(at, sender)
             try:
                 uow.sessions.add(session)
             except ActiveSessionExists:
                 continue
             return session.id
-        touched = uow.sessions.touch(tenant_id, active.id, now, sender)
+        if sender is SenderType.CLIENT and not active.covers(at, window):
+            return None
+        touched = uow.sessions.touch(tenant_id, active.id, at, sender)
         if touched is not None:
             return touched.id
     raise ContentionError(f"could not attach to a live session of tenant {tenant_id!r}")
@@ -91,7 +103,8 @@ def close_inactive_sessions(
 ) -> CloseReport:
     """Close every active session idle for longer than the window, ``batch_limit`` per transaction,
     batch after batch until none is left. Each closure is stored with its ``live_session.closed``
-    event. Safe to run in several processes at once: each session is closed once.
+    event. A session with messages received inside its window still waiting is left for a later
+    run (ADR 0012). Safe to run in several processes at once: each session is closed once.
     """
     if batch_limit < 1:
         raise ValueError(f"batch limit must be at least 1, got {batch_limit}")
@@ -101,7 +114,7 @@ def close_inactive_sessions(
     batches = 0
     while True:
         with uow_factory() as uow:
-            stale = uow.sessions.claim_stale(cutoff, batch_limit)
+            stale = uow.sessions.claim_stale(cutoff, batch_limit, window.length)
             closed_now: list[ClosedSession] = []
             for session in stale:
                 idle = (now - session.last_activity_at).total_seconds() / 60

@@ -181,7 +181,7 @@ def run(server: str, seconds: float) -> None:
         def lookup(i: int) -> None:
             t = i % TENANTS
             with uow_factory() as uow:
-                uow.sellers.find(f"shop-{t}", seller_phone(t))
+                uow.sellers.find_by_key(f"shop-{t}", seller_phone(t))
 
         results.append(Result("seller lookup (own unit of work)", "ops", measure(seconds, lookup)))
 
@@ -194,6 +194,7 @@ def run(server: str, seconds: float) -> None:
                     uow,
                     tenant_id=f"shop-{i % TENANTS}",
                     sender=SenderType.SELLER if i % 3 == 0 else SenderType.CLIENT,
+                    at=T0 + timedelta(milliseconds=i),
                     now=T0 + timedelta(milliseconds=i),
                     window=WINDOW,
                     ids=ids,

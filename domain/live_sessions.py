@@ -50,6 +50,12 @@ class InactivityWindow:
         return now - self.length
 
 
+def received_instant(received_at: datetime, now: datetime) -> datetime:
+    """The instant the inbound rules judge a message at: when it was received, capped at ``now``
+    (a sender's clock ahead of ours never moves a session into the future). ADR 0012."""
+    return min(received_at, now)
+
+
 @attrs.define(kw_only=True)
 class LiveSession:
     """One tenant's live. At most one is active per tenant (the database guarantees it).
@@ -90,15 +96,30 @@ class LiveSession:
     def is_current(self, now: datetime, window: InactivityWindow) -> bool:
         return self.is_active and self.last_activity_at >= window.cutoff(now)
 
+    def covers(self, at: datetime, window: InactivityWindow) -> bool:
+        """A message received ``at`` belongs to this session: it is active, had started and was
+        not stale yet at that instant (``started_at <= at <= last_activity_at + W``). ADR 0012."""
+        return self.is_current(at, window) and self.started_at <= at
+
+    def window_end(self, window: InactivityWindow) -> datetime:
+        """The last instant a message can be received inside this session: ``last_activity_at +
+        W``. Messages received in ``[started_at, window_end]`` and still waiting keep it open."""
+        return self.last_activity_at + window.length
+
     def is_stale(self, now: datetime, window: InactivityWindow) -> bool:
         """Active but idle for longer than the window: the closing job's and the processor's cue."""
         return self.is_active and self.last_activity_at < window.cutoff(now)
 
     def touch(self, now: datetime, sender: SenderType) -> None:
-        """Record activity by ``sender`` at ``now``. A closed session is never touched."""
+        """Record activity by ``sender`` received at ``now``. A closed session is never touched.
+
+        ``last_activity_at`` never moves back; ``started_at`` moves back to a seller message
+        received before the first one processed (a backlog processed out of order, ADR 0012).
+        """
         if not self.is_active:
             raise IllegalTransition(f"live session {self.id} is closed and cannot be touched")
         self.last_activity_at = max(self.last_activity_at, now)
+        self.started_at = min(self.started_at, now)
         if sender is SenderType.SELLER:
             self.seller_message_count += 1
         else:

@@ -7,7 +7,7 @@ from datetime import datetime
 import attrs
 
 from domain.errors import InvalidSetting
-from domain.phones import is_valid_region, normalise_phone
+from domain.phones import is_valid_region, normalise_phone, phone_key
 
 DEFAULT_REGION = "FR"
 
@@ -50,15 +50,25 @@ class Tenant:
         )
 
 
+def _key_of(seller: Seller) -> str:
+    return phone_key(seller.phone_e164)
+
+
 @attrs.frozen(kw_only=True)
 class Seller:
-    """A phone that belongs to one of the tenant's sellers, stored in E.164."""
+    """A phone that belongs to one of the tenant's sellers, stored in E.164 as registered.
+
+    ``phone_key`` is the number's canonical key (``domain.phones.phone_key``): the sender
+    classification looks sellers up by it, so every form WhatsApp may send matches, and a tenant
+    cannot have two sellers for two forms of one number.
+    """
 
     id: str
     tenant_id: str
     phone_e164: str
     name: str | None = None
     created_at: datetime
+    phone_key: str = attrs.field(default=attrs.Factory(_key_of, takes_self=True))
 
     @classmethod
     def register(

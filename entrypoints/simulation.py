@@ -222,8 +222,9 @@ def _phones(rng: random.Random, count: int, used: set[str]) -> list[str]:
     """Distinct valid French mobile numbers in E.164."""
     phones: list[str] = []
     while len(phones) < count:
-        candidate = f"+336{rng.randrange(10_000_000, 99_999_999)}"
+        candidate = f"06{rng.randrange(10_000_000, 99_999_999)}"
         try:
+            # Read nationally: only numbers valid in France pass (an international one need not).
             phone = normalise_phone(candidate, "FR")
         except InvalidPhoneNumber:
             continue

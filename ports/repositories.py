@@ -60,12 +60,14 @@ class TenantRepository(Protocol):
 
 
 class SellerDirectory(Protocol):
-    def find(self, tenant_id: str, phone_e164: str) -> Seller | None:
-        """The tenant's seller with this phone, or None: the sender-classification lookup."""
+    def find_by_key(self, tenant_id: str, phone_key: str) -> Seller | None:
+        """The tenant's seller whose number has this canonical key (``domain.phones.phone_key``),
+        or None: the sender-classification lookup, whatever form of the number WhatsApp sent."""
         ...
 
     def add(self, seller: Seller) -> None:
-        """Raises AlreadyExists when the tenant already has a seller with this phone."""
+        """Raises AlreadyExists when the tenant already has a seller with this phone or with
+        another form of the same number (the same ``phone_key``)."""
         ...
 
     def list(self, tenant_id: str) -> Sequence[Seller]: ...
@@ -91,10 +93,11 @@ class LiveSessionRepository(Protocol):
     ) -> LiveSession | None:
         """Record activity on an *active* session in one conditional write.
 
-        ``last_activity_at`` becomes ``max(last_activity_at, now)`` and the sender's message count
-        grows by one, only where ``id``, ``tenant_id`` match and ``status = 'active'``. Returns the
-        session as stored after the write, or None when it was closed meanwhile (it is never
-        reopened).
+        ``now`` is the instant the message was received (ADR 0012). ``last_activity_at`` becomes
+        ``max(last_activity_at, now)``, ``started_at`` becomes ``min(started_at, now)`` and the
+        sender's message count grows by one, only where ``id``, ``tenant_id`` match and ``status =
+        'active'``. Returns the session as stored after the write, or None when it was closed
+        meanwhile (it is never reopened).
         """
         ...
 
@@ -105,8 +108,11 @@ class LiveSessionRepository(Protocol):
         """
         ...
 
-    def claim_stale(self, cutoff: datetime, limit: int) -> Sequence[LiveSession]:
-        """System scan: up to ``limit`` active sessions, any tenant, idle since before ``cutoff``.
+    def claim_stale(self, cutoff: datetime, limit: int, window: timedelta) -> Sequence[LiveSession]:
+        """System scan: up to ``limit`` active sessions, any tenant, idle since before ``cutoff``,
+        leaving out every session with messages received inside its window still waiting: an
+        inbound record of its tenant still ``received`` with ``started_at <= received_at <=
+        last_activity_at + window`` (ADR 0012).
 
         Rows returned stay locked to this unit of work where the store can lock; concurrent
         callers get disjoint rows (Postgres: ``FOR UPDATE SKIP LOCKED``).
@@ -136,6 +142,11 @@ class InboundMessageRepository(Protocol):
 
     def list_received_before(self, cutoff: datetime, limit: int) -> Sequence[InboundRecord]:
         """System scan: records still ``received`` since before ``cutoff`` (the reconciler's)."""
+        ...
+
+    def has_waiting(self, tenant_id: str, since: datetime, until: datetime) -> bool:
+        """Whether a record of the tenant received in ``[since, until]`` is still ``received``
+        (not processed yet): a live session whose window holds one is not closed (ADR 0012)."""
         ...
 
 

@@ -125,11 +125,13 @@ class MemoryTenantRepository(_Repo):
 
 
 class MemorySellerDirectory(_Repo):
-    def find(self, tenant_id: str, phone_e164: str) -> Seller | None:
-        return self._store.sellers.get((tenant_id, phone_e164))
+    """Sellers keyed by ``(tenant_id, phone_key)``, the unique key of the sellers table."""
+
+    def find_by_key(self, tenant_id: str, phone_key: str) -> Seller | None:
+        return self._store.sellers.get((tenant_id, phone_key))
 
     def add(self, seller: Seller) -> None:
-        key = (seller.tenant_id, seller.phone_e164)
+        key = (seller.tenant_id, seller.phone_key)
         if seller.tenant_id not in self._store.tenants:
             raise AlreadyExists(f"tenant {seller.tenant_id!r} does not exist")
         if key in self._store.sellers:
@@ -184,9 +186,15 @@ class MemoryLiveSessionRepository(_Repo):
         self._events.append(session.pull_events())
         return True
 
-    def claim_stale(self, cutoff: datetime, limit: int) -> Sequence[LiveSession]:
+    def claim_stale(self, cutoff: datetime, limit: int, window: timedelta) -> Sequence[LiveSession]:
         stale = [
-            s for s in self._store.sessions.values() if s.is_active and s.last_activity_at < cutoff
+            s
+            for s in self._store.sessions.values()
+            if s.is_active
+            and s.last_activity_at < cutoff
+            and not _has_waiting(
+                self._store, s.tenant_id, s.started_at, s.last_activity_at + window
+            )
         ]
         stale.sort(key=lambda s: (s.last_activity_at, s.id))
         return [_copy(s) for s in stale[:limit]]
@@ -229,6 +237,18 @@ class MemoryInboundMessageRepository(_Repo):
         ]
         rows.sort(key=lambda r: (r.message.received_at, r.id))
         return [_copy(r) for r in rows[:limit]]
+
+    def has_waiting(self, tenant_id: str, since: datetime, until: datetime) -> bool:
+        return _has_waiting(self._store, tenant_id, since, until)
+
+
+def _has_waiting(store: MemoryStore, tenant_id: str, since: datetime, until: datetime) -> bool:
+    return any(
+        r.tenant_id == tenant_id
+        and r.status is InboundStatus.RECEIVED
+        and since <= r.message.received_at <= until
+        for r in store.inbound.values()
+    )
 
 
 class MemoryOutboxRepository(_Repo):

@@ -45,6 +45,7 @@ def seller_to_row(seller: Seller) -> dict[str, Any]:
         "id": seller.id,
         "tenant_id": seller.tenant_id,
         "phone_e164": seller.phone_e164,
+        "phone_key": seller.phone_key,
         "name": seller.name,
         "created_at": seller.created_at,
     }
@@ -55,6 +56,7 @@ def seller_to_domain(row: Row) -> Seller:
         id=row["id"],
         tenant_id=row["tenant_id"],
         phone_e164=row["phone_e164"],
+        phone_key=row["phone_key"],
         name=row["name"],
         created_at=row["created_at"],
     )

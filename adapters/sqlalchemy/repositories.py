@@ -102,9 +102,9 @@ class SqlTenantRepository(_Repository):
 
 
 class SqlSellerDirectory(_Repository):
-    def find(self, tenant_id: str, phone_e164: str) -> Seller | None:
+    def find_by_key(self, tenant_id: str, phone_key: str) -> Seller | None:
         statement = sa.select(sellers).where(
-            sellers.c.tenant_id == tenant_id, sellers.c.phone_e164 == phone_e164
+            sellers.c.tenant_id == tenant_id, sellers.c.phone_key == phone_key
         )
         row = self._tx.execute(statement).first()
         return mappers.seller_to_domain(row._mapping) if row else None
@@ -156,11 +156,13 @@ class SqlLiveSessionRepository(_Repository):
         self, tenant_id: str, session_id: str, now: datetime, sender: SenderType
     ) -> LiveSession | None:
         instant = sa.literal(now, UtcDateTime())
-        later = (
-            sa.func.greatest(live_sessions.c.last_activity_at, instant)
+        greatest, least = (
+            (sa.func.greatest, sa.func.least)
             if self._tx.is_postgres
-            else sa.func.max(live_sessions.c.last_activity_at, instant)
+            else (sa.func.max, sa.func.min)
         )
+        later = greatest(live_sessions.c.last_activity_at, instant)
+        earlier = least(live_sessions.c.started_at, instant)
         counter = (
             live_sessions.c.seller_message_count
             if sender is SenderType.SELLER
@@ -173,7 +175,13 @@ class SqlLiveSessionRepository(_Repository):
                 live_sessions.c.tenant_id == tenant_id,
                 live_sessions.c.status == "active",
             )
-            .values({live_sessions.c.last_activity_at: later, counter: counter + 1})
+            .values(
+                {
+                    live_sessions.c.last_activity_at: later,
+                    live_sessions.c.started_at: earlier,
+                    counter: counter + 1,
+                }
+            )
             .returning(*live_sessions.c)
         )
         row = self._tx.execute(statement).first()
@@ -198,13 +206,39 @@ class SqlLiveSessionRepository(_Repository):
         )
         return self._stored_if(self._tx.execute(statement).rowcount == 1, session.pull_events())
 
-    def claim_stale(self, cutoff: datetime, limit: int) -> Sequence[LiveSession]:
+    def claim_stale(self, cutoff: datetime, limit: int, window: timedelta) -> Sequence[LiveSession]:
         """System scan. Postgres locks the rows (``FOR UPDATE SKIP LOCKED``): a concurrent
         closing job gets other sessions, and a touch of a claimed session waits for this
-        transaction, then finds it closed. SQLite's single writer gives the same."""
+        transaction, then finds it closed. SQLite's single writer gives the same. Sessions with
+        messages still waiting inside their window are left out (a correlated NOT EXISTS)."""
+        waiting = inbound_messages.alias("waiting")
+        if self._tx.is_postgres:
+            inside = waiting.c.received_at <= live_sessions.c.last_activity_at + sa.bindparam(
+                "window", window, type_=sa.Interval()
+            )
+        else:
+            # SQLite keeps instants as fixed-width text: compare them as Julian days.
+            days = window.total_seconds() / 86400
+            inside = sa.func.julianday(waiting.c.received_at) <= (
+                sa.func.julianday(live_sessions.c.last_activity_at) + days
+            )
+        blocked = (
+            sa.select(sa.literal(1))
+            .where(
+                waiting.c.tenant_id == live_sessions.c.tenant_id,
+                waiting.c.status == "received",
+                waiting.c.received_at >= live_sessions.c.started_at,
+                inside,
+            )
+            .exists()
+        )
         statement = (
             sa.select(live_sessions)
-            .where(live_sessions.c.status == "active", live_sessions.c.last_activity_at < cutoff)
+            .where(
+                live_sessions.c.status == "active",
+                live_sessions.c.last_activity_at < cutoff,
+                ~blocked,
+            )
             .order_by(live_sessions.c.last_activity_at, live_sessions.c.id)
             .limit(limit)
         )
@@ -268,6 +302,19 @@ class SqlInboundMessageRepository(_Repository):
             .limit(limit)
         )
         return [mappers.inbound_to_domain(r._mapping) for r in self._tx.execute(statement)]
+
+    def has_waiting(self, tenant_id: str, since: datetime, until: datetime) -> bool:
+        statement = sa.select(
+            sa.select(inbound_messages.c.id)
+            .where(
+                inbound_messages.c.tenant_id == tenant_id,
+                inbound_messages.c.status == "received",
+                inbound_messages.c.received_at >= since,
+                inbound_messages.c.received_at <= until,
+            )
+            .exists()
+        )
+        return bool(self._tx.execute(statement).scalar())
 
 
 _DUE_SINCE = sa.case((SENDING, messages_out.c.locked_until), else_=messages_out.c.next_attempt_at)

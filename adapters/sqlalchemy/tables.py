@@ -55,8 +55,11 @@ sellers = sa.Table(
     sa.Column("phone_e164", sa.Text, nullable=False),
     sa.Column("name", sa.Text, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
-    # Serves the sender-classification lookup (tenant_id, phone_e164) too.
+    # The canonical key of the number (domain.phones.phone_key, ADR 0012).
+    sa.Column("phone_key", sa.Text, nullable=False),
     sa.UniqueConstraint("tenant_id", "phone_e164"),
+    # One seller per number whatever its form; serves the sender-classification lookup.
+    sa.Index("sellers_tenant_id_phone_key_key", "tenant_id", "phone_key", unique=True),
 )
 
 live_sessions = sa.Table(

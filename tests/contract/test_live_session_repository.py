@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from domain.live_sessions import CloseReason, SessionStatus
@@ -9,6 +11,9 @@ from domain.senders import SenderType
 from ports.repositories import ActiveSessionExists
 from ports.unit_of_work import UnitOfWorkFactory
 from tests.contract.builders import T0, at, seed, session
+
+W = timedelta(minutes=30)
+"""The window of the stale scans below: a cutoff of ``at(minutes=30)`` is a scan at ``at(60)``."""
 
 
 @pytest.fixture
@@ -217,7 +222,7 @@ class TestClaimStale:
         )
 
         with shops() as uow:
-            stale = uow.sessions.claim_stale(at(minutes=30), limit=10)
+            stale = uow.sessions.claim_stale(at(minutes=30), limit=10, window=W)
 
         assert ["b", "a"] == [s.id for s in stale]
 
@@ -225,7 +230,9 @@ class TestClaimStale:
         store(shops, session("shop-a", "a"), session("shop-b", "b", now=at(1)))
 
         with shops() as uow:
-            assert ["a"] == [s.id for s in uow.sessions.claim_stale(at(minutes=30), limit=1)]
+            assert ["a"] == [
+                s.id for s in uow.sessions.claim_stale(at(minutes=30), limit=1, window=W)
+            ]
 
     def test_closed_sessions_are_never_claimed(self, shops: UnitOfWorkFactory) -> None:
         store(shops, session("shop-a"))
@@ -237,7 +244,7 @@ class TestClaimStale:
             uow.commit()
 
         with shops() as uow:
-            assert [] == list(uow.sessions.claim_stale(at(minutes=60), limit=10))
+            assert [] == list(uow.sessions.claim_stale(at(minutes=60), limit=10, window=W))
 
 
 class TestTenantIsolation:

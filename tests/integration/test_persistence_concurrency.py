@@ -98,6 +98,7 @@ class TestConcurrentSessionCreation:
                     uow,
                     tenant_id="shop-a",
                     sender=SenderType.SELLER,
+                    at=T0,
                     now=T0,
                     window=WINDOW,
                     ids=ids,

@@ -355,3 +355,196 @@ class TestARaceLostEveryTime:
             shop.store.events,
             shop.store.dead_letters,
         )
+
+
+def received(minutes: float) -> str:
+    """A ``receivedAt`` ``minutes`` after START, as the webhook writes it."""
+    return (START + timedelta(minutes=minutes)).isoformat()
+
+
+def in_the_inbox(world: World, payload: dict[str, Any]) -> None:
+    """The webhook recorded the message (``received``); its job has not run yet."""
+    from domain.inbound import InboundMessage, InboundRecord
+
+    with world.uow_factory() as uow:
+        message = InboundMessage.from_payload(payload, world.now)
+        uow.inbound.add(InboundRecord(id=f"inbox-{payload['providerMessageId']}", message=message))
+        uow.commit()
+
+
+class TestABacklogIsJudgedAtReceipt:
+    """Issue 12 §8, ADR 0012: after an outage the clock has moved on; each message is judged and
+    touches its session at the instant it was received."""
+
+    def test_a_late_seller_message_joins_the_live_that_was_current_when_it_was_received(
+        self, shop: World
+    ) -> None:
+        first = shop.message_from(SELLER_PHONE)
+        shop.advance(minutes=46, seconds=50)  # 110 s after a seller message received at +45
+
+        late = shop.message_from(SELLER_PHONE, receivedAt=received(45))
+
+        assert first.enriched["liveSessionId"] == late.enriched["liveSessionId"]
+        [session] = shop.sessions()
+        assert (SessionStatus.ACTIVE, START + W, 2) == (
+            session.status,
+            session.last_activity_at,
+            session.seller_message_count,
+        )
+        assert [] == shop.events("live_session.closed")
+
+    def test_clients_written_during_the_old_live_join_it_and_no_new_live_opens(
+        self, shop: World
+    ) -> None:
+        live = shop.message_from(SELLER_PHONE).enriched["liveSessionId"]
+        shop.advance(minutes=47)
+        backlog = [shop.payload(sender=SELLER_PHONE, receivedAt=received(44))] + [
+            shop.payload(sender=CLIENT_PHONE, receivedAt=received(44 + i / 60)) for i in range(25)
+        ]
+
+        outcomes = [shop.receive(p) for p in backlog]
+
+        assert {live} == {o.enriched["liveSessionId"] for o in outcomes}  # type: ignore[union-attr]
+        [session] = shop.sessions()
+        assert (2, 25, START + timedelta(minutes=44, seconds=24)) == (
+            session.seller_message_count,
+            session.client_message_count,
+            session.last_activity_at,
+        )
+
+    def test_a_late_message_never_moves_last_activity_back(self, shop: World) -> None:
+        shop.message_from(SELLER_PHONE)
+        shop.advance(minutes=30)
+        shop.message_from(CLIENT_PHONE)
+        shop.advance(minutes=1)
+
+        shop.message_from(CLIENT_PHONE, receivedAt=received(10))
+
+        [session] = shop.sessions()
+        assert (START + timedelta(minutes=30), 2) == (
+            session.last_activity_at,
+            session.client_message_count,
+        )
+
+    def test_a_received_at_ahead_of_the_clock_is_capped_at_now(self, shop: World) -> None:
+        shop.message_from(SELLER_PHONE, receivedAt=received(60))
+
+        [session] = shop.sessions()
+        assert (START, START) == (session.started_at, session.last_activity_at)
+
+    def test_a_client_received_before_the_live_began_gets_no_session(self, shop: World) -> None:
+        shop.advance(minutes=10)
+        shop.message_from(SELLER_PHONE)
+
+        outcome = shop.message_from(CLIENT_PHONE, receivedAt=received(5))
+
+        assert None is outcome.enriched["liveSessionId"]
+        assert 0 == shop.sessions()[0].client_message_count
+
+    def test_a_seller_message_received_before_the_first_one_processed_moves_the_start_back(
+        self, shop: World
+    ) -> None:
+        shop.advance(minutes=10)
+        opened = shop.message_from(SELLER_PHONE)
+
+        earlier = shop.message_from(SELLER_PHONE, receivedAt=received(2))
+
+        assert opened.enriched["liveSessionId"] == earlier.enriched["liveSessionId"]
+        [session] = shop.sessions()
+        assert (START + timedelta(minutes=2), shop.now) == (
+            session.started_at,
+            session.last_activity_at,
+        )
+
+
+class TestWaitingMessagesKeepTheirSessionOpen:
+    """ADR 0012: a session is not closed while messages received inside its window wait."""
+
+    def test_the_closer_leaves_the_session_open_until_the_waiting_message_is_processed(
+        self, shop: World
+    ) -> None:
+        live = shop.message_from(SELLER_PHONE).enriched["liveSessionId"]
+        waiting = shop.payload(sender=CLIENT_PHONE, receivedAt=received(20))
+        in_the_inbox(shop, waiting)
+        shop.advance(minutes=60)
+
+        kept = shop.close_inactive()
+        joined = shop.receive(waiting)
+        still_current = shop.close_inactive()
+        shop.advance(minutes=6)
+        closed = shop.close_inactive()
+
+        assert (0, live, 0, [live]) == (
+            kept.closed_count,
+            joined.enriched["liveSessionId"],  # type: ignore[union-attr]
+            still_current.closed_count,
+            [c.session_id for c in closed.closed],
+        )
+        [event] = shop.events("live_session.closed")
+        assert (1, (START + timedelta(minutes=20)).isoformat()) == (
+            event.payload["clientMessageCount"],
+            event.payload["lastActivityAt"],
+        )
+
+    def test_a_seller_message_that_would_close_the_session_waits_and_is_retried(
+        self, shop: World
+    ) -> None:
+        from application.errors import EarlierMessagesWaiting
+
+        live = shop.message_from(SELLER_PHONE).enriched["liveSessionId"]
+        waiting = shop.payload(sender=CLIENT_PHONE, receivedAt=received(30))
+        in_the_inbox(shop, waiting)
+        seller = shop.payload(sender=SELLER_PHONE, receivedAt=received(80))
+        shop.advance(minutes=81)
+        before = (dict(shop.store.sessions), list(shop.store.events))
+
+        with pytest.raises(EarlierMessagesWaiting):
+            shop.receive(seller)
+        assert before == (dict(shop.store.sessions), list(shop.store.events))
+
+        shop.receive(waiting)
+        retried = shop.receive(seller)
+
+        old = shop.session(live)
+        new = shop.session(retried.enriched["liveSessionId"])  # type: ignore[union-attr]
+        assert (SessionStatus.CLOSED, START + timedelta(minutes=30), 1) == (
+            old.status,
+            old.last_activity_at,
+            old.client_message_count,
+        )
+        assert (SessionStatus.ACTIVE, START + timedelta(minutes=80)) == (
+            new.status,
+            new.started_at,
+        )
+
+    def test_once_the_waiting_message_extends_the_live_the_seller_joins_it(
+        self, shop: World
+    ) -> None:
+        from application.errors import EarlierMessagesWaiting
+
+        live = shop.message_from(SELLER_PHONE).enriched["liveSessionId"]
+        waiting = shop.payload(sender=CLIENT_PHONE, receivedAt=received(40))
+        in_the_inbox(shop, waiting)
+        seller = shop.payload(sender=SELLER_PHONE, receivedAt=received(80))
+        shop.advance(minutes=90)
+
+        with pytest.raises(EarlierMessagesWaiting):
+            shop.receive(seller)
+        joined = [shop.receive(p) for p in (waiting, seller)]
+
+        assert [live, live] == [o.enriched["liveSessionId"] for o in joined]  # type: ignore[union-attr]
+        [session] = shop.sessions()
+        assert (SessionStatus.ACTIVE, START + timedelta(minutes=80)) == (
+            session.status,
+            session.last_activity_at,
+        )
+
+    def test_a_waiting_message_of_another_tenant_holds_nothing(self, shop: World) -> None:
+        shop.tenant("shop-b")
+        live = shop.message_from(SELLER_PHONE).enriched["liveSessionId"]
+        in_the_inbox(shop, shop.payload("shop-b", CLIENT_PHONE, receivedAt=received(20)))
+        shop.advance(minutes=60)
+
+        report = shop.close_inactive()
+
+        assert [live] == [c.session_id for c in report.closed]

@@ -71,11 +71,64 @@ class TestClassifyingTheSender:
         def down(*_: Any) -> None:
             raise StoreUnavailable("database down")
 
-        monkeypatch.setattr(MemorySellerDirectory, "find", down)
+        monkeypatch.setattr(MemorySellerDirectory, "find_by_key", down)
 
         with pytest.raises(StoreUnavailable):
             shop.receive(shop.payload(sender=SELLER_PHONE))
         assert ({}, []) == (shop.store.inbound, shop.store.events)
+
+
+class TestPhonesAsWhatsAppSendsThem:
+    """Issue 11 §2; the formats and their sources are in tests/unit/test_phones.py."""
+
+    @pytest.mark.parametrize(
+        "sender", ["whatsapp:+491511234567", "whatsapp:+5215512345678", "whatsapp:+559281723241"]
+    )
+    def test_a_sender_the_library_calls_invalid_is_recorded_as_a_client(
+        self, shop: World, sender: str
+    ) -> None:
+        outcome = shop.receive(shop.payload(provider_message_id="SM1", **{"from": sender}))
+
+        assert isinstance(outcome, Processed)
+        record = shop.store.inbound[("shop-a", "SM1")]
+        assert ("client", sender.removeprefix("whatsapp:"), sender) == (
+            outcome.enriched["messageType"],
+            record.from_e164,
+            record.message.from_address,
+        )
+        assert [] == shop.events("inbound.rejected")
+
+    @pytest.mark.parametrize(
+        ("region", "registered", "sent"),
+        [
+            ("AR", "+54 11 2345 6789", "whatsapp:+5491123456789"),
+            ("AR", "011 15 2345-6789", "whatsapp:+5491123456789"),
+            ("MX", "55 1234 5678", "whatsapp:+5215512345678"),
+            ("MX", "+52 1 55 1234 5678", "whatsapp:+525512345678"),
+            ("BR", "(92) 98172-3241", "whatsapp:+559281723241"),
+            ("BR", "+55 92 8172 3241", "whatsapp:+5592981723241"),
+        ],
+    )
+    def test_a_seller_registered_in_one_form_is_a_seller_in_every_form_whatsapp_sends(
+        self, world: World, region: str, registered: str, sent: str
+    ) -> None:
+        world.tenant("shop-x", region=region)
+        world.seller("shop-x", registered)
+
+        outcome = world.receive(world.payload("shop-x", **{"from": sent}))
+
+        assert isinstance(outcome, Processed)
+        assert "seller" == outcome.enriched["messageType"]
+
+    def test_two_forms_of_one_number_cannot_be_two_sellers(self, world: World) -> None:
+        from ports.repositories import AlreadyExists
+
+        world.tenant("shop-ar", region="AR")
+        world.seller("shop-ar", "011 2345-6789")
+
+        with pytest.raises(AlreadyExists):
+            world.seller("shop-ar", "+54 9 11 2345 6789")
+        assert 1 == len(world.store.sellers)
 
 
 class TestRecordingTheMessage:

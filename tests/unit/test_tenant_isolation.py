@@ -90,7 +90,7 @@ class TestTenantIsolation:
                 uow.sessions.get("shop-b", session_id),
                 uow.sessions.touch("shop-b", session_id, two_shops.now, SenderType.SELLER),
                 uow.outbox.get("shop-b", message_id),
-                uow.sellers.find("shop-b", CLIENT_PHONE),
+                uow.sellers.find_by_key("shop-b", CLIENT_PHONE),
             )
             uow.commit()
 
