@@ -6,7 +6,7 @@ Partial (``WHERE provider_message_id IS NOT NULL``): rows not yet sent are not i
 column serves both lookups, the tenant-scoped one and the by-row one.
 
 Revision ID: 0010_outbox_sid_index
-Revises: 0007_outbox_delivery_status
+Revises: 0009_seller_phone_key
 Create Date: 2026-12-01 00:00:00
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010_outbox_sid_index"
-down_revision: str | None = "0007_outbox_delivery_status"
+down_revision: str | None = "0009_seller_phone_key"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
