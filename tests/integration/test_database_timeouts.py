@@ -128,9 +128,11 @@ class TestPoolConnections:
         engine = build_engine(postgres_url, statement_timeout_ms=300)
         started = time.monotonic()
         try:
-            with pytest.raises(sa.exc.OperationalError, match="statement timeout"):
-                with engine.connect() as connection:
-                    connection.exec_driver_sql("SELECT pg_sleep(5)")
+            with (
+                pytest.raises(sa.exc.OperationalError, match="statement timeout"),
+                engine.connect() as connection,
+            ):
+                connection.exec_driver_sql("SELECT pg_sleep(5)")
         finally:
             engine.dispose()
         assert time.monotonic() - started < 3
