@@ -8,9 +8,10 @@ with the job's queue, id, correlationId and tenant (ADR 0014). The log line that
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from entrypoints.settings import Settings
@@ -48,6 +49,30 @@ def init_sentry(settings: Settings, *, component: str, **options: Any) -> bool:
     )
     log.info("Sentry error reporting enabled", extra={"context": {"component": component}})
     return True
+
+
+def _sentry_on() -> bool:
+    if importlib.util.find_spec("sentry_sdk") is None:
+        return False
+    import sentry_sdk
+
+    return sentry_sdk.is_initialized()
+
+
+@contextlib.contextmanager
+def job_scope(tags: Mapping[str, str | None]) -> Iterator[None]:
+    """Run a job's work in a Sentry scope of its own carrying ``tags``: what it logs at ERROR (an
+    exception logged with its traceback) reaches Sentry with them. Nothing when Sentry is off."""
+    if not _sentry_on():
+        yield
+        return
+    import sentry_sdk
+
+    with sentry_sdk.new_scope() as scope:
+        for key, value in tags.items():
+            if value is not None:
+                scope.set_tag(key, value)
+        yield
 
 
 def report_exception(exc: BaseException, tags: Mapping[str, str | None]) -> bool:
