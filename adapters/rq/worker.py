@@ -31,13 +31,12 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import attrs
 from redis import Redis
-from rq import Queue, SimpleWorker
-from rq.defaults import CALLBACK_TIMEOUT, DEFAULT_RESULT_TTL
+from rq import Queue
+from rq.defaults import CALLBACK_TIMEOUT
 from rq.executions import Execution
 from rq.job import Job, JobStatus, Retry, _job_stack
 from rq.registry import (
@@ -46,16 +45,19 @@ from rq.registry import (
     ScheduledJobRegistry,
     StartedJobRegistry,
 )
-from rq.scheduler import RQScheduler
-from rq.scripts import acquire_or_refresh_lock
 from rq.utils import now
 from rq.worker import WorkerStatus
 from rq.worker_registration import clean_worker_registry
 
 from adapters.rq.connection import UNAVAILABLE_ERRORS
 from adapters.rq.intake import UndecodableJob, fetch_jobs
+from adapters.rq.outcomes import JobOutcome, QueueDepth, store_failure, store_success
+from adapters.rq.parked import ParkedJobs
+from adapters.rq.registration import LeasedScheduler, Registration
 from adapters.rq.slots import NoSignalDeathPenalty, Slots, Watchdog
 from adapters.rq.spec import JobSpec
+
+__all__ = ["JobOutcome", "QueueDepth", "RetryReturned", "ThreadedRqWorker"]
 
 log = logging.getLogger("livesell.rq.worker")
 
@@ -65,8 +67,6 @@ EXECUTION_TTL_SECONDS = 12
 """A started job whose worker stopped heartbeating is abandoned this long after the last beat."""
 MAINTENANCE_SECONDS = 3.0
 """How often one worker of the queue sweeps the registries (abandoned jobs, expired entries)."""
-SCHEDULER_LOCK_SECONDS = 10
-"""Lease of the scheduler lock: a dead scheduler's retries move to another worker this soon."""
 SCHEDULER_TICK_SECONDS = 1.0
 WORKER_KEY_TTL_SECONDS = 30
 """The worker hash (``rq info``) outlives the last heartbeat by this long."""
@@ -76,51 +76,10 @@ REDIS_BACKOFF_MAX_SECONDS = 30.0
 DRAIN_SECONDS = 25.0
 """On stop, how long the jobs in flight may take to finish; the ones still running then are left
 to be re-run elsewhere (their executions are no longer heartbeaten). Under the runner's 30 s."""
-PARKED_RETRY_SECONDS = 5.0
-"""How often undecodable jobs whose dead letter could not be written are tried again."""
 
 
 class RetryReturned(Exception):
     """The job returned ``rq.Retry``; this engine retries only jobs that raise (ADR 0014)."""
-
-
-@attrs.frozen
-class JobOutcome:
-    """What happened to one run of a job, for logs, metrics and error reporting."""
-
-    job_id: str
-    payload: object
-    succeeded: bool
-    result: object
-    error: str | None
-    processing_seconds: float
-    attempts_made: int
-    attempts_remaining: int
-    retry_scheduled: bool
-    enqueued_at: datetime | None
-    ended_at: datetime
-    queue: str = ""
-    exception: BaseException | None = None
-    """What the job raised (its traceback attached), for error reporting."""
-
-
-@attrs.frozen
-class QueueDepth:
-    """The queue's counters as RQ's registries hold them."""
-
-    waiting: int
-    active: int
-    scheduled: int
-    completed: int
-    failed: int
-
-
-class _Registration(SimpleWorker):
-    """The worker hash and worker-set membership ``rq info`` reads; never runs a job itself."""
-
-    def _set_connection(self, connection: Redis) -> Redis:
-        # RQ raises the socket timeout to fit its long blocking dequeue; ours blocks for a second.
-        return connection
 
 
 @attrs.define
@@ -133,33 +92,6 @@ class _Running:
 
     def past_deadline(self, moment: float, margin: float) -> bool:
         return self.deadline is not None and moment > self.deadline + margin
-
-
-class _LeasedScheduler(RQScheduler):
-    """RQ's scheduler, run in a thread of the worker with a short lock lease.
-
-    ``RQScheduler.work()`` installs signal handlers and runs in a forked process; here the
-    housekeeping thread calls ``tick`` every second instead, which takes the lock over as soon as a
-    dead scheduler's lease expires.
-    """
-
-    def tick(self) -> None:
-        owned = set()
-        for name in self._queue_names:
-            outcome = acquire_or_refresh_lock(
-                self.connection, self.get_locking_key(name), self.name, SCHEDULER_LOCK_SECONDS
-            )
-            if outcome != "taken":
-                owned.add(name)
-                if outcome == "acquired":
-                    log.debug("Acquired scheduler lock", extra={"context": {"queue": name}})
-        if owned != self._acquired_locks:
-            self._acquired_locks = owned
-            self._scheduled_job_registries = []
-        self.last_heartbeat = now()
-        self.save()
-        if self._acquired_locks:
-            self.enqueue_scheduled_jobs()
 
 
 class ThreadedRqWorker:
@@ -204,8 +136,7 @@ class ThreadedRqWorker:
         self.drain_seconds = drain_seconds
         self.queue = Queue(spec.queue, connection=connection, default_timeout=spec.timeout)
         self.intermediate_key = self.queue.intermediate_queue_key
-        self.parked_key = f"livesell:rq:undecodable:{spec.queue}"
-        """Undecodable jobs taken off the intermediate queue whose dead letter is not written."""
+        self.parked = ParkedJobs(connection, self.queue, spec, self.name, on_undecodable)
         self._running: dict[str, _Running] = {}
         self._taken: list[str] = []
         self._lock = threading.Condition()
@@ -213,9 +144,8 @@ class ThreadedRqWorker:
         self._housekeeping_stop = threading.Event()
         self._housekeeping: threading.Thread | None = None
         self._slots: Slots | None = None
-        self._next_parked_retry = 0.0
-        self._registration: _Registration | None = None
-        self._scheduler: _LeasedScheduler | None = None
+        self._registration: Registration | None = None
+        self._scheduler: LeasedScheduler | None = None
         self.completed = 0
         self.failed = 0
 
@@ -227,7 +157,7 @@ class ThreadedRqWorker:
         Raises redis' ConnectionError when Redis cannot be reached.
         """
         self.connection.ping()
-        self._registration = _Registration(
+        self._registration = Registration(
             [self.queue],
             name=self.name,
             connection=self.connection,
@@ -237,7 +167,7 @@ class ThreadedRqWorker:
         self._registration.register_birth()
         self._registration.heartbeat(WORKER_KEY_TTL_SECONDS)
         self._registration.set_state(WorkerStatus.STARTED)
-        self._scheduler = _LeasedScheduler(
+        self._scheduler = LeasedScheduler(
             [self.queue], connection=self.connection, name=f"{self.name}.scheduler"
         )
         self._scheduler.register_birth()
@@ -261,7 +191,7 @@ class ThreadedRqWorker:
                     continue
                 try:
                     self._take(free)
-                    self._retry_parked()
+                    self.parked.retry_due()
                     backoff = 1.0
                 except UNAVAILABLE_ERRORS as exc:
                     log.error(  # noqa: TRY400 - the cause is the message; no traceback
@@ -344,12 +274,7 @@ class ThreadedRqWorker:
             self._taken = ids + self._taken
             raise
         for item in undecodable:
-            claim = f"{self.parked_key}:claim:{item.job_id}"
-            if self.connection.set(claim, self.name, nx=True, ex=60):
-                try:
-                    self._write_dead_letter(item)
-                finally:
-                    self.connection.delete(claim)
+            self.parked.dead_letter(item)
 
     def _start(self, ids: list[str]) -> list[UndecodableJob]:
         """Mark the batch's jobs started and hand them to the slots, in one transaction that also
@@ -366,7 +291,7 @@ class ThreadedRqWorker:
                     continue
                 if isinstance(job, UndecodableJob):
                     pipe.lrem(self.intermediate_key, 1, job_id)
-                    pipe.rpush(self.parked_key, job_id)
+                    pipe.rpush(self.parked.key, job_id)
                     undecodable.append(job)
                     continue
                 self._apply_spec_defaults(job, pipe)
@@ -387,53 +312,6 @@ class ThreadedRqWorker:
                 self._running[running.execution.id] = running
             self._slots.submit(lambda running=running: self._perform(running))  # type: ignore[misc]
         return undecodable
-
-    def _write_dead_letter(self, item: UndecodableJob) -> bool:
-        """Write the dead letter of a parked job, then drop it from the parked list and let its
-        hash expire with the failure TTL. False (it stays parked) when the write failed."""
-        context = {"jobId": item.job_id, "reason": item.reason, "error": item.error}
-        try:
-            if self.on_undecodable is None:
-                raise RuntimeError("no dead-letter writer for undecodable jobs")  # noqa: TRY301
-            self.on_undecodable(item)
-        except Exception as exc:
-            context["deadLetter"] = f"not written, tried again later: {type(exc).__name__}: {exc}"
-            log.error("Job rejected", extra={"context": context})  # noqa: TRY400
-            return False
-        with self.connection.pipeline() as pipe:
-            pipe.lrem(self.parked_key, 1, item.job_id)
-            pipe.expire(Job.key_for(item.job_id), self.spec.failure_ttl)
-            pipe.execute()
-        log.error("Job rejected", extra={"context": context})
-        return True
-
-    def _retry_parked(self) -> None:
-        """Every ``PARKED_RETRY_SECONDS``, try again the dead letters of parked jobs (one worker
-        per job at a time: a short claim key)."""
-        moment = time.monotonic()
-        if moment < self._next_parked_retry:
-            return
-        self._next_parked_retry = moment + PARKED_RETRY_SECONDS
-        for raw_id in self.connection.lrange(self.parked_key, 0, 99):
-            job_id = _text(raw_id)
-            claim = f"{self.parked_key}:claim:{job_id}"
-            if not self.connection.set(claim, self.name, nx=True, ex=60):
-                continue
-            try:
-                item = fetch_jobs(
-                    self.connection, [job_id], self.queue.serializer, self.spec.function
-                )[0]
-                if isinstance(item, Job):  # decodable after all (a fixed hash): run it
-                    with self.connection.pipeline() as pipe:
-                        pipe.lrem(self.parked_key, 1, job_id)
-                        pipe.rpush(self.queue.key, job_id)
-                        pipe.execute()
-                elif item is None:
-                    self.connection.lrem(self.parked_key, 1, job_id)
-                elif not self._write_dead_letter(item):
-                    return
-            finally:
-                self.connection.delete(claim)
 
     def _apply_spec_defaults(self, job: Job, pipe: Any) -> None:
         """A job enqueued by another service with only the function name gets our retries, TTLs
@@ -498,7 +376,10 @@ class ThreadedRqWorker:
                 )
                 return
             try:
-                self._store_success(running)
+                assert self._registration is not None
+                store_success(
+                    self.connection, self.queue, self._registration, job, running.execution
+                )
             except UNAVAILABLE_ERRORS as exc:
                 # The job's work is done (committed); only RQ's record of it is missing. Its
                 # execution stays in the StartedJobRegistry without heartbeats, so the sweep
@@ -541,40 +422,10 @@ class ThreadedRqWorker:
             )
             return False
 
-    def _store_success(self, running: _Running) -> None:
-        job, execution = running.job, running.execution
-        assert self._registration is not None
-        assert job.ended_at is not None
-        assert job.started_at is not None
-        result_ttl = job.get_result_ttl(DEFAULT_RESULT_TTL)
-        with self.connection.pipeline() as pipe:
-            if result_ttl != 0:
-                job._handle_success(
-                    result_ttl,
-                    pipeline=pipe,
-                    worker_name=self.name,
-                    execution_id=execution.id,
-                    execution_started_at=execution.created_at,
-                    execution_ended_at=job.ended_at,
-                )
-            if job.repeats_left is not None and job.repeats_left > 0:
-                from rq.repeat import Repeat
-
-                Repeat.schedule(job, self.queue, pipeline=pipe)
-            else:
-                job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
-            execution.delete(job=job, pipeline=pipe)
-            self._registration.increment_successful_job_count(pipeline=pipe)
-            self._registration.increment_total_working_time(job.ended_at - job.started_at, pipe)
-            pipe.scard(job.dependents_key)
-            has_dependents = pipe.execute()[-1]
-        if has_dependents:
-            self.queue.enqueue_dependents(job)
-
     def _store_failure(self, running: _Running, exc_info: Any) -> bool:
         """Run the failure callback, then retry (via the scheduler) or fail the job as RQ does.
         Returns True when a retry was scheduled."""
-        job, execution = running.job, running.execution
+        job = running.job
         job._status = JobStatus.FAILED
         exc_string = "".join(traceback.format_exception(*exc_info))
         try:
@@ -585,32 +436,15 @@ class ThreadedRqWorker:
                 self._watchdog.leave()
         except Exception:
             exc_string = "".join(traceback.format_exception(*sys.exc_info()))
-        retry = job.should_retry
         assert self._registration is not None
-        with self.connection.pipeline() as pipe:
-            if retry:
-                job.retry(self.queue, pipe)
-            else:
-                job.set_status(JobStatus.FAILED, pipeline=pipe)
-                job._handle_failure(
-                    exc_string,
-                    pipeline=pipe,
-                    worker_name=self.name,
-                    execution_id=execution.id,
-                    execution_started_at=execution.created_at,
-                    execution_ended_at=job.ended_at,
-                )
-            execution.delete(job=job, pipeline=pipe)
-            self._registration.increment_failed_job_count(pipeline=pipe)
-            if job.started_at and job.ended_at:
-                self._registration.increment_total_working_time(job.ended_at - job.started_at, pipe)
-            pipe.scard(job.dependents_key)
-            has_dependents = pipe.execute()[-1]
-        if has_dependents and not retry:
-            self.queue.enqueue_dependents(job)
-        if not retry:
-            job.send_webhooks(JobStatus.FAILED, exc_string=exc_string)
-        return bool(retry)
+        return store_failure(
+            self.connection,
+            self.queue,
+            self._registration,
+            running.job,
+            running.execution,
+            exc_string,
+        )
 
     def _report(
         self,
