@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -52,11 +53,9 @@ def init_sentry(settings: Settings, *, component: str, **options: Any) -> bool:
 
 
 def _sentry_on() -> bool:
-    if importlib.util.find_spec("sentry_sdk") is None:
-        return False
-    import sentry_sdk
-
-    return sentry_sdk.is_initialized()
+    """Whether ``init_sentry`` turned Sentry on in this process (cheap: called for every send)."""
+    sentry_sdk = sys.modules.get("sentry_sdk")
+    return sentry_sdk is not None and bool(sentry_sdk.is_initialized())
 
 
 @contextlib.contextmanager
