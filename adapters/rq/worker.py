@@ -17,6 +17,13 @@ What it changes is the bookkeeping's cost and the recovery time of abandoned job
   (RQ: every 10 minutes, against leases of 90 to 240 s) and runs the scheduler with a
   ``SCHEDULER_LOCK_SECONDS`` lease (RQ: 61 s, re-acquired every 2 minutes), so a job abandoned by
   a killed worker runs again within about 15 seconds (RQ: 13 minutes, ADR 0007).
+
+Under faults (ADR 0014): each job of a batch is decoded on its own, and one that cannot be
+decoded or names another function is dead-lettered alone (``adapters.rq.intake``,
+``adapters.rq.parked``); nothing but ``stop`` ends the loop; a job more than a heartbeat past its
+deadline (stuck where the watchdog cannot reach it, in libpq) is no longer heartbeaten, so it is
+re-run elsewhere; jobs run on daemon threads (``adapters.rq.slots``) and ``stop`` waits at most
+``DRAIN_SECONDS`` for them.
 """
 
 from __future__ import annotations
