@@ -55,7 +55,10 @@ def init_sentry(settings: Settings, *, component: str, **options: Any) -> bool:
 def _sentry_on() -> bool:
     """Whether ``init_sentry`` turned Sentry on in this process (cheap: called for every send)."""
     sentry_sdk = sys.modules.get("sentry_sdk")
-    return sentry_sdk is not None and bool(sentry_sdk.is_initialized())
+    if sentry_sdk is None:
+        return False
+    client = sentry_sdk.get_client()
+    return bool(client.is_active()) and client.transport is not None
 
 
 @contextlib.contextmanager

@@ -86,7 +86,8 @@ def sentry_events() -> Iterator[None]:
     assert init_sentry(settings, component="worker", transport=CapturingTransport)
     yield
     sentry_sdk.get_client().close()
-    sentry_sdk.init()
+    sentry_sdk.get_global_scope().set_client(None)
+    assert not sentry_sdk.get_client().is_active(), "Sentry is off again for the other tests"
 
 
 @pytest.fixture
