@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else list(argv))[:1] == ["worker"]:
+        # A signal during start-up is a stop request, not a kill (ADR 0014).
+        from entrypoints.runner import process_shutdown
+
+        process_shutdown()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

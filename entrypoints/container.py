@@ -17,9 +17,9 @@ from dependency_injector import containers, providers
 from adapters.memory.store import MemoryStore, MemoryUnitOfWorkFactory
 from adapters.rq.connection import redis_connection
 from adapters.rq.queue import RqInboundQueue
-from adapters.rq.spec import JobSpec
+from adapters.rq.spec import JOB_TIMEOUT_SECONDS, JobSpec
 from adapters.simulated.provider import SimulatedMessagingProvider
-from adapters.sqlalchemy.engine import build_engine
+from adapters.sqlalchemy.engine import build_engine, statement_timeout_for
 from adapters.sqlalchemy.unit_of_work import SqlUnitOfWorkFactory
 from adapters.system.clock import SystemClock, TimeOrderedIds
 from adapters.system.rate_limit import TokenBucketRateLimiter
@@ -66,7 +66,12 @@ class Container(containers.DeclarativeContainer):
     )
 
     memory_store = providers.Singleton(MemoryStore)
-    engine = providers.Singleton(build_engine, config.database_url, config.database_pool_size)
+    engine = providers.Singleton(
+        build_engine,
+        config.database_url,
+        config.database_pool_size,
+        statement_timeout_ms=statement_timeout_for(JOB_TIMEOUT_SECONDS),  # ADR 0014
+    )
     uow_factory = providers.Selector(
         config.store,
         memory=providers.Singleton(MemoryUnitOfWorkFactory, memory_store),

@@ -12,6 +12,7 @@ import threading
 from types import TracebackType
 from typing import Any
 
+from adapters.rq.intake import UndecodableJob
 from application.inbound import (
     InboundOutcome,
     Processed,
@@ -98,4 +99,20 @@ def on_webhook_job_failure(
         clock=container.clock(),
         ids=container.ids(),
         attempts=attempts,
+    )
+
+
+def dead_letter_undecodable_job(job: UndecodableJob) -> None:
+    """The engine's writer for a job it will not run (ADR 0014): a ``webhook-processing`` dead
+    letter whose payload is ``{"rqJobId": ..., "rawHash": {...}}``, the hash as Redis held it, and
+    whose reason is ``undecodable_job`` or ``foreign_job``. Raises when it cannot be written."""
+    container = current_container()
+    reject_inbound(
+        {"rqJobId": job.job_id, "rawHash": job.raw},
+        job.reason,
+        job.error,
+        uow_factory=container.uow_factory(),
+        clock=container.clock(),
+        ids=container.ids(),
+        attempts=0,
     )

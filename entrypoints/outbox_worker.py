@@ -48,6 +48,7 @@ from domain.outbox import OutboxMessage, OutboxStatus
 from domain.retry import RetryPolicy
 from entrypoints.container import Container
 from entrypoints.logs import current_worker
+from entrypoints.observability import job_scope
 from ports.clock import Clock, IdGenerator
 from ports.messaging import MessagingProvider, RateLimiter
 from ports.repositories import StoreUnavailable
@@ -272,7 +273,15 @@ class OutboxSender:
 
     def _send(self, message: OutboxMessage) -> None:
         started = time.perf_counter()
-        attempt = deliver(message, provider=self.provider, rate_limiter=self.rate_limiter)
+        with job_scope(  # what the send logs at ERROR reaches Sentry with these tags (ADR 0014)
+            {
+                "queue": "messages_out",
+                "job_id": message.id,
+                "correlationId": message.correlation_id,
+                "tenant": message.tenant_id,
+            }
+        ):
+            attempt = deliver(message, provider=self.provider, rate_limiter=self.rate_limiter)
         elapsed = time.perf_counter() - started
         with self._counter_lock:
             self.counters.send_seconds += elapsed

@@ -1,10 +1,11 @@
 """``livesell worker``: run the worker parts of one service and stop them cleanly.
 
 Each part (``webhook``, ``outbox``, ``closer``) is built by a ``build_part(container)`` function
-named in PARTS and runs in its own thread; a part may run processes of its own. Signals:
-the first SIGTERM/SIGINT sets ``stop`` (no new work; in-flight work finishes, at most
-``GRACE_SECONDS``), a second one exits at once. A part that dies takes the service down with a
-non-zero exit rather than leaving it half-alive.
+named in PARTS and runs in its own thread; a part may run processes of its own. Signals
+(``Shutdown``, installed before anything is built): the first SIGTERM/SIGINT sets ``stop`` (no new
+work; in-flight work finishes, at most ``GRACE_SECONDS``), a second one exits at once. A signal
+during start-up stops the start: the parts already started stop as after a signal, exit 0. A part
+that dies takes the service down with a non-zero exit rather than leaving it half-alive.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from entrypoints.container import Container
 from entrypoints.logs import current_worker
+
+if TYPE_CHECKING:  # the container's imports are slow; signals are installed before them
+    from entrypoints.container import Container
 
 log = logging.getLogger("livesell.runner")
 
@@ -59,15 +62,20 @@ def build_parts(container: Container, names: Sequence[str]) -> list[WorkerPart]:
     return [importlib.import_module(PARTS[name]).build_part(container) for name in names]
 
 
-class Runner:
-    """Runs parts in threads; owns the signal handling and the exit code."""
+class Shutdown:
+    """The signal handling of ``livesell worker``: the first SIGTERM/SIGINT sets ``stop``, a second
+    one exits at once with ``EXIT_FORCED``. ``install()`` it as early as possible, so a signal
+    during start-up is a stop request rather than a traceback."""
 
-    def __init__(self, parts: Sequence[WorkerPart], grace_seconds: float = GRACE_SECONDS) -> None:
-        self.parts = list(parts)
+    def __init__(self, grace_seconds: float = GRACE_SECONDS) -> None:
         self.grace_seconds = grace_seconds
         self.stop = threading.Event()
-        self._failed = threading.Event()
         self._signals = 0
+
+    def install(self) -> Shutdown:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        return self
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._signals += 1
@@ -86,6 +94,35 @@ class Runner:
             log.warning("Second signal: stopping at once")
             os._exit(EXIT_FORCED)
 
+
+_process_shutdown: Shutdown | None = None
+
+
+def process_shutdown() -> Shutdown:
+    """This process's ``Shutdown``, installed on first use (``livesell worker`` asks for it
+    before its command modules are even imported, and the runner uses the same one)."""
+    global _process_shutdown
+    if _process_shutdown is None:
+        _process_shutdown = Shutdown().install()
+    return _process_shutdown
+
+
+class Runner:
+    """Runs parts in threads; owns the exit code (and the signal handling, through
+    ``Shutdown``)."""
+
+    def __init__(
+        self,
+        parts: Sequence[WorkerPart],
+        grace_seconds: float = GRACE_SECONDS,
+        shutdown: Shutdown | None = None,
+    ) -> None:
+        self.parts = list(parts)
+        self.shutdown = shutdown or Shutdown(grace_seconds)
+        self.grace_seconds = self.shutdown.grace_seconds
+        self.stop = self.shutdown.stop
+        self._failed = threading.Event()
+
     def _run_part(self, part: WorkerPart) -> None:
         current_worker.set(part.name)
         try:
@@ -96,22 +133,20 @@ class Runner:
             self.stop.set()
 
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-        for part in self.parts:
-            current_worker.set(part.name)
-            part.start()
+        self.shutdown.install()
+        started = self._start_parts()
         current_worker.set("livesell")
         threads = [
             threading.Thread(target=self._run_part, args=(part,), name=part.name, daemon=True)
-            for part in self.parts
+            for part in started
         ]
         for thread in threads:
             thread.start()
-        log.info(
-            "Worker started successfully",
-            extra={"context": {"parts": [p.name for p in self.parts], "pid": os.getpid()}},
-        )
+        if not self.stop.is_set():
+            log.info(
+                "Worker started successfully",
+                extra={"context": {"parts": [p.name for p in self.parts], "pid": os.getpid()}},
+            )
         while not self.stop.wait(0.2):
             pass
         deadline = time.monotonic() + self.grace_seconds
@@ -125,3 +160,24 @@ class Runner:
             return EXIT_PART_DIED
         log.info("Worker stopped")
         return EXIT_OK
+
+    def _start_parts(self) -> list[WorkerPart]:
+        """Start the parts in order until one fails or a signal asks to stop; the started ones.
+        A part that fails to start because a signal interrupted it is not an error."""
+        started: list[WorkerPart] = []
+        for part in self.parts:
+            if self.stop.is_set():
+                break
+            current_worker.set(part.name)
+            try:
+                part.start()
+            except Exception as exc:
+                if not self.stop.is_set():
+                    raise
+                log.info(
+                    "Start-up interrupted by a signal",
+                    extra={"context": {"part": part.name, "error": f"{type(exc).__name__}: {exc}"}},
+                )
+                break
+            started.append(part)
+        return started

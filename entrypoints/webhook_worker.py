@@ -8,15 +8,21 @@ says why this model and shows the measurements). The RQ side is
 container, installs that container for ``entrypoints.jobs`` and turns job outcomes into the log
 lines and the periodic ``Worker metrics`` line of SPEC §4.
 
-Stopping: the runner's first signal stops this process's slots and tells the children to stop
-too; each lets its jobs in flight finish. Children ignore SIGINT (a Ctrl-C reaches them through
-the parent), stop cleanly on SIGTERM and at once on a second one, and exit at once when the parent
-dies (a second signal to the parent, or SIGKILL): their abandoned jobs are then re-run by the
-workers that remain (``adapters.rq.worker``: within about 15 s).
+Stopping: the runner's first signal stops this process's slots and, at once, tells the children
+to stop too (a message on each child's control pipe); each lets its jobs in flight finish.
+Children ignore SIGINT (a Ctrl-C reaches them through the parent), stop cleanly on SIGTERM (the
+whole process group signalled, as systemd, honcho or ``timeout`` do) and at once on a second one,
+and exit at once when the parent dies (a second signal to the parent, or SIGKILL): their abandoned
+jobs are then re-run by the workers that remain (``adapters.rq.worker``: within about 15 s).
+
+The stop is a pipe message, not a ``multiprocessing.Event``: ``Event.set()`` waits for every
+process sleeping in ``wait()`` to acknowledge, and a child that already exited on its own SIGTERM
+never does, so the parent hung for its whole grace period (ADR 0014).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import math
@@ -30,15 +36,15 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for
 from multiprocessing.process import BaseProcess
-from multiprocessing.synchronize import Event as ProcessEvent
 from typing import Any
 
 from adapters.rq.connection import queue_errors
 from adapters.rq.spec import JobSpec
 from adapters.rq.worker import JobOutcome, QueueDepth, ThreadedRqWorker
 from entrypoints.container import Container, build
-from entrypoints.jobs import install_container
+from entrypoints.jobs import dead_letter_undecodable_job, install_container
 from entrypoints.logs import configure_logging, current_worker
+from entrypoints.observability import report_exception
 from entrypoints.settings import Settings
 
 log = logging.getLogger("livesell.webhook")
@@ -180,6 +186,7 @@ class WebhookProcessor:
             concurrency=self.slots,
             on_job_done=self._on_job_done,
             thread_initializer=_name_thread,
+            on_undecodable=dead_letter_undecodable_job,
         )
         with queue_errors():
             self.worker.start()
@@ -200,6 +207,13 @@ class WebhookProcessor:
                 }
             },
         )
+
+    def close(self) -> None:
+        """Unregister a started worker that will not run (start-up interrupted)."""
+        if self.worker is not None:
+            stopped = threading.Event()
+            stopped.set()
+            self.worker.run(stopped)
 
     def run(self, stop: threading.Event) -> None:
         assert self.worker is not None
@@ -253,8 +267,20 @@ class WebhookProcessor:
                 attemptsRemaining=outcome.attempts_remaining,
                 willRetry=outcome.retry_scheduled,
             )
+            reported = False
+            if not outcome.retry_scheduled and outcome.exception is not None:
+                ids = _ids(outcome.payload)
+                reported = report_exception(
+                    outcome.exception,
+                    {
+                        "queue": outcome.queue,
+                        "job_id": outcome.job_id,
+                        "correlationId": ids.get("correlationId"),
+                        "tenant": ids.get("tenantId"),
+                    },
+                )
             level = logging.WARNING if outcome.retry_scheduled else logging.ERROR
-            log.log(level, "Job failed", extra={"context": context})
+            log.log(level, "Job failed", extra={"context": context, "sentry_reported": reported})
         for observe in self.job_observers:
             observe(outcome)
         if self.metrics.record(outcome):
@@ -279,7 +305,8 @@ class WebhookWorker:
         self.local = WebhookProcessor(container, self.plan[0])
         self._context = multiprocessing.get_context("spawn")
         self._children: list[BaseProcess] = []
-        self._children_stop: ProcessEvent = self._context.Event()
+        self._controls: list[Connection] = []
+        """This end of each child's control pipe: "ready" comes back on it, "stop" goes out."""
         self._child_died = threading.Event()
 
     @property
@@ -299,27 +326,27 @@ class WebhookWorker:
         """Start this process's slots, then the children; returns once every child is ready.
 
         Raises ports.queue.QueueUnavailable when Redis cannot be reached, RuntimeError when a
-        child cannot start.
+        child cannot start (a signal to the whole process group during start-up kills children
+        still importing: the runner then knows the start was interrupted).
         """
         self.local.start()
-        pending: list[tuple[BaseProcess, Connection]] = []
         for index, slots in enumerate(self.plan[1:], start=1):
-            receiver, sender = self._context.Pipe(duplex=False)
+            ours, theirs = self._context.Pipe(duplex=True)
             child: BaseProcess = self._context.Process(
                 target=run_child,
-                args=(self.settings, slots, self._children_stop, sender),
+                args=(self.settings, slots, theirs),
                 name=f"{WORKER_NAME}-{index}",
                 daemon=False,
             )
             child.start()
-            sender.close()
+            theirs.close()
             self._children.append(child)
-            pending.append((child, receiver))
-        for child, receiver in pending:
-            ready = receiver.poll(CHILD_START_SECONDS)
-            message = receiver.recv() if ready else "no answer"
+            self._controls.append(ours)
+        for child, control in zip(self._children, self._controls, strict=True):
+            message = _first_message(child, control)
             if message != "ready":
                 self._stop_children(deadline=time.monotonic() + 5)
+                self.local.close()
                 raise RuntimeError(f"webhook worker process {child.pid} did not start: {message}")
         if self._children:
             if self.settings.metrics_port is not None and not os.environ.get(
@@ -346,6 +373,9 @@ class WebhookWorker:
             target=self._watch_children, args=(stop,), name="webhook-children", daemon=True
         )
         watcher.start()
+        threading.Thread(
+            target=self._relay_stop, args=(stop,), name="webhook-stop-relay", daemon=True
+        ).start()
         try:
             self.local.run(stop)
         finally:
@@ -372,8 +402,18 @@ class WebhookWorker:
                     self._child_died.set()
                     stop.set()
 
+    def _relay_stop(self, stop: threading.Event) -> None:
+        """The children stop taking jobs at the first signal, not once this process drained."""
+        stop.wait()
+        self._tell_children_to_stop()
+
+    def _tell_children_to_stop(self) -> None:
+        for control in self._controls:
+            with contextlib.suppress(OSError, ValueError):
+                control.send("stop")
+
     def _stop_children(self, deadline: float) -> None:
-        self._children_stop.set()
+        self._tell_children_to_stop()
         for child in self._children:
             child.join(max(0.0, deadline - time.monotonic()))
             if child.is_alive():
@@ -386,6 +426,17 @@ class WebhookWorker:
             _forget_child(child.pid)
 
 
+def _first_message(child: BaseProcess, control: Connection) -> str:
+    """What a starting child says first: "ready", its start-up error, or why it said nothing."""
+    try:
+        if not control.poll(CHILD_START_SECONDS):
+            return "no answer"
+        return str(control.recv())
+    except (EOFError, OSError):
+        child.join(1)
+        return f"it exited during start-up (exit code {child.exitcode})"
+
+
 def _forget_child(pid: int | None) -> None:
     if pid is None:
         return
@@ -395,13 +446,11 @@ def _forget_child(pid: int | None) -> None:
 
 
 def run_child(
-    settings: Settings, slots: int, stop: ProcessEvent, ready: Connection
+    settings: Settings, slots: int, control: Connection
 ) -> None:  # pragma: no cover - runs in a child process (tests/e2e run it for real)
     """A child process of the webhook worker: its own container and pool, ``slots`` jobs in
-    flight, until the parent says stop (or dies)."""
+    flight, until the parent says stop on ``control`` (or dies)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    configure_logging(settings.log_format, settings.log_level)
-    current_worker.set(WORKER_NAME)
     local_stop = threading.Event()
     signals = 0
 
@@ -413,17 +462,13 @@ def run_child(
         local_stop.set()
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    configure_logging(settings.log_format, settings.log_level)
+    current_worker.set(WORKER_NAME)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(
             target=_exit_with_parent, args=(parent.sentinel,), name="parent-watch", daemon=True
         ).start()
-
-    def stop_when_told() -> None:
-        stop.wait()
-        local_stop.set()
-
-    threading.Thread(target=stop_when_told, name="parent-stop", daemon=True).start()
     from entrypoints.metrics import instrument, multiprocess_dir
     from entrypoints.observability import init_sentry
 
@@ -434,9 +479,18 @@ def run_child(
     try:
         processor.start()
     except Exception as exc:
-        ready.send(f"{type(exc).__name__}: {exc}")
+        control.send(f"{type(exc).__name__}: {exc}")
         raise
-    ready.send("ready")
+    control.send("ready")
+
+    def stop_when_told() -> None:
+        try:
+            control.recv()
+        except (EOFError, OSError):
+            os._exit(EXIT_FORCED)  # the parent is gone
+        local_stop.set()
+
+    threading.Thread(target=stop_when_told, name="parent-stop", daemon=True).start()
     processor.run(local_stop)
     sys.exit(0)
 

@@ -17,11 +17,17 @@ What it changes is the bookkeeping's cost and the recovery time of abandoned job
   (RQ: every 10 minutes, against leases of 90 to 240 s) and runs the scheduler with a
   ``SCHEDULER_LOCK_SECONDS`` lease (RQ: 61 s, re-acquired every 2 minutes), so a job abandoned by
   a killed worker runs again within about 15 seconds (RQ: 13 minutes, ADR 0007).
+
+Under faults (ADR 0014): each job of a batch is decoded on its own, and one that cannot be
+decoded or names another function is dead-lettered alone (``adapters.rq.intake``,
+``adapters.rq.parked``); nothing but ``stop`` ends the loop; a job more than a heartbeat past its
+deadline (stuck where the watchdog cannot reach it, in libpq) is no longer heartbeaten, so it is
+re-run elsewhere; jobs run on daemon threads (``adapters.rq.slots``) and ``stop`` waits at most
+``DRAIN_SECONDS`` for them.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import math
@@ -32,31 +38,33 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from typing import Any
 
 import attrs
 from redis import Redis
-from rq import Queue, SimpleWorker
-from rq.defaults import CALLBACK_TIMEOUT, DEFAULT_RESULT_TTL
+from rq import Queue
+from rq.defaults import CALLBACK_TIMEOUT
 from rq.executions import Execution
-from rq.job import Job, JobStatus, _job_stack
+from rq.job import Job, JobStatus, Retry, _job_stack
 from rq.registry import (
     FailedJobRegistry,
     FinishedJobRegistry,
     ScheduledJobRegistry,
     StartedJobRegistry,
 )
-from rq.scheduler import RQScheduler
-from rq.scripts import acquire_or_refresh_lock
-from rq.timeouts import BaseDeathPenalty, JobTimeoutException
 from rq.utils import now
 from rq.worker import WorkerStatus
 from rq.worker_registration import clean_worker_registry
 
 from adapters.rq.connection import UNAVAILABLE_ERRORS
+from adapters.rq.intake import UndecodableJob, fetch_jobs
+from adapters.rq.outcomes import JobOutcome, QueueDepth, store_failure, store_success
+from adapters.rq.parked import ParkedJobs
+from adapters.rq.registration import LeasedScheduler, Registration
+from adapters.rq.slots import NoSignalDeathPenalty, Slots, Watchdog
 from adapters.rq.spec import JobSpec
+
+__all__ = ["JobOutcome", "QueueDepth", "RetryReturned", "ThreadedRqWorker"]
 
 log = logging.getLogger("livesell.rq.worker")
 
@@ -66,131 +74,31 @@ EXECUTION_TTL_SECONDS = 12
 """A started job whose worker stopped heartbeating is abandoned this long after the last beat."""
 MAINTENANCE_SECONDS = 3.0
 """How often one worker of the queue sweeps the registries (abandoned jobs, expired entries)."""
-SCHEDULER_LOCK_SECONDS = 10
-"""Lease of the scheduler lock: a dead scheduler's retries move to another worker this soon."""
 SCHEDULER_TICK_SECONDS = 1.0
 WORKER_KEY_TTL_SECONDS = 30
 """The worker hash (``rq info``) outlives the last heartbeat by this long."""
 DEQUEUE_BLOCK_SECONDS = 1
 """Longest blocking wait for a job, so a stop request is seen within a second."""
 REDIS_BACKOFF_MAX_SECONDS = 30.0
+DRAIN_SECONDS = 25.0
+"""On stop, how long the jobs in flight may take to finish; the ones still running then are left
+to be re-run elsewhere (their executions are no longer heartbeaten). Under the runner's 30 s."""
 
 
-class _NoSignalDeathPenalty(BaseDeathPenalty):
-    """RQ's default death penalty uses SIGALRM, which only the main thread may set; callbacks run
-    in worker threads here and are bounded by the watchdog instead."""
-
-    def setup_death_penalty(self) -> None:
-        return None
-
-    def cancel_death_penalty(self) -> None:
-        return None
-
-
-@attrs.frozen
-class JobOutcome:
-    """What happened to one run of a job, for logs and metrics."""
-
-    job_id: str
-    payload: object
-    succeeded: bool
-    result: object
-    error: str | None
-    processing_seconds: float
-    attempts_made: int
-    attempts_remaining: int
-    retry_scheduled: bool
-    enqueued_at: datetime | None
-    ended_at: datetime
-
-
-@attrs.frozen
-class QueueDepth:
-    """The queue's counters as RQ's registries hold them."""
-
-    waiting: int
-    active: int
-    scheduled: int
-    completed: int
-    failed: int
-
-
-class _Watchdog:
-    """Raises ``JobTimeoutException`` in a worker thread whose job overruns its timeout (what RQ's
-    ``TimerDeathPenalty`` does, with one thread for every job instead of a timer per job)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._deadlines: dict[int, tuple[float, bool]] = {}
-
-    def enter(self, timeout: float | None) -> None:
-        if timeout is None or timeout <= 0:
-            return
-        with self._lock:
-            self._deadlines[threading.get_ident()] = (time.monotonic() + timeout, False)
-
-    def leave(self) -> None:
-        ident = threading.get_ident()
-        with self._lock:
-            entry = self._deadlines.pop(ident, None)
-            if entry is not None and entry[1]:
-                # The exception was sent but not raised yet: withdraw it.
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
-
-    def fire_overdue(self) -> int:
-        fired = 0
-        moment = time.monotonic()
-        with self._lock:
-            for ident, (deadline, sent) in list(self._deadlines.items()):
-                if sent or moment < deadline:
-                    continue
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                    ctypes.c_ulong(ident), ctypes.py_object(JobTimeoutException)
-                )
-                self._deadlines[ident] = (deadline, True)
-                fired += 1
-        return fired
-
-
-class _Registration(SimpleWorker):
-    """The worker hash and worker-set membership ``rq info`` reads; never runs a job itself."""
-
-    def _set_connection(self, connection: Redis) -> Redis:
-        # RQ raises the socket timeout to fit its long blocking dequeue; ours blocks for a second.
-        return connection
+class RetryReturned(Exception):
+    """The job returned ``rq.Retry``; this engine retries only jobs that raise (ADR 0014)."""
 
 
 @attrs.define
 class _Running:
     job: Job
     execution: Execution
+    deadline: float | None = None
+    """Monotonic time after which the job overran its timeout (set when it starts)."""
+    overdue: bool = False
 
-
-class _LeasedScheduler(RQScheduler):
-    """RQ's scheduler, run in a thread of the worker with a short lock lease.
-
-    ``RQScheduler.work()`` installs signal handlers and runs in a forked process; here the
-    housekeeping thread calls ``tick`` every second instead, which takes the lock over as soon as a
-    dead scheduler's lease expires.
-    """
-
-    def tick(self) -> None:
-        owned = set()
-        for name in self._queue_names:
-            outcome = acquire_or_refresh_lock(
-                self.connection, self.get_locking_key(name), self.name, SCHEDULER_LOCK_SECONDS
-            )
-            if outcome != "taken":
-                owned.add(name)
-                if outcome == "acquired":
-                    log.debug("Acquired scheduler lock", extra={"context": {"queue": name}})
-        if owned != self._acquired_locks:
-            self._acquired_locks = owned
-            self._scheduled_job_registries = []
-        self.last_heartbeat = now()
-        self.save()
-        if self._acquired_locks:
-            self.enqueue_scheduled_jobs()
+    def past_deadline(self, moment: float, margin: float) -> bool:
+        return self.deadline is not None and moment > self.deadline + margin
 
 
 class ThreadedRqWorker:
@@ -199,7 +107,8 @@ class ThreadedRqWorker:
     ``start()`` registers the worker and its scheduler in Redis; ``run(stop)`` works until ``stop``
     is set, then lets the jobs in flight finish and unregisters. ``on_job_done`` is called in the
     worker thread after each run's outcome is stored; ``thread_initializer`` runs once in each
-    worker thread.
+    worker thread. ``on_undecodable`` writes the dead letter of a job that cannot be run (raises
+    when it cannot: the job then waits in the parked list and is tried again).
     """
 
     def __init__(
@@ -214,6 +123,8 @@ class ThreadedRqWorker:
         execution_ttl: int = EXECUTION_TTL_SECONDS,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         maintenance_seconds: float = MAINTENANCE_SECONDS,
+        on_undecodable: Callable[[UndecodableJob], None] | None = None,
+        drain_seconds: float = DRAIN_SECONDS,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -228,17 +139,20 @@ class ThreadedRqWorker:
         self.execution_ttl = execution_ttl
         self.heartbeat_seconds = heartbeat_seconds
         self.maintenance_seconds = maintenance_seconds
+        self.on_undecodable = on_undecodable
+        self.drain_seconds = drain_seconds
         self.queue = Queue(spec.queue, connection=connection, default_timeout=spec.timeout)
         self.intermediate_key = self.queue.intermediate_queue_key
+        self.parked = ParkedJobs(connection, self.queue, spec, self.name, on_undecodable)
         self._running: dict[str, _Running] = {}
         self._taken: list[str] = []
         self._lock = threading.Condition()
-        self._watchdog = _Watchdog()
+        self._watchdog = Watchdog()
         self._housekeeping_stop = threading.Event()
         self._housekeeping: threading.Thread | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._registration: _Registration | None = None
-        self._scheduler: _LeasedScheduler | None = None
+        self._slots: Slots | None = None
+        self._registration: Registration | None = None
+        self._scheduler: LeasedScheduler | None = None
         self.completed = 0
         self.failed = 0
 
@@ -250,7 +164,7 @@ class ThreadedRqWorker:
         Raises redis' ConnectionError when Redis cannot be reached.
         """
         self.connection.ping()
-        self._registration = _Registration(
+        self._registration = Registration(
             [self.queue],
             name=self.name,
             connection=self.connection,
@@ -260,23 +174,21 @@ class ThreadedRqWorker:
         self._registration.register_birth()
         self._registration.heartbeat(WORKER_KEY_TTL_SECONDS)
         self._registration.set_state(WorkerStatus.STARTED)
-        self._scheduler = _LeasedScheduler(
+        self._scheduler = LeasedScheduler(
             [self.queue], connection=self.connection, name=f"{self.name}.scheduler"
         )
         self._scheduler.register_birth()
-        self._executor = ThreadPoolExecutor(
-            max_workers=self.concurrency,
-            thread_name_prefix=f"{self.spec.queue}-job",
-            initializer=self.thread_initializer,
-        )
+        self._slots = Slots(self.concurrency, f"{self.spec.queue}-job", self.thread_initializer)
         self._housekeeping = threading.Thread(
             target=self._housekeeping_loop, name=f"{self.spec.queue}-housekeeping", daemon=True
         )
         self._housekeeping.start()
 
     def run(self, stop: threading.Event) -> None:
-        """Take jobs until ``stop`` is set; then wait for the jobs in flight and unregister."""
-        if self._executor is None:
+        """Take jobs until ``stop`` is set; then wait for the jobs in flight (``drain_seconds`` at
+        most) and unregister. Nothing but ``stop`` ends the loop: Redis being unreachable, or
+        anything else going wrong while taking jobs, is logged and retried with a backoff."""
+        if self._slots is None:
             raise RuntimeError("start() the worker before run()")
         backoff = 1.0
         try:
@@ -286,6 +198,7 @@ class ThreadedRqWorker:
                     continue
                 try:
                     self._take(free)
+                    self.parked.retry_due()
                     backoff = 1.0
                 except UNAVAILABLE_ERRORS as exc:
                     log.error(  # noqa: TRY400 - the cause is the message; no traceback
@@ -296,12 +209,29 @@ class ThreadedRqWorker:
                     )
                     stop.wait(backoff)
                     backoff = min(backoff * 2, REDIS_BACKOFF_MAX_SECONDS)
+                except Exception:
+                    log.exception(
+                        "Worker error",
+                        extra={"context": {"stage": "taking jobs", "retryIn": backoff}},
+                    )
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, REDIS_BACKOFF_MAX_SECONDS)
         finally:
             self._drain()
 
     def _drain(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        deadline = time.monotonic() + self.drain_seconds
+        with self._lock:
+            while self._running and (left := deadline - time.monotonic()) > 0:
+                self._lock.wait(min(left, 0.5))
+            left_running = [item.job.id for item in self._running.values()]
+        if left_running:
+            log.error(
+                "In-flight jobs did not finish in time; they will run again on another worker",
+                extra={"context": {"jobIds": left_running, "drainSeconds": self.drain_seconds}},
+            )
+        if self._slots is not None:
+            self._slots.close()
         self._housekeeping_stop.set()
         if self._housekeeping is not None:
             self._housekeeping.join(timeout=5)
@@ -346,19 +276,30 @@ class ThreadedRqWorker:
         if not ids:
             return
         try:
-            self._start(ids)
+            undecodable = self._start(ids)
         except BaseException:
             self._taken = ids + self._taken
             raise
+        for item in undecodable:
+            self.parked.dead_letter(item)
 
-    def _start(self, ids: list[str]) -> None:
-        jobs = Job.fetch_many(ids, connection=self.connection, serializer=self.queue.serializer)
+    def _start(self, ids: list[str]) -> list[UndecodableJob]:
+        """Mark the batch's jobs started and hand them to the slots, in one transaction that also
+        moves the undecodable ones from the intermediate queue to the parked list; returns those
+        (RQ: ``Worker.dequeue_job_and_maintain_ttl`` then ``prepare_job_execution``, per job)."""
+        fetched = fetch_jobs(self.connection, ids, self.queue.serializer, self.spec.function)
         started: list[_Running] = []
+        undecodable: list[UndecodableJob] = []
         assert self._registration is not None
         with self.connection.pipeline() as pipe:
-            for job_id, job in zip(ids, jobs, strict=True):
+            for job_id, job in zip(ids, fetched, strict=True):
                 if job is None:
                     pipe.lrem(self.intermediate_key, 1, job_id)
+                    continue
+                if isinstance(job, UndecodableJob):
+                    pipe.lrem(self.intermediate_key, 1, job_id)
+                    pipe.rpush(self.parked.key, job_id)
+                    undecodable.append(job)
                     continue
                 self._apply_spec_defaults(job, pipe)
                 execution = Execution.create(
@@ -372,11 +313,12 @@ class ThreadedRqWorker:
                 self._registration.set_state(WorkerStatus.BUSY, pipeline=pipe)
                 self._registration.set_current_job_id(started[-1].job.id, pipeline=pipe)
             pipe.execute()
-        assert self._executor is not None
+        assert self._slots is not None
         for running in started:
             with self._lock:
-                self._running[running.job.id] = running
-            self._executor.submit(self._perform, running)
+                self._running[running.execution.id] = running
+            self._slots.submit(lambda running=running: self._perform(running))  # type: ignore[misc]
+        return undecodable
 
     def _apply_spec_defaults(self, job: Job, pipe: Any) -> None:
         """A job enqueued by another service with only the function name gets our retries, TTLs
@@ -407,27 +349,44 @@ class ThreadedRqWorker:
     # -- running one job -------------------------------------------------------------------------
 
     def _perform(self, running: _Running) -> None:
+        """Run one job and store its outcome (RQ: ``Worker.perform_job``). A success callback
+        that raises fails the job, as in RQ; a job returning ``Retry`` is failed loudly
+        (``RetryReturned``) and retried on its schedule; RQ webhooks are sent."""
         job = running.job
         attempt_retries_left = job.retries_left
         started = time.perf_counter()
+        running.deadline = time.monotonic() + (job.timeout or self.spec.timeout)
         try:
             try:
                 result = self._execute(job)
+                if isinstance(result, Retry):
+                    raise RetryReturned(  # noqa: TRY301
+                        "the job returned rq.Retry, which this engine does not honour;"
+                        " raise an exception to retry on the job's schedule"
+                    )
+                job.ended_at = now()
+                job._result = result
+                job._status = JobStatus.FINISHED
+                if job.success_callback:
+                    job.execute_success_callback(NoSignalDeathPenalty, result)
             except Exception as exc:
                 job.ended_at = now()
-                retry_scheduled = self._fail(running, sys.exc_info())
+                exc_info = sys.exc_info()
+                retry_scheduled = self._fail(running, exc_info)
                 self._report(
                     running,
                     attempt_retries_left,
                     started,
                     error=f"{type(exc).__name__}: {exc}",
                     retry_scheduled=retry_scheduled,
+                    exception=exc,
                 )
                 return
-            job.ended_at = now()
-            job._result = result
             try:
-                self._store_success(running, result)
+                assert self._registration is not None
+                store_success(
+                    self.connection, self.queue, self._registration, job, running.execution
+                )
             except UNAVAILABLE_ERRORS as exc:
                 # The job's work is done (committed); only RQ's record of it is missing. Its
                 # execution stays in the StartedJobRegistry without heartbeats, so the sweep
@@ -442,10 +401,11 @@ class ThreadedRqWorker:
                     },
                 )
                 return
+            job.send_webhooks(JobStatus.FINISHED)
             self._report(running, attempt_retries_left, started, result=result)
         finally:
             with self._lock:
-                self._running.pop(job.id, None)
+                self._running.pop(running.execution.id, None)
                 self._lock.notify_all()
 
     def _execute(self, job: Job) -> object:
@@ -469,77 +429,29 @@ class ThreadedRqWorker:
             )
             return False
 
-    def _store_success(self, running: _Running, result: object) -> None:
-        job, execution = running.job, running.execution
-        job._status = JobStatus.FINISHED
-        if job.success_callback:
-            job.execute_success_callback(_NoSignalDeathPenalty, result)
-        assert self._registration is not None
-        assert job.ended_at is not None
-        assert job.started_at is not None
-        result_ttl = job.get_result_ttl(DEFAULT_RESULT_TTL)
-        with self.connection.pipeline() as pipe:
-            if result_ttl != 0:
-                job._handle_success(
-                    result_ttl,
-                    pipeline=pipe,
-                    worker_name=self.name,
-                    execution_id=execution.id,
-                    execution_started_at=execution.created_at,
-                    execution_ended_at=job.ended_at,
-                )
-            if job.repeats_left is not None and job.repeats_left > 0:
-                from rq.repeat import Repeat
-
-                Repeat.schedule(job, self.queue, pipeline=pipe)
-            else:
-                job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
-            execution.delete(job=job, pipeline=pipe)
-            self._registration.increment_successful_job_count(pipeline=pipe)
-            self._registration.increment_total_working_time(job.ended_at - job.started_at, pipe)
-            pipe.scard(job.dependents_key)
-            has_dependents = pipe.execute()[-1]
-        if has_dependents:
-            self.queue.enqueue_dependents(job)
-
     def _store_failure(self, running: _Running, exc_info: Any) -> bool:
         """Run the failure callback, then retry (via the scheduler) or fail the job as RQ does.
         Returns True when a retry was scheduled."""
-        job, execution = running.job, running.execution
+        job = running.job
         job._status = JobStatus.FAILED
         exc_string = "".join(traceback.format_exception(*exc_info))
         try:
             self._watchdog.enter(job.failure_callback_timeout)
             try:
-                job.execute_failure_callback(_NoSignalDeathPenalty, *exc_info)
+                job.execute_failure_callback(NoSignalDeathPenalty, *exc_info)
             finally:
                 self._watchdog.leave()
         except Exception:
             exc_string = "".join(traceback.format_exception(*sys.exc_info()))
-        retry = job.should_retry
         assert self._registration is not None
-        with self.connection.pipeline() as pipe:
-            if retry:
-                job.retry(self.queue, pipe)
-            else:
-                job.set_status(JobStatus.FAILED, pipeline=pipe)
-                job._handle_failure(
-                    exc_string,
-                    pipeline=pipe,
-                    worker_name=self.name,
-                    execution_id=execution.id,
-                    execution_started_at=execution.created_at,
-                    execution_ended_at=job.ended_at,
-                )
-            execution.delete(job=job, pipeline=pipe)
-            self._registration.increment_failed_job_count(pipeline=pipe)
-            if job.started_at and job.ended_at:
-                self._registration.increment_total_working_time(job.ended_at - job.started_at, pipe)
-            pipe.scard(job.dependents_key)
-            has_dependents = pipe.execute()[-1]
-        if has_dependents and not retry:
-            self.queue.enqueue_dependents(job)
-        return bool(retry)
+        return store_failure(
+            self.connection,
+            self.queue,
+            self._registration,
+            running.job,
+            running.execution,
+            exc_string,
+        )
 
     def _report(
         self,
@@ -550,6 +462,7 @@ class ThreadedRqWorker:
         result: object = None,
         error: str | None = None,
         retry_scheduled: bool = False,
+        exception: BaseException | None = None,
     ) -> None:
         job = running.job
         max_attempts = self.spec.max_attempts if attempt_retries_left is not None else 1
@@ -572,6 +485,8 @@ class ThreadedRqWorker:
             retry_scheduled=retry_scheduled,
             enqueued_at=job.enqueued_at,
             ended_at=job.ended_at or now(),
+            queue=self.spec.queue,
+            exception=exception,
         )
         try:
             self.on_job_done(outcome)
@@ -605,9 +520,25 @@ class ThreadedRqWorker:
                 log.exception("Worker error", extra={"context": {"stage": "housekeeping"}})
 
     def _heartbeat(self) -> None:
+        """Heartbeat the worker and the executions in flight, except those past their deadline
+        by more than a heartbeat: the watchdog could not stop them (a thread blocked in C), so
+        their executions are let expire and the sweep re-runs them (ADR 0014)."""
         assert self._registration is not None
+        moment = time.monotonic()
         with self._lock:
-            running = list(self._running.values())
+            running = []
+            for item in self._running.values():
+                if not item.past_deadline(moment, self.heartbeat_seconds):
+                    running.append(item)
+                elif not item.overdue:
+                    item.overdue = True
+                    log.error(
+                        "Job overran its timeout and did not stop; it is no longer heartbeaten"
+                        " and will run again",
+                        extra={
+                            "context": {"jobId": item.job.id, "timeoutSeconds": item.job.timeout}
+                        },
+                    )
         registry = StartedJobRegistry(queue=self.queue)
         with self.connection.pipeline() as pipe:
             self._registration.heartbeat(WORKER_KEY_TTL_SECONDS, pipeline=pipe)
@@ -627,7 +558,7 @@ class ThreadedRqWorker:
         ttl = max(1, math.floor(self.maintenance_seconds))
         if not self.connection.set(lock, self.name, nx=True, ex=ttl):
             return False
-        StartedJobRegistry(queue=self.queue, death_penalty_class=_NoSignalDeathPenalty).cleanup()
+        StartedJobRegistry(queue=self.queue, death_penalty_class=NoSignalDeathPenalty).cleanup()
         FinishedJobRegistry(queue=self.queue).cleanup()
         FailedJobRegistry(queue=self.queue).cleanup()
         clean_worker_registry(self.queue)

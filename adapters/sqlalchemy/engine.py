@@ -1,6 +1,16 @@
 """The pooled engine for ``DATABASE_URL``: Postgres in production, a SQLite file embedded.
 
 Nothing connects here until the engine is first used.
+
+Every Postgres wait is bounded (ADR 0014): libpq's ``connect_timeout``; TCP keepalives
+(``keepalives_idle`` / ``_interval`` / ``_count``: an idle connection whose peer vanished is
+closed after about 25 s); ``tcp_user_timeout`` (data left unacknowledged that long closes the
+connection, where the kernel would otherwise retransmit for about 15 minutes); and, on the
+server, a ``statement_timeout`` a little under the job timeout (a slow statement fails as a
+database error the job retries, before the job's own deadline) and an
+``idle_in_transaction_session_timeout`` of the job timeout (the locks of a client that stopped
+talking mid-transaction are released). The parameters:
+https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS
 """
 
 from __future__ import annotations
@@ -14,9 +24,35 @@ from sqlalchemy.pool import StaticPool
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
+KEEPALIVES_IDLE_SECONDS = 10
+KEEPALIVES_INTERVAL_SECONDS = 5
+KEEPALIVES_COUNT = 3
+TCP_USER_TIMEOUT_MS = 15_000
+STATEMENT_TIMEOUT_MARGIN_SECONDS = 5
 
 
-def build_engine(url: str, pool_size: int = 5) -> Engine:
+def statement_timeout_for(job_timeout_seconds: float) -> int:
+    """The ``statement_timeout`` (ms) for jobs of ``job_timeout_seconds``: the job timeout less a
+    margin, so a statement is cancelled by Postgres before the job's deadline (at least 1 s)."""
+    return max(1000, round((job_timeout_seconds - STATEMENT_TIMEOUT_MARGIN_SECONDS) * 1000))
+
+
+def postgres_connect_args() -> dict[str, Any]:
+    """The libpq parameters of every pooled Postgres connection (client side)."""
+    return {
+        "connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS,
+        "application_name": "livesell",
+        "keepalives": 1,
+        "keepalives_idle": KEEPALIVES_IDLE_SECONDS,
+        "keepalives_interval": KEEPALIVES_INTERVAL_SECONDS,
+        "keepalives_count": KEEPALIVES_COUNT,
+        "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
+    }
+
+
+def build_engine(
+    url: str, pool_size: int = 5, *, statement_timeout_ms: int | None = None
+) -> Engine:
     """An engine for ``url`` (already normalised by ``normalise_database_url``).
 
     Postgres: a pool of ``pool_size`` connections (as many again on overflow), each checked with
@@ -26,22 +62,34 @@ def build_engine(url: str, pool_size: int = 5) -> Engine:
     SQLite: foreign keys on, WAL journal (readers never wait for the writer), a busy timeout, and
     every transaction opened with ``BEGIN IMMEDIATE``: one writer at a time, taken at the start of
     the unit of work, so a read-then-write never fails half way on a lock upgrade (ADR 0005).
+
+    ``statement_timeout_ms`` (Postgres): set on each new connection with ``SET`` (not the
+    ``options`` startup parameter, which PgBouncer-style poolers refuse), with an
+    ``idle_in_transaction_session_timeout`` of the same plus the margin (the job timeout).
     """
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, pool_size)
-    return sa.create_engine(
+    engine = sa.create_engine(
         parsed,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=30,
         pool_recycle=1800,
         pool_pre_ping=True,
-        connect_args={
-            "connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS,
-            "application_name": "livesell",
-        },
+        connect_args=postgres_connect_args(),
     )
+    if statement_timeout_ms is not None:
+        idle_ms = statement_timeout_ms + STATEMENT_TIMEOUT_MARGIN_SECONDS * 1000
+
+        @event.listens_for(engine, "connect")
+        def _set_timeouts(dbapi_connection: Any, _record: Any) -> None:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
+                cursor.execute(f"SET idle_in_transaction_session_timeout = {int(idle_ms)}")
+            dbapi_connection.commit()
+
+    return engine
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -71,11 +71,15 @@ def parse_parts(value: str) -> list[str]:
 
 
 def run_workers(args: argparse.Namespace) -> int:
+    from entrypoints.runner import Runner, Shutdown, build_parts, process_shutdown
+
+    # Before anything slow (settings, container, Sentry, child processes): a SIGTERM or SIGINT
+    # from here on is a stop request, also during start-up (ADR 0014).
+    shutdown = Shutdown() if args.check_config else process_shutdown()
     from entrypoints.container import build
     from entrypoints.logs import configure_logging
     from entrypoints.metrics import start_worker_metrics
     from entrypoints.observability import init_sentry
-    from entrypoints.runner import Runner, build_parts
     from entrypoints.settings import Settings
     from ports.queue import QueueUnavailable
 
@@ -95,7 +99,9 @@ def run_workers(args: argparse.Namespace) -> int:
     try:
         parts = build_parts(container, names)
         start_worker_metrics(settings, container, parts, queue="webhook" in names)
-        return Runner(parts).run()
+        return Runner(parts, shutdown=shutdown).run()
     except QueueUnavailable as exc:
+        if shutdown.stop.is_set():
+            return 0
         print(f"livesell worker: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE

@@ -84,3 +84,58 @@ class TestRunner:
         started = [r for r in caplog.records if r.getMessage() == "Worker started successfully"]
         assert 1 == len(started)
         assert ["webhook", "closer"] == started[0].context["parts"]  # type: ignore[attr-defined]
+
+
+class SlowStartingPart(FakePart):
+    """Its start takes a while (child processes importing); a signal may arrive meanwhile, and a
+    child killed by it makes the start fail."""
+
+    def __init__(self, name: str, *, fails_if_signalled: bool) -> None:
+        super().__init__(name)
+        self.fails_if_signalled = fails_if_signalled
+        self.ran = False
+
+    def start(self) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # the handler runs in this (the main) thread meanwhile
+        if self.fails_if_signalled:
+            raise RuntimeError("webhook worker process 4242 did not start: it exited (-15)")
+        self.started = True
+
+    def run(self, stop: threading.Event) -> None:
+        self.ran = True
+        super().run(stop)
+
+
+class TestSignalsDuringStartUp:
+    def test_a_signal_while_a_part_starts_stops_the_start_and_exits_zero(self) -> None:
+        first = FakePart("outbox", drains_for=0.1)
+        interrupted = SlowStartingPart("webhook", fails_if_signalled=True)
+        never = FakePart("closer")
+
+        code = Runner([first, interrupted, never], grace_seconds=5).run()
+
+        assert EXIT_OK == code
+        assert first.finished.is_set(), "the part already started stopped as after a signal"
+        assert not interrupted.ran
+        assert not never.started
+
+    def test_a_part_whose_start_completes_despite_the_signal_runs_and_stops_cleanly(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        part = SlowStartingPart("webhook", fails_if_signalled=False)
+
+        with caplog.at_level(logging.INFO):
+            code = Runner([part], grace_seconds=5).run()
+
+        assert EXIT_OK == code
+        assert part.finished.is_set()
+        assert not any(r.getMessage() == "Worker started successfully" for r in caplog.records)
+
+    def test_a_part_that_fails_to_start_without_a_signal_is_still_an_error(self) -> None:
+        class Broken(FakePart):
+            def start(self) -> None:
+                raise RuntimeError("Redis is unavailable")
+
+        with pytest.raises(RuntimeError, match="Redis is unavailable"):
+            Runner([Broken("webhook")], grace_seconds=5).run()
