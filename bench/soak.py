@@ -384,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{LIVESELL} is missing: run `make setup` first")
     run_dir = Path(tempfile.mkdtemp(prefix="livesell-soak-"))
     run_dir.chmod(0o755)  # postgres writes its log here
-    signal.signal(signal.SIGTERM, _stop_on_term)
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a background job ignores it
+        signal.signal(stop_signal, _stop_on_term)
     watchdog = threading.Timer(HARD_LIMIT_SECONDS, lambda: os.kill(os.getpid(), signal.SIGTERM))
     watchdog.daemon = True
     watchdog.start()

@@ -7,9 +7,10 @@ signed with the SDK's ``RequestValidator`` (https://www.twilio.com/docs/usage/se
 of them repeat an earlier request exactly (same MessageSid): Twilio's retries and fallback URL.
 
 A refused or reset connection is retried as Twilio does when the webhook URL carries connection
-overrides with the default retry policy ``rp=ct`` (https://www.twilio.com/docs/usage/webhooks/
-webhooks-connection-overrides): ``TWILIO_RETRY_COUNT`` more tries; an HTTP answer, whatever its
-status, is never retried (that is Twilio's behaviour for a messaging webhook).
+overrides (https://www.twilio.com/docs/usage/webhooks/webhooks-connection-overrides): ``#rc=5``
+(retry count, default 1, at most 5) with the default retry policy ``rp=ct`` (connection failures
+only), all tries within the total time ``tt`` (15 s, its default and maximum). An HTTP answer,
+whatever its status, is never retried.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from tests.support.twilio_webhook import FORM, sign, twilio_form
 
 TWILIO_RETRY_COUNT = 5
 """``#rc=5``: the most retries Twilio's connection overrides allow."""
+TWILIO_TOTAL_SECONDS = 15.0
+"""``tt``: every try of one request within 15 s, then Twilio gives up (the fallback URL)."""
 TWILIO_RETRY_INTERVAL_SECONDS = 2.0
 """Twilio does not document the spacing of its retries; 2 s gives a restarting webhook ~10 s."""
 TWILIO_READ_TIMEOUT_SECONDS = 15.0
@@ -207,6 +210,7 @@ class TwilioLoad:
             "Content-Type": FORM,
             "X-Twilio-Signature": sign(self.url, request.params, self.token),
         }
+        first_try = time.monotonic()
         for _ in range(1 + TWILIO_RETRY_COUNT):
             request.tries += 1
             http = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
@@ -223,7 +227,8 @@ class TwilioLoad:
                 request.error = type(exc).__name__
                 if isinstance(exc, TimeoutError) or "timed out" in str(exc):
                     return  # a read timeout is not a connection failure: no retry (rp=ct)
-                if self._abort.wait(TWILIO_RETRY_INTERVAL_SECONDS):
+                late = time.monotonic() + TWILIO_RETRY_INTERVAL_SECONDS - first_try
+                if late > TWILIO_TOTAL_SECONDS or self._abort.wait(TWILIO_RETRY_INTERVAL_SECONDS):
                     return
 
 
