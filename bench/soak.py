@@ -50,6 +50,10 @@ CLIENTS_PER_SHOP = 25
 REQUEST_RATE_PER_SECOND = 5.0
 DUPLICATE_SHARE = 0.1  # requests that repeat an earlier one exactly (Twilio's retries, fallback)
 SELLER_SHARE = 0.1  # the rest are clients replying
+LIVE_ENDS_AFTER_REDIS_SECONDS = 2.0
+"""The first shop's live ends this long after Redis is back: nobody writes to it any more, so
+the messages it received during the outage are the last of its live, and processed late they
+must still join that live (issue 12 §8), not a new one or none."""
 OUTBOX_RATE_PER_SECOND = 2.0  # INSERTs into messages_out by "another service"
 OUTBOX_CLI_EVERY_SECONDS = 20.0  # plus one `livesell outbox send` this often
 TOKEN = "soak0auth0token0000000000000000a"  # TWILIO_AUTH_TOKEN of the webhook and the signer
@@ -58,6 +62,8 @@ WORKER_ENV = {
     "SIMULATED_TRANSIENT_FAILURE_RATE": "0.1",
     "SIMULATED_LATENCY_MS": "400",  # >= 300 ms: a killed worker always has sends in flight
     "SIMULATED_SEED": "12",
+    "LIVE_SESSION_INACTIVITY_WINDOW_MINUTES": "1",  # lives close and reopen during the soak
+    "CLOSE_INTERVAL_MINUTES": "0.25",  # the closing job every 15 s
 }
 
 # -- the faults and their timings ------------------------------------------------------------------
@@ -295,8 +301,13 @@ class Soak:
             thread.join()
         return ", ".join(f"{name} {how}" for name, how in sorted(ended.items()))
 
+    def first_live_end(self, slot: float) -> float:
+        redis_back = (FAULTS.index("redis killed") + 1) * slot + REDIS_DOWN_SECONDS
+        return redis_back + LIVE_ENDS_AFTER_REDIS_SECONDS
+
     def run(self) -> Findings:
         self.set_up()
+        slot = self.duration / (len(FAULTS) + 1)
         monitor = threading.Thread(target=self.monitor, name="monitor", daemon=True)
         monitor.start()
         self.twilio = twilio = TwilioLoad(
@@ -308,6 +319,7 @@ class Soak:
             duplicate_share=DUPLICATE_SHARE,
             seller_share=SELLER_SHARE,
             seed=11,
+            ends={self.shops[0].tenant_id: self.first_live_end(slot)},
         )
         self.outbox = outbox = OutboxLoad(
             self.postgres.url,
@@ -321,7 +333,6 @@ class Soak:
         load_start = self.faults.start
         twilio.start()
         outbox.start()
-        slot = self.duration / (len(FAULTS) + 1)
         for n, label in enumerate(FAULTS, start=1):
             time.sleep(max(0.0, load_start + n * slot - time.monotonic()))
             log(f"{self.faults.elapsed():6.1f} s  {label}")

@@ -15,6 +15,11 @@ from soak_load import FaultClock, Request
 RECOVERY_TARGET_SECONDS = 15.0
 """Issue 12 §9: a message is processed within 15 s of its receipt or, received during a fault,
 of the fault's end (Redis answering again, a killed worker restarted, ...)."""
+LIVE_JOIN_TOLERANCE_SECONDS = 2.0
+"""Issue 12 §8: a message joins the live that was current when it was received. One in a live
+opened more than 2 s after its receipt, or a client's in none while a live of its shop began
+before and went on after its receipt, was judged late (2 s: the time a message takes to be
+processed when nothing is wrong)."""
 FINAL_OUTBOX = ("sent", "dead", "expired")
 BOTH_DOWN = "redis and postgres down"
 """The one fault during which the webhook may answer 5xx (and Twilio's connection overrides make
@@ -133,6 +138,20 @@ def inbound_findings(
             " GROUP BY tenant_id HAVING count(*) > 1) AS over",
         )
         sessions = _count(conn, "SELECT count(*) FROM live_sessions")
+        tolerance = f"interval '{LIVE_JOIN_TOLERANCE_SECONDS} seconds'"
+        joined_later = _count(
+            conn,
+            "SELECT count(*) FROM inbound_messages m JOIN live_sessions s"
+            " ON s.id = m.live_session_id AND s.tenant_id = m.tenant_id"
+            f" WHERE s.started_at > m.received_at + {tolerance}",
+        )
+        missed_live = _count(
+            conn,
+            "SELECT count(*) FROM inbound_messages m WHERE m.message_type = 'client'"
+            " AND m.live_session_id IS NULL AND EXISTS (SELECT 1 FROM live_sessions s"
+            f" WHERE s.tenant_id = m.tenant_id AND s.started_at < m.received_at - {tolerance}"
+            f" AND s.last_activity_at > m.received_at + {tolerance})",
+        )
     status_of = {(t, sid): status for t, sid, status, *_ in inbox}
     delays = sorted((p - r).total_seconds() for *_, r, p in inbox if p is not None)
     late = _late(inbox, faults)
@@ -169,6 +188,8 @@ def inbound_findings(
     )
     found.check("sessions over one active per tenant", sessions_over)
     found.info("live sessions opened", sessions)
+    found.check("messages in a live opened after their receipt", joined_later)
+    found.check("client messages in no live although one was going on", missed_live)
     found.check(
         f"processed over {RECOVERY_TARGET_SECONDS:.0f} s after receipt or its fault's end",
         len(late),

@@ -140,7 +140,10 @@ class TwilioLoad:
         duplicate_share: float,
         seller_share: float,
         seed: int,
+        ends: dict[str, float] | None = None,
     ) -> None:
+        """``ends``: tenant id -> seconds into the load after which its live is over (nobody
+        writes to that shop any more)."""
         self.url = url
         self.token = token
         self.shops = shop_list
@@ -148,6 +151,7 @@ class TwilioLoad:
         self.rate = rate
         self.duplicate_share = duplicate_share
         self.seller_share = seller_share
+        self.ends = ends or {}
         self.random = random.Random(seed)
         self.requests: list[Request] = []
         self._lock = threading.Lock()
@@ -190,7 +194,8 @@ class TwilioLoad:
         if earlier and self.random.random() < self.duplicate_share:
             first = self.random.choice(earlier)
             return Request(first.tenant_id, first.sid, first.params, fault, duplicate=True)
-        shop = self.random.choice(self.shops)
+        now = self.faults.elapsed()
+        shop = self.random.choice([s for s in self.shops if now < self.ends.get(s.tenant_id, 1e9)])
         seller = self.random.random() < self.seller_share
         sender = shop.seller if seller else self.random.choice(shop.clients)
         sid = "SM" + uuid.UUID(int=self.random.getrandbits(128)).hex
