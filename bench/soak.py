@@ -67,6 +67,8 @@ WORKER_ENV = {
 }
 
 # -- the faults and their timings ------------------------------------------------------------------
+OUTBOX_BURST_BEFORE_KILL = 40  # messages written at once just before a worker or Postgres dies,
+IN_FLIGHT_LEAD_SECONDS = 0.5  # this long before: the senders have claimed them and are sending
 WORKER_DOWN_SECONDS = 2.0  # a SIGKILLed worker is restarted after this (a supervisor's delay)
 WEBHOOK_DOWN_SECONDS = 2.0  # same for the webhook; Twilio's connection retries cover ~10 s
 REDIS_DOWN_SECONDS = 3.0  # Redis SIGKILLed (no persistence: queues and registries are lost)
@@ -232,6 +234,9 @@ class Soak:
     def fault(self, label: str) -> None:
         self.faults.begin(label)
         try:
+            if label in ("worker killed", "postgres stopped") and self.outbox is not None:
+                self.outbox.write(OUTBOX_BURST_BEFORE_KILL)
+                time.sleep(IN_FLIGHT_LEAD_SECONDS)
             if label == "worker killed":
                 self.in_flight[label] = self.sending_now()
                 self.workers[0].kill()

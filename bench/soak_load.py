@@ -271,26 +271,33 @@ class OutboxLoad:
 
     def _sql(self) -> None:
         draw = random.Random(self.seed)
-        interval = 1.0 / self.rate
-        while not self._stop.wait(interval):
+        while not self._stop.wait(1.0 / self.rate):
+            self.write(1, draw)
+
+    def write(self, count: int, draw: random.Random | None = None) -> None:
+        """``count`` messages in one transaction (a batch when > 1)."""
+        draw = draw or random.Random()
+        rows = []
+        for _ in range(count):
             shop = draw.choice(self.shop_list)
-            try:
-                with psycopg.connect(self.database_url, connect_timeout=2) as conn:
-                    conn.execute(
-                        "INSERT INTO messages_out (id, tenant_id, to_phone, body, status, attempts,"
-                        " next_attempt_at, correlation_id, created_at, updated_at)"
-                        " VALUES (%s, %s, %s, %s, 'pending', 0, now(), %s, now(), now())",
-                        (
-                            f"soak-{uuid.UUID(int=draw.getrandbits(128)).hex}",
-                            shop.tenant_id,
-                            draw.choice(shop.clients),
-                            "Votre commande est confirmée ✅",
-                            f"soak-out-{self.written + self.refused}",
-                        ),
-                    )
-                self.written += 1
-            except psycopg.Error:
-                self.refused += 1  # the other service's transaction failed; it retries later
+            number = self.written + self.refused + len(rows)
+            oid = f"soak-{uuid.UUID(int=draw.getrandbits(128)).hex}"
+            rows.append((oid, shop.tenant_id, draw.choice(shop.clients), f"soak-out-{number}"))
+        try:
+            with (
+                psycopg.connect(self.database_url, connect_timeout=2) as conn,
+                conn.cursor() as cur,
+            ):
+                cur.executemany(
+                    "INSERT INTO messages_out (id, tenant_id, to_phone, body, status, attempts,"
+                    " next_attempt_at, correlation_id, created_at, updated_at)"
+                    " VALUES (%s, %s, %s, 'Votre commande est confirmée ✅', 'pending', 0, now(),"
+                    " %s, now(), now())",
+                    rows,
+                )
+            self.written += count
+        except psycopg.Error:
+            self.refused += count  # the other service's transaction failed; it retries later
 
     def _cli(self) -> None:
         n = 0
