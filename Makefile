@@ -37,5 +37,7 @@ test: lint typecheck imports
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
+soak: $(STAMP) ; $(BIN)/python bench/soak.py $(SOAK_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info livesell.db
