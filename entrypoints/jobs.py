@@ -17,8 +17,8 @@ from application.inbound import (
     Processed,
     RejectReason,
     process_inbound_message,
-    reject_inbound,
 )
+from application.spool import dead_letter_or_park
 from entrypoints.container import Container, build
 
 _container: Container | None = None
@@ -82,7 +82,10 @@ def on_webhook_job_failure(
 ) -> None:
     """RQ's ``on_failure`` callback, called after every failed attempt (and for a job abandoned by
     a dead worker). Only the attempt that leaves no retry writes the ``retries_exhausted`` dead
-    letter, so a job that fails five times gets exactly one.
+    letter, so a job that fails five times gets exactly one. When the database cannot take it
+    (the outage that exhausted the retries), it is parked in the spool and the spool drainer
+    writes it when the database answers (ADR 0013); when Redis cannot take it either, this
+    raises, and the engine logs it.
     """
     if job.retries_left:
         return
@@ -90,12 +93,13 @@ def on_webhook_job_failure(
     policy = container.retry_policy()
     attempts = 1 if job.retries_left is None else policy.max_attempts
     payload = job.args[0] if job.args else None
-    reject_inbound(
+    dead_letter_or_park(
         payload,
         RejectReason.RETRIES_EXHAUSTED,
         f"{exc_type.__name__}: {exc_value}",
+        attempts=attempts,
         uow_factory=container.uow_factory(),
+        spool=container.spool(),
         clock=container.clock(),
         ids=container.ids(),
-        attempts=attempts,
     )
