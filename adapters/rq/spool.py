@@ -128,8 +128,13 @@ def _document(raw: str) -> Mapping[str, Any] | None:
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Redis' connection failures become ``SpoolUnavailable``."""
+    """Redis' connection failures, and a full Redis refusing writes (``OOM`` under
+    ``noeviction``), become ``SpoolUnavailable``."""
     try:
         yield
     except UNAVAILABLE_ERRORS as exc:
         raise SpoolUnavailable(f"Redis is unavailable: {type(exc).__name__}: {exc}") from exc
+    except ResponseError as exc:
+        if not str(exc).startswith("OOM"):
+            raise
+        raise SpoolUnavailable(f"Redis is full: {exc}") from exc
