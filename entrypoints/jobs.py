@@ -8,6 +8,7 @@ engine and connection pool per process, never one per job. Nothing is built at i
 
 from __future__ import annotations
 
+import logging
 import threading
 from types import TracebackType
 from typing import Any
@@ -20,6 +21,8 @@ from application.inbound import (
 )
 from application.spool import dead_letter_or_park
 from entrypoints.container import Container, build
+
+log = logging.getLogger("livesell.jobs")
 
 _container: Container | None = None
 _container_lock = threading.Lock()
@@ -93,13 +96,20 @@ def on_webhook_job_failure(
     policy = container.retry_policy()
     attempts = 1 if job.retries_left is None else policy.max_attempts
     payload = job.args[0] if job.args else None
-    dead_letter_or_park(
-        payload,
-        RejectReason.RETRIES_EXHAUSTED,
-        f"{exc_type.__name__}: {exc_value}",
-        attempts=attempts,
-        uow_factory=container.uow_factory(),
-        spool=container.spool(),
-        clock=container.clock(),
-        ids=container.ids(),
-    )
+    try:
+        dead_letter_or_park(
+            payload,
+            RejectReason.RETRIES_EXHAUSTED,
+            f"{exc_type.__name__}: {exc_value}",
+            attempts=attempts,
+            uow_factory=container.uow_factory(),
+            spool=container.spool(),
+            clock=container.clock(),
+            ids=container.ids(),
+        )
+    except Exception:
+        log.exception(
+            "Dead letter neither written nor parked; the job stays in RQ's failed registry",
+            extra={"context": {"jobId": job.id}},
+        )
+        raise
