@@ -461,7 +461,9 @@ async def _warn_if_spool_not_durable(spool: Spool) -> None:
     problem: str | None = None
     with anyio.move_on_after(READY_TIMEOUT_SECONDS):
         try:
-            problem = await anyio.to_thread.run_sync(spool.durability_problem)
+            problem = await anyio.to_thread.run_sync(
+                spool.durability_problem, abandon_on_cancel=True
+            )
         except SpoolUnavailable as exc:
             log.warning(
                 "Could not check the spool's Redis settings", extra={"context": {"error": str(exc)}}

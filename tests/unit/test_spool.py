@@ -5,6 +5,9 @@ reconciler react to Redis coming back."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +26,7 @@ from application.spool import (
     drain_spool,
 )
 from domain.inbound import InboundStatus
+from entrypoints.spool_drainer import SpoolDrainer
 from ports.queue import QueueUnavailable
 from ports.repositories import StoreUnavailable
 from tests.unit.builders import CLIENT_PHONE, World
@@ -263,3 +267,48 @@ class TestQueueWatch:
 
         assert recovered is not None
         assert started - timedelta(seconds=60) - MARGIN == recovered.since
+
+
+class TestSpoolDrainerPart:
+    def test_it_warns_at_start_when_redis_may_evict_the_spool(
+        self,
+        shop: World,
+        store: SwitchableStore,
+        queue: MemoryInboundQueue,
+        spool: MemorySpool,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        spool.store.policy = "allkeys-lru"
+        part = SpoolDrainer(spool, store, queue, shop.clock, shop.ids)
+
+        with caplog.at_level(logging.WARNING, logger="livesell"):
+            part.start()
+
+        assert any(
+            "not durable" in r.getMessage() and "allkeys-lru" in r.getMessage()
+            for r in caplog.records
+        )
+
+    def test_it_drains_what_waited_once_the_database_answers_and_stops_on_request(
+        self, shop: World, store: SwitchableStore, queue: MemoryInboundQueue, spool: MemorySpool
+    ) -> None:
+        store.down = True
+        for n in range(3):
+            accept(shop, store, queue, spool, f"SM{n}")
+        part = SpoolDrainer(spool, store, queue, shop.clock, shop.ids, idle_seconds=0.05)
+        stop = threading.Event()
+        thread = threading.Thread(target=part.run, args=(stop,))
+        part.start()
+        thread.start()
+        time.sleep(0.3)
+        assert (0, 3) == (part.drained, spool.depth()), "nothing drained while the store is down"
+
+        store.down = False
+        deadline = time.monotonic() + 5
+        while spool.depth() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        thread.join(5)
+
+        assert (3, 0, False) == (part.drained, spool.depth(), thread.is_alive())
+        assert 3 == len(shop.store.inbound)
