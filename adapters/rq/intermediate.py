@@ -47,7 +47,7 @@ def requeue_stuck(
     key = queue.intermediate_queue_key
     ids = [_text(item) for item in connection.lrange(key, 0, -1)]
     marks = {_text(k): float(v) for k, v in connection.hgetall(seen_key(queue)).items()}
-    started = set(StartedJobRegistry(queue=queue).get_job_ids()) if ids else set()
+    started = set(StartedJobRegistry(queue=queue).get_job_ids(cleanup=False)) if ids else set()
     requeued: list[str] = []
     with connection.pipeline(transaction=False) as pipe:
         for stale in set(marks) - set(ids):
