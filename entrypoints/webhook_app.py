@@ -2,7 +2,7 @@
 
 - ``POST /webhooks/twilio/messages``: an inbound WhatsApp message. Verified, recorded
   ``received`` in the durable inbox, enqueued on ``webhook-processing``; answered with an empty
-  TwiML ``<Response/>``.
+  TwiML ``<Response/>``. With the database down it is spooled in Redis instead (ADR 0013).
 - ``POST /webhooks/twilio/status``: a delivery status callback for an outbound message, matched by
   the ``tenantId`` and ``outboxId`` the sender put in the callback URL.
 - ``GET /healthz`` (the process answers) and ``GET /readyz`` (Postgres and Redis answer).
