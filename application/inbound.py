@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -145,18 +146,23 @@ def reject_inbound(
     ids: IdGenerator,
     tenant_id: str | None = None,
     attempts: int = 1,
+    dead_letter_id: str | None = None,
+    rejected_at: datetime | None = None,
 ) -> Rejected:
     """Record a job given up on: a ``webhook-processing`` dead letter holding the payload whole,
     and an ``inbound.rejected`` event, in one transaction. ``tenant_id`` is kept only when it names
-    an existing tenant.
+    an existing tenant. A given ``dead_letter_id`` is written once: when it exists already,
+    nothing is written again (a parked dead letter drained twice, ADR 0013).
     """
-    now = clock.now()
+    now = rejected_at or clock.now()
     claimed_tenant, provider_id, correlation_id = best_effort_ids(payload)
     with uow_factory() as uow:
+        if dead_letter_id is not None and uow.dead_letters.get(dead_letter_id) is not None:
+            return Rejected(reason, error, dead_letter_id)
         if tenant_id is None and claimed_tenant is not None:
             tenant_id = claimed_tenant if uow.tenants.get(claimed_tenant) is not None else None
         dead_letter = DeadLetter(
-            id=ids.new_id(),
+            id=dead_letter_id or ids.new_id(),
             tenant_id=tenant_id,
             source=DeadLetterSource.WEBHOOK_PROCESSING,
             source_id=provider_id or "(none)",

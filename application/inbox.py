@@ -94,6 +94,7 @@ def receive_inbound_message(
     queue: InboundQueue,
     clock: Clock,
     ids: IdGenerator,
+    received_at: datetime | None = None,
 ) -> ReceiveOutcome:
     """Record one inbound message in the durable inbox, then enqueue it once.
 
@@ -101,9 +102,10 @@ def receive_inbound_message(
     ``provider_message_id`` of the tenant is a Duplicate: neither recorded nor enqueued again.
     A queue failure is not an error (the message is durable; the reconciler enqueues it).
     Raises StoreUnavailable when the database cannot record it: the caller must not answer
-    success then.
+    success then. ``received_at`` is when the webhook received it (a request drained from the
+    spool, ADR 0013), the clock's now by default.
     """
-    now = clock.now()
+    now = received_at or clock.now()
     try:
         number = normalise_phone(message.to_address, TO_NUMBER_REGION)
     except InvalidPhoneNumber:
@@ -246,16 +248,20 @@ def reconcile_inbox(
     older_than: timedelta,
     limit: int,
     schedule: RequeueSchedule | None = None,
+    received_since: datetime | None = None,
 ) -> ReconcileReport:
     """Enqueue again up to ``limit`` records still ``received`` since before ``now - older_than``,
     oldest first, any tenant, skipping those ``schedule`` says were enqueued again too recently.
     Stops at the first queue failure (the next pass tries again). Raises StoreUnavailable when
-    the database cannot be read."""
+    the database cannot be read. ``received_since`` keeps only the records received at or after
+    it (a pass after a queue outage, ADR 0013)."""
     now = clock.now()
     with uow_factory() as uow:
         waiting = list(uow.inbound.list_received_before(now - older_than, limit))
-    if schedule is not None and len(waiting) < limit:
+    if schedule is not None and len(waiting) < limit and received_since is None:
         schedule.keep_only({record.id for record in waiting})
+    if received_since is not None:
+        waiting = [r for r in waiting if r.message.received_at >= received_since]
     enqueued = deferred = 0
     for record in waiting:
         if schedule is not None and not schedule.is_due(record.id, now):

@@ -16,8 +16,10 @@ from dependency_injector import containers, providers
 
 from adapters.memory.store import MemoryStore, MemoryUnitOfWorkFactory
 from adapters.rq.connection import redis_connection
+from adapters.rq.health import RedisQueueHealth
 from adapters.rq.queue import RqInboundQueue
 from adapters.rq.spec import JOB_TIMEOUT_SECONDS, JobSpec
+from adapters.rq.spool import RedisSpool
 from adapters.simulated.provider import SimulatedMessagingProvider
 from adapters.sqlalchemy.engine import build_engine, statement_timeout_for
 from adapters.sqlalchemy.unit_of_work import SqlUnitOfWorkFactory
@@ -115,6 +117,9 @@ class Container(containers.DeclarativeContainer):
     )
     webhook_job_spec = providers.Singleton(JobSpec.webhook_processing, retry_policy)
     inbound_queue = providers.Singleton(RqInboundQueue, queue_redis, webhook_job_spec)
+    # What the database could not take waits here (ADR 0013); the queue's liveness and epoch.
+    spool = providers.Singleton(RedisSpool, queue_redis)
+    queue_health = providers.Singleton(RedisQueueHealth, queue_redis)
 
 
 def build(settings: Settings | None = None, *, store: str = "sql") -> Container:

@@ -8,15 +8,23 @@ a record enqueued again waits twice as long before the next time (``RequeueSched
 ``MAX_REQUEUE_WAIT``), so a queue backlog is not multiplied. Passes run every half threshold (at
 most ``MAX_INTERVAL_SECONDS`` apart). Safe in several processes: the worst case is a duplicate
 job.
+
+Between passes the queue is probed every ``PROBE_SECONDS`` (``application.queue_recovery``,
+ADR 0013): when it answers again after an outage, the records received since just before the
+outage are enqueued at once, whatever their age; when it lost its data (a new epoch), every
+record still ``received`` is. So a message accepted while Redis was down is processed within
+seconds of Redis answering, not after the threshold.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import timedelta
 
 from application.inbox import ReconcileReport, RequeueSchedule, reconcile_inbox
+from application.queue_recovery import QueueRecovered, QueueWatch
 from entrypoints.container import Container
 
 log = logging.getLogger("livesell.inbox_reconciler")
@@ -24,8 +32,9 @@ log = logging.getLogger("livesell.inbox_reconciler")
 BATCH_LIMIT = 2000
 MAX_REQUEUE_WAIT = timedelta(minutes=15)
 MIN_INTERVAL_SECONDS = 0.5
-MAX_INTERVAL_SECONDS = 30.0
-MAX_BACKOFF_SECONDS = 60.0
+MAX_INTERVAL_SECONDS = 10.0
+MAX_BACKOFF_SECONDS = 10.0
+PROBE_SECONDS = 1.0
 
 
 class InboxReconciler:
@@ -48,6 +57,32 @@ class InboxReconciler:
         self.uow_factory = self.container.uow_factory()
         self.queue = self.container.inbound_queue()
         self.clock = self.container.clock()
+        self.watch = QueueWatch(self.container.queue_health(), self.clock, self.older_than)
+
+    def recover(self, recovered: QueueRecovered) -> ReconcileReport:
+        """Enqueue what may have missed its enqueue while the queue was down."""
+        report = reconcile_inbox(
+            uow_factory=self.uow_factory,
+            queue=self.queue,
+            clock=self.clock,
+            older_than=timedelta(0),
+            limit=self.batch_limit,
+            schedule=None,
+            received_since=recovered.since,
+        )
+        log.info(
+            "Queue answers again, inbox reconciled",
+            extra={
+                "context": {
+                    "downSeconds": round(recovered.down_seconds, 1),
+                    "queueLostData": recovered.since is None,
+                    "found": report.found,
+                    "enqueued": report.enqueued,
+                    "queueError": report.queue_error,
+                }
+            },
+        )
+        return report
 
     def run_once(self) -> ReconcileReport:
         report = reconcile_inbox(
@@ -87,25 +122,45 @@ class InboxReconciler:
             },
         )
         failures = 0
+        next_pass = 0.0
+        pending: QueueRecovered | None = None
         while not stop.is_set():
             try:
-                report = self.run_once()
-            except Exception:
-                failures += 1
-                wait = min(MAX_BACKOFF_SECONDS, self.interval_seconds * 2.0 ** min(failures, 6))
-                log.exception(
-                    "Inbox reconcile pass failed, will retry",
-                    extra={"context": {"retryInSeconds": wait, "consecutiveFailures": failures}},
+                pending = self.watch.observe() or pending
+                if (
+                    pending is not None
+                    and not self.watch.down
+                    and self.recover(pending).queue_error is None
+                ):
+                    pending = None
+            except Exception as exc:
+                log.warning(  # the regular pass below logs the traceback of a lasting failure
+                    "Inbox recovery pass failed, will retry",
+                    extra={"context": {"error": f"{type(exc).__name__}: {exc}"[:300]}},
                 )
-            else:
-                failures = 0
-                wait = self.interval_seconds
-                if report.found >= self.batch_limit:
-                    log.warning(
-                        "Inbox reconciler batch full, more records wait",
-                        extra={"context": {"batchLimit": self.batch_limit}},
+            moment = time.monotonic()
+            if moment >= next_pass:
+                try:
+                    report = self.run_once()
+                except Exception:
+                    failures += 1
+                    wait = min(MAX_BACKOFF_SECONDS, self.interval_seconds * 2.0 ** min(failures, 6))
+                    log.exception(
+                        "Inbox reconcile pass failed, will retry",
+                        extra={
+                            "context": {"retryInSeconds": wait, "consecutiveFailures": failures}
+                        },
                     )
-            stop.wait(wait)
+                else:
+                    failures = 0
+                    wait = self.interval_seconds
+                    if report.found >= self.batch_limit:
+                        log.warning(
+                            "Inbox reconciler batch full, more records wait",
+                            extra={"context": {"batchLimit": self.batch_limit}},
+                        )
+                next_pass = moment + wait
+            stop.wait(min(PROBE_SECONDS, max(0.0, next_pass - time.monotonic())))
         log.info("Inbox reconciler stopped")
 
 

@@ -8,6 +8,7 @@ engine and connection pool per process, never one per job. Nothing is built at i
 
 from __future__ import annotations
 
+import logging
 import threading
 from types import TracebackType
 from typing import Any
@@ -20,7 +21,10 @@ from application.inbound import (
     process_inbound_message,
     reject_inbound,
 )
+from application.spool import dead_letter_or_park
 from entrypoints.container import Container, build
+
+log = logging.getLogger("livesell.jobs")
 
 _container: Container | None = None
 _container_lock = threading.Lock()
@@ -83,7 +87,10 @@ def on_webhook_job_failure(
 ) -> None:
     """RQ's ``on_failure`` callback, called after every failed attempt (and for a job abandoned by
     a dead worker). Only the attempt that leaves no retry writes the ``retries_exhausted`` dead
-    letter, so a job that fails five times gets exactly one.
+    letter, so a job that fails five times gets exactly one. When the database cannot take it
+    (the outage that exhausted the retries), it is parked in the spool and the spool drainer
+    writes it when the database answers (ADR 0013); when Redis cannot take it either, this
+    raises, and the engine logs it.
     """
     if job.retries_left:
         return
@@ -91,15 +98,23 @@ def on_webhook_job_failure(
     policy = container.retry_policy()
     attempts = 1 if job.retries_left is None else policy.max_attempts
     payload = job.args[0] if job.args else None
-    reject_inbound(
-        payload,
-        RejectReason.RETRIES_EXHAUSTED,
-        f"{exc_type.__name__}: {exc_value}",
-        uow_factory=container.uow_factory(),
-        clock=container.clock(),
-        ids=container.ids(),
-        attempts=attempts,
-    )
+    try:
+        dead_letter_or_park(
+            payload,
+            RejectReason.RETRIES_EXHAUSTED,
+            f"{exc_type.__name__}: {exc_value}",
+            attempts=attempts,
+            uow_factory=container.uow_factory(),
+            spool=container.spool(),
+            clock=container.clock(),
+            ids=container.ids(),
+        )
+    except Exception:
+        log.exception(
+            "Dead letter neither written nor parked; the job stays in RQ's failed registry",
+            extra={"context": {"jobId": job.id}},
+        )
+        raise
 
 
 def dead_letter_undecodable_job(job: UndecodableJob) -> None:

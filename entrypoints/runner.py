@@ -32,6 +32,7 @@ PARTS: dict[str, str] = {
     "outbox": "entrypoints.outbox_worker",
     "closer": "entrypoints.closer",
     "reconciler": "entrypoints.inbox_reconciler",
+    "spool": "entrypoints.spool_drainer",
 }
 EXIT_OK = 0
 EXIT_PART_DIED = 1

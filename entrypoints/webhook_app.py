@@ -2,7 +2,7 @@
 
 - ``POST /webhooks/twilio/messages``: an inbound WhatsApp message. Verified, recorded
   ``received`` in the durable inbox, enqueued on ``webhook-processing``; answered with an empty
-  TwiML ``<Response/>``.
+  TwiML ``<Response/>``. With the database down it is spooled in Redis instead (ADR 0013).
 - ``POST /webhooks/twilio/status`` (and with a trailing slash): a delivery status callback for an
   outbound message, matched by the ``tenantId`` and ``outboxId`` the sender put in the callback
   URL, or by its ``MessageSid`` when the URL has none (a Messaging Service's callback, ADR 0011).
@@ -53,14 +53,15 @@ from application.inbox import (
     Recorded,
     UnknownNumber,
     WebhookMessage,
-    receive_inbound_message,
     record_delivery_report,
 )
+from application.spool import Spooled, accept_inbound_message
 from entrypoints.container import Container, build
 from entrypoints.logs import configure_logging, current_worker
 from entrypoints.observability import init_sentry
 from entrypoints.settings import ConfigError, Settings
 from ports.repositories import StoreUnavailable
+from ports.spool import Spool, SpoolUnavailable
 
 log = logging.getLogger("livesell.webhook_app")
 
@@ -126,6 +127,7 @@ class WebhookApp:
         self.container = container
         self.uow_factory = container.uow_factory()
         self.queue = container.inbound_queue()
+        self.spool = container.spool()
         self.clock = container.clock()
         self.ids = container.ids()
 
@@ -148,23 +150,27 @@ class WebhookApp:
         correlation_id = _request_id(request)
         try:
             outcome = await run_in_threadpool(
-                receive_inbound_message,
+                accept_inbound_message,
                 message,
+                params=[(key, value) for key in form for value in form.getall(key)],
                 correlation_id=correlation_id,
                 uow_factory=self.uow_factory,
                 queue=self.queue,
+                spool=self.spool,
                 clock=self.clock,
                 ids=self.ids,
             )
         except StoreUnavailable as exc:
             raise HttpProblem(
                 503,
-                "the inbox database is unavailable, message not recorded",
+                "the inbox database and the spool are unavailable, message not recorded",
                 providerMessageId=message.provider_message_id,
                 error=str(exc),
             ) from exc
         ids = {"providerMessageId": message.provider_message_id}
-        if isinstance(outcome, Recorded):
+        if isinstance(outcome, Spooled):
+            pass  # logged by the use case; the spool drainer records it (ADR 0013)
+        elif isinstance(outcome, Recorded):
             log.info(
                 "Inbound message recorded",
                 extra={
@@ -430,6 +436,7 @@ def create_app(container: Container, *, verify_signatures: bool = True) -> Starl
                 }
             },
         )
+        await _warn_if_spool_not_durable(handlers.spool)
         yield
         log.info("Webhook stopped", extra={"context": {"pid": os.getpid()}})
 
@@ -457,6 +464,23 @@ def create_app_from_env() -> Starlette:
     configure_logging(settings.log_format, settings.log_level)
     init_sentry(settings, component="webhook")
     return create_app(build(settings), verify_signatures=os.environ.get(INSECURE_ENV) != "1")
+
+
+async def _warn_if_spool_not_durable(spool: Spool) -> None:
+    """Warn at start when Redis could evict the spool (ADR 0013); Redis down is no reason not
+    to start (the database takes the messages)."""
+    problem: str | None = None
+    with anyio.move_on_after(READY_TIMEOUT_SECONDS):
+        try:
+            problem = await anyio.to_thread.run_sync(
+                spool.durability_problem, abandon_on_cancel=True
+            )
+        except SpoolUnavailable as exc:
+            log.warning(
+                "Could not check the spool's Redis settings", extra={"context": {"error": str(exc)}}
+            )
+    if problem:
+        log.warning("The spool is not durable: " + problem)
 
 
 def _twiml() -> Response:

@@ -58,6 +58,7 @@ from rq.worker_registration import clean_worker_registry
 
 from adapters.rq.connection import UNAVAILABLE_ERRORS
 from adapters.rq.intake import UndecodableJob, fetch_jobs
+from adapters.rq.intermediate import requeue_stuck
 from adapters.rq.outcomes import JobOutcome, QueueDepth, store_failure, store_success
 from adapters.rq.parked import ParkedJobs
 from adapters.rq.registration import LeasedScheduler, Registration
@@ -79,7 +80,9 @@ WORKER_KEY_TTL_SECONDS = 30
 """The worker hash (``rq info``) outlives the last heartbeat by this long."""
 DEQUEUE_BLOCK_SECONDS = 1
 """Longest blocking wait for a job, so a stop request is seen within a second."""
-REDIS_BACKOFF_MAX_SECONDS = 30.0
+REDIS_BACKOFF_MAX_SECONDS = 4.0
+"""Longest wait between takes while Redis is unreachable: work resumes within seconds of it
+answering again (ADR 0013)."""
 DRAIN_SECONDS = 25.0
 """On stop, how long the jobs in flight may take to finish; the ones still running then are left
 to be re-run elsewhere (their executions are no longer heartbeaten). Under the runner's 30 s."""
@@ -562,8 +565,12 @@ class ThreadedRqWorker:
         FinishedJobRegistry(queue=self.queue).cleanup()
         FailedJobRegistry(queue=self.queue).cleanup()
         clean_worker_registry(self.queue)
-        assert self._registration is not None
-        self.queue.intermediate_queue.cleanup(self._registration, self.queue)
+        requeued = requeue_stuck(self.queue)  # RQ's own cleanup: 1 minute, an attempt lost
+        if requeued:
+            log.warning(
+                "Jobs taken but never started by a stopped worker, queued again",
+                extra={"context": {"jobIds": requeued}},
+            )
         return True
 
     def queue_depth(self) -> QueueDepth:

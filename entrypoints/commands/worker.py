@@ -14,7 +14,7 @@ from typing import Any
 
 from entrypoints.runner import PARTS
 
-DEFAULT_PARTS = ("webhook", "outbox", "closer", "reconciler")
+DEFAULT_PARTS = ("webhook", "outbox", "closer", "reconciler", "spool")
 EXIT_UNAVAILABLE = 1
 
 

@@ -5,6 +5,7 @@ health. End state is read from the database and from RQ's queue."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from rq import Queue
 
 from adapters.rq.spec import QUEUE_NAME
+from adapters.rq.spool import PENDING_KEY
 from adapters.sqlalchemy.engine import build_engine
 from adapters.sqlalchemy.unit_of_work import SqlUnitOfWorkFactory
 from application.outbox import queue_outbound_message
@@ -326,7 +328,7 @@ class TestInboundMessages:
         ]
         assert [] == queued_payloads(redis_db)
 
-    def test_when_the_database_is_down_the_message_is_refused_with_503_not_acknowledged(
+    def test_when_the_database_is_down_the_message_waits_in_the_spool_and_is_answered_200(
         self, make_container: Any, postgres_url: str, redis_db: RedisTestDb
     ) -> None:
         url = sa.make_url(postgres_url)
@@ -335,11 +337,44 @@ class TestInboundMessages:
             container = make_container(uow_factory=SqlUnitOfWorkFactory(engine))
             proxy.cut()
             with TestClient(create_app(container), base_url=BASE) as client:
-                response = post_signed(client, MESSAGES_PATH, twilio_form("SM-nodb"))
+                response = post_signed(
+                    client, MESSAGES_PATH, twilio_form("SM-nodb"), headers={"X-Request-Id": "r-1"}
+                )
+            engine.dispose()
+
+        assert (200, True) == (response.status_code, "<Response/>" in response.text)
+        assert [] == queued_payloads(redis_db)
+        [raw] = redis_db.client.lrange(PENDING_KEY, 0, -1)
+        spooled = json.loads(raw)
+        assert ("inbound", "SM-nodb", "r-1") == (
+            spooled["kind"],
+            spooled["message"]["provider_message_id"],
+            spooled["correlationId"],
+        )
+        assert ["MessageSid", "SM-nodb"] in spooled["params"]
+
+    def test_when_the_database_and_redis_are_both_down_the_message_is_refused_with_503(
+        self, make_container: Any, postgres_url: str, redis_db: RedisTestDb
+    ) -> None:
+        url = sa.make_url(postgres_url)
+        with (
+            TcpProxy(url.host or "127.0.0.1", url.port or 5432) as db_proxy,
+            TcpProxy("127.0.0.1", 6379) as redis_proxy,
+        ):
+            engine = build_engine(url.set(port=db_proxy.port).render_as_string(False), pool_size=2)
+            container = make_container(
+                redis_url=f"redis://127.0.0.1:{redis_proxy.port}/{redis_db.db}",
+                uow_factory=SqlUnitOfWorkFactory(engine),
+            )
+            db_proxy.cut()
+            redis_proxy.cut()
+            with TestClient(create_app(container), base_url=BASE) as client:
+                response = post_signed(client, MESSAGES_PATH, twilio_form("SM-nothing"))
             engine.dispose()
 
         assert 503 == response.status_code
         assert [] == queued_payloads(redis_db)
+        assert 0 == redis_db.client.llen(PENDING_KEY)
 
 
 class TestBadInput:
