@@ -172,6 +172,9 @@ class TestRetriesExhausted:
         with RunningWorker(container) as running:
             wait_until(lambda: rq_state.failed() == 1 and rq_state.idle(), timeout=30)
             elapsed = time.monotonic() - started
+            # The engine counts a run after RQ has stored its outcome (and the last attempt's
+            # dead letter is written in between): let the count settle before reading it.
+            wait_until(lambda: running.part.metrics.failed >= 3, timeout=10)
             attempts = running.part.metrics.failed
 
         assert attempts == 3
