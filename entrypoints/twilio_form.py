@@ -44,7 +44,10 @@ def read_twilio_message(pairs: list[tuple[str, str]]) -> WebhookMessage:
     referral = {
         key[len(REFERRAL_PREFIX)][0].lower() + key[len(REFERRAL_PREFIX) + 1 :]: value
         for key, value in form.items()
-        if key.startswith(REFERRAL_PREFIX) and len(key) > len(REFERRAL_PREFIX) and value
+        if key.startswith(REFERRAL_PREFIX)
+        and len(key) > len(REFERRAL_PREFIX)
+        and value
+        and (key, value) != ("ReferralNumMedia", "0")  # sent with every message, ad or not
     }
     content = InboundContent(
         kind=opt("MessageType"),
