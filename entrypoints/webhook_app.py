@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import socket
+import traceback
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -161,10 +162,10 @@ class WebhookApp:
                 error=_first_line(exc),
             ) from exc
         except Exception as exc:  # never an unhandled 500: keep the form, say what failed
-            log.error(  # noqa: TRY400 - the traceback is exc_info; the message holds no body
+            # The error's type and where it was raised, never its text (it may hold the body).
+            log.error(  # noqa: TRY400
                 "Inbound message failed in the webhook",
-                extra={"context": {**ids, "error": type(exc).__name__}},
-                exc_info=exc,
+                extra={"context": {**ids, "error": type(exc).__name__, "at": _where(exc)}},
             )
             dead_letter_id = await self._reject(
                 message, RejectReason.WEBHOOK_ERROR, f"{type(exc).__name__} in the webhook"
@@ -520,6 +521,15 @@ def _charset(parameters: str) -> str | None:
 def _first_line(exc: BaseException) -> str:
     """An error's first line, bounded: driver errors may go on with the statement's values."""
     return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+
+
+def _where(exc: BaseException) -> str:
+    """``file:line in function`` of the frame that raised ``exc``."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "?"
+    last = frames[-1]
+    return f"{os.path.basename(last.filename)}:{last.lineno} in {last.name}"
 
 
 def _observe_unknown_number() -> None:

@@ -46,6 +46,7 @@ from rq import Queue
 
 from adapters.rq.spec import QUEUE_NAME
 from application.tenants import add_seller, add_tenant
+from entrypoints import webhook_app
 from entrypoints.container import Container
 from entrypoints.jobs import install_container
 from entrypoints.webhook_app import MESSAGES_PATH, create_app
@@ -559,6 +560,31 @@ class TestNothingSignedIsRefusedWithoutATrace:
             letter.payload["providerParams"],
         )
 
+    def test_an_unexpected_error_is_a_handled_500_with_the_form_kept_and_no_body_logged(
+        self,
+        client: TestClient,
+        pg_engine: sa.Engine,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        def broken(*_args: object, **_kwargs: object) -> None:
+            raise ValueError("boom: Je prends le rouge")
+
+        monkeypatch.setattr(webhook_app, "receive_inbound_message", broken)
+        form = twilio_form("SM" + "0" * 31 + "6", Body="Je prends le rouge")
+
+        with caplog.at_level(logging.INFO, logger="livesell"):
+            response = post(client, form)
+
+        assert (500, "the message could not be recorded") == (response.status_code, response.text)
+        (letter,) = dead_letters(pg_engine)
+        assert ("shop-a", "webhook_error", form) == (
+            letter.tenant_id,
+            letter.error_code,
+            letter.payload["providerParams"],
+        )
+        _assert_no_body_logged(caplog, "le rouge")
+
     def test_over_the_protective_cap_is_413_before_any_work(
         self, client: TestClient, pg_engine: sa.Engine
     ) -> None:
@@ -582,4 +608,6 @@ def _unknown_numbers(client: TestClient) -> float:
 def _assert_no_body_logged(caplog: pytest.LogCaptureFixture, fragment: str) -> None:
     for record in caplog.records:
         rendered = record.getMessage() + json.dumps(getattr(record, "context", {}), default=str)
+        if record.exc_info:
+            rendered += logging.Formatter().formatException(record.exc_info)
         assert fragment not in rendered, record.getMessage()

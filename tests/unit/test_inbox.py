@@ -19,11 +19,11 @@ from application.inbox import (
     Recorded,
     RequeueSchedule,
     UnknownNumber,
-    WebhookMessage,
     receive_inbound_message,
     reconcile_inbox,
     record_delivery_report,
 )
+from application.webhook_input import WebhookMessage
 from domain.delivery import DeliveryReport, DeliveryStatus
 from domain.inbound import InboundStatus
 from tests.unit.builders import CLIENT_PHONE, START, World
