@@ -58,19 +58,37 @@ class InputFlag(enum.StrEnum):
 
 
 def clean_text(value: str, max_length: int) -> tuple[str, set[InputFlag]]:
-    """``value`` without control characters (but tab, LF, CR) and cut to ``max_length``
-    characters, with the flags saying what was done."""
+    """``value`` without control characters (but tab, LF, CR) and cut to at most ``max_length``
+    characters, never inside a character as the reader sees it, with the flags saying what was
+    done."""
     flags: set[InputFlag] = set()
     cleaned = _CONTROL.sub("", value)
     if cleaned != value:
         flags.add(InputFlag.CONTROL_CHARACTERS_REMOVED)
     if len(cleaned) > max_length:
-        cleaned = cleaned[:max_length]
-        # Never end on half a combining sequence's base: drop a trailing lone combining mark.
-        while cleaned and unicodedata.combining(cleaned[-1]):
-            cleaned = cleaned[:-1]
+        cut = max_length
+        # Never cut inside a character as the reader sees it: back off to before a base whose
+        # combining marks, variation selector, skin tone or ZWJ-joined emoji would be cut off.
+        while cut > 0 and (_extends(cleaned[cut]) or cleaned[cut - 1] == ZWJ):
+            cut -= 1
+        cleaned = cleaned[: cut or max_length]
         flags.add(InputFlag.FIELD_TRUNCATED)
     return cleaned, flags
+
+
+ZWJ = "\u200d"
+
+
+def _extends(char: str) -> bool:
+    """Whether ``char`` belongs to the character before it (Unicode's grapheme extenders that
+    WhatsApp texts carry: combining marks, ZWJ, variation selectors, skin tones, tag characters)."""
+    return bool(
+        unicodedata.combining(char)
+        or char == ZWJ
+        or "\ufe00" <= char <= "\ufe0f"
+        or "\U0001f3fb" <= char <= "\U0001f3ff"
+        or "\U000e0020" <= char <= "\U000e007f"
+    )
 
 
 def storable(value: str) -> str:
