@@ -11,7 +11,12 @@ import attrs
 
 from domain.errors import FieldError, IllegalTransition, InvalidPayload
 from domain.events import Event, MessageClassified
-from domain.inbound_content import MAX_MEDIA_URL_LENGTH, MAX_TEXT_FIELD_LENGTH, InboundContent
+from domain.inbound_content import (
+    MAX_MEDIA_URL_LENGTH,
+    MAX_TEXT_FIELD_LENGTH,
+    InboundContent,
+    storable,
+)
 from domain.senders import SenderType
 
 MAX_BODY_LENGTH = 4096
@@ -253,13 +258,14 @@ class InboundMessage:
 
 
 def best_effort_ids(payload: object) -> tuple[str | None, str | None, str | None]:
-    """(tenantId, providerMessageId, correlationId) from a payload that may be malformed."""
+    """(tenantId, providerMessageId, correlationId) from a payload that may be malformed, each
+    storable (a NUL, which no store keeps, made U+FFFD)."""
     if not isinstance(payload, Mapping):
         return None, None, None
 
     def pick(key: str) -> str | None:
         value = payload.get(key)
-        return value if isinstance(value, str) and value else None
+        return storable(value) if isinstance(value, str) and value else None
 
     return pick("tenantId"), pick("providerMessageId"), pick("correlationId")
 

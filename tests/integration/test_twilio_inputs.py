@@ -545,6 +545,22 @@ class TestNothingSignedIsRefusedWithoutATrace:
             letter.payload["providerParams"],
         )
 
+    def test_a_nul_in_the_sender_or_the_sid_is_400_and_kept_as_a_dead_letter_never_a_500(
+        self, client: TestClient, pg_engine: sa.Engine
+    ) -> None:
+        form = twilio_form("SM" + "0" * 31 + "\x00", From=f"whatsapp:{CLIENT}\x00")
+
+        response = post(client, form)
+
+        assert 400 == response.status_code
+        (letter,) = dead_letters(pg_engine)
+        assert ("shop-a", "invalid_payload", "SM" + "0" * 31 + "\ufffd") == (
+            letter.tenant_id,
+            letter.error_code,
+            letter.source_id,
+        )
+        assert f"whatsapp:{CLIENT}\ufffd" == letter.payload["providerParams"]["From"]
+
     def test_missing_fields_are_400_and_kept_whole_as_a_dead_letter(
         self, client: TestClient, pg_engine: sa.Engine
     ) -> None:
