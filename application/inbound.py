@@ -153,10 +153,9 @@ def reject_inbound(
     attempts: int = 1,
 ) -> InboundOutcome:
     """Record a message given up on, once (issue 11 §1): a ``webhook-processing`` dead letter
-    holding the payload whole, an ``inbound.rejected`` event, and its inbox record moved to the
-    terminal ``rejected`` state (inserted so when the job came without one and the payload is a
-    valid message), all in one transaction. ``tenant_id`` is kept only when it names an existing
-    tenant.
+    holding the payload whole, an ``inbound.rejected`` event, and its inbox record, when it has
+    one, moved to the terminal ``rejected`` state, all in one transaction. ``tenant_id`` is kept
+    only when it names an existing tenant.
 
     Idempotent per ``(tenantId, providerMessageId)``: while the message has a dead letter not yet
     replayed, a repeat records nothing and returns that first rejection; a message processed
@@ -205,7 +204,7 @@ def reject_inbound(
                 attempts=attempts,
                 created_at=now,
             )
-            if not _end_record(uow, record, payload, tenant_id, reason, dead_letter.id, now, ids):
+            if not _end_record(uow, record, reason, dead_letter.id, now):
                 continue
             uow.dead_letters.add(dead_letter)
             uow.events.append(
@@ -242,34 +241,14 @@ def reject_inbound(
 
 
 def _end_record(
-    uow: UnitOfWork,
-    record: InboundRecord | None,
-    payload: object,
-    tenant_id: str | None,
-    reason: str,
-    dead_letter_id: str,
-    now: datetime,
-    ids: IdGenerator,
+    uow: UnitOfWork, record: InboundRecord | None, reason: str, dead_letter_id: str, now: datetime
 ) -> bool:
-    """Move the message's record to ``rejected`` (inserting it if the job came without one and
-    the payload is a valid message of ``tenant_id``). False when a concurrent job moved or
-    inserted it first: the caller reads again."""
-    if record is not None:
-        was = record.state
-        record.mark_rejected(reason=reason, dead_letter_id=dead_letter_id, now=now)
-        return uow.inbound.save(record, was=was)
-    if tenant_id is None:
+    """Move the message's inbox record, if it has one, to ``rejected``. A job that came without
+    a record (enqueued by another service) gets none: its dead letter is its trace, and writing a
+    record could fail for the very reason the job was given up on. False when a concurrent job
+    moved the record first: the caller reads again."""
+    if record is None:
         return True
-    try:
-        message = InboundMessage.from_payload(payload, now)
-    except InvalidPayload:
-        return True
-    if message.tenant_id != tenant_id:
-        return True
-    record = InboundRecord(id=ids.new_id(), message=message)
+    was = record.state
     record.mark_rejected(reason=reason, dead_letter_id=dead_letter_id, now=now)
-    try:
-        uow.inbound.add(record)
-    except DuplicateInboundMessage:
-        return False
-    return True
+    return uow.inbound.save(record, was=was)
