@@ -105,25 +105,25 @@ def receive_inbound_message(
         number: str | None = normalise_phone(message.to_address, TO_NUMBER_REGION)
     except InvalidPhoneNumber:
         number = None
+    invalid: InvalidPayload | None = None
     with uow_factory() as uow:
         tenant = uow.tenants.find_by_whatsapp_number(number) if number is not None else None
+        if tenant is not None:
+            payload = _payload(message, tenant.id, correlation_id, now)
+            try:
+                record = InboundRecord(
+                    id=ids.new_id(), message=InboundMessage.from_payload(payload, now)
+                )
+            except InvalidPayload as exc:
+                invalid = exc
+            else:
+                try:
+                    uow.inbound.add(record)
+                except DuplicateInboundMessage:
+                    return _duplicate(uow, tenant.id, message.provider_message_id)
+                uow.commit()
     if tenant is None:
         return _unknown_number(message, correlation_id, now, uow_factory, clock, ids)
-    with uow_factory() as uow:
-        payload = _payload(message, tenant.id, correlation_id, now)
-        try:
-            record = InboundRecord(
-                id=ids.new_id(), message=InboundMessage.from_payload(payload, now)
-            )
-        except InvalidPayload as exc:
-            invalid: InvalidPayload | None = exc
-        else:
-            invalid = None
-            try:
-                uow.inbound.add(record)
-            except DuplicateInboundMessage:
-                return _duplicate(uow, tenant.id, message.provider_message_id)
-            uow.commit()
     if invalid is not None:
         rejected = reject_inbound(
             payload,
