@@ -101,10 +101,7 @@ def receive_inbound_message(
     now = clock.now()
     message = cleaned(message)
     correlation_id = correlation_id or ids.new_id()
-    try:
-        number: str | None = normalise_phone(message.to_address, TO_NUMBER_REGION)
-    except InvalidPhoneNumber:
-        number = None
+    number = _number(message.to_address)
     invalid: InvalidPayload | None = None
     with uow_factory() as uow:
         tenant = uow.tenants.find_by_whatsapp_number(number) if number is not None else None
@@ -148,6 +145,25 @@ def receive_inbound_message(
     )
 
 
+UNKNOWN_NUMBER = RejectReason.UNKNOWN_NUMBER
+
+
+def _number(address: object) -> str | None:
+    if not isinstance(address, str):
+        return None
+    try:
+        return normalise_phone(address, TO_NUMBER_REGION)
+    except InvalidPhoneNumber:
+        return None
+
+
+def tenant_for_number(uow: UnitOfWork, to_address: object) -> str | None:
+    """The id of the tenant whose WhatsApp number ``to_address`` is, or None."""
+    number = _number(to_address)
+    tenant = uow.tenants.find_by_whatsapp_number(number) if number is not None else None
+    return tenant.id if tenant is not None else None
+
+
 def _unknown_number(
     message: WebhookMessage,
     correlation_id: str,
@@ -186,15 +202,11 @@ def reject_webhook_message(
     Raises StoreUnavailable."""
     now = clock.now()
     message = cleaned(message)
-    try:
-        number: str | None = normalise_phone(message.to_address, TO_NUMBER_REGION)
-    except InvalidPhoneNumber:
-        number = None
     with uow_factory() as uow:
-        tenant = uow.tenants.find_by_whatsapp_number(number) if number is not None else None
+        owner = tenant_for_number(uow, message.to_address)
     return _dead_letter(
         message,
-        tenant.id if tenant is not None else None,
+        owner,
         reason,
         error,
         correlation_id=correlation_id or ids.new_id(),

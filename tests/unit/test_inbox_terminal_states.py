@@ -243,3 +243,41 @@ def received_without_queue(world: World, queue: MemoryInboundQueue, sid: str) ->
         clock=world.clock,
         ids=world.ids,
     )
+
+
+class TestAMessageToANumberNoTenantHad:
+    def test_once_the_tenant_is_added_its_dead_letter_replays_into_that_tenants_inbox(
+        self, inbox: World, queue: MemoryInboundQueue
+    ) -> None:
+        message = WebhookMessage(
+            provider_message_id="SM-lost",
+            from_address=f"whatsapp:{CLIENT_PHONE}",
+            to_address="whatsapp:+14155550123",
+            body="Je prends le 7",
+        )
+        outcome = receive_inbound_message(
+            message,
+            correlation_id=None,
+            uow_factory=inbox.uow_factory,
+            queue=queue,
+            clock=inbox.clock,
+            ids=inbox.ids,
+        )
+        (dead_letter_id,) = inbox.store.dead_letters
+        too_early = replay_dead_letter(
+            dead_letter_id, uow_factory=inbox.uow_factory, queue=queue, clock=inbox.clock
+        )
+        inbox.tenant("shop-b", whatsapp_number="+14155550123")
+
+        replayed = replay_dead_letter(
+            dead_letter_id, uow_factory=inbox.uow_factory, queue=queue, clock=inbox.clock
+        )
+        (_, payload) = queue.pop()  # type: ignore[misc]
+        result = inbox.receive(payload)
+
+        assert "unknown_number" == inbox.store.dead_letters[dead_letter_id].error_code
+        assert outcome.dead_letter_id == dead_letter_id  # type: ignore[union-attr]
+        assert ("failed", "enqueued") == (too_early.status.value, replayed.status.value)
+        assert isinstance(result, Processed)
+        record = inbox.store.inbound[("shop-b", "SM-lost")]
+        assert (InboundStatus.PROCESSED, "Je prends le 7") == (record.status, record.message.body)
