@@ -460,7 +460,8 @@ class TestNothingSignedIsRefusedWithoutATrace:
         self, client: TestClient, pg_engine: sa.Engine, redis_db: RedisTestDb
     ) -> None:
         sid = "SM" + "0" * 31 + "2"
-        form = twilio_form(sid, Body="x" * 30_000, ReferralBody="y" * 50_000)
+        many = {f"ChannelParam{n}": str(n) for n in range(300)}  # more than 256 fields
+        form = twilio_form(sid, Body="x" * 30_000, ReferralBody="y" * 50_000, **many)
         assert len(urlencode(form)) > 64 * 1024
 
         assert 200 == post(client, form).status_code
@@ -473,6 +474,7 @@ class TestNothingSignedIsRefusedWithoutATrace:
             row.input_flags,
         )
         assert 50_000 == len(row.provider_params["ReferralBody"])
+        assert form == row.provider_params
 
     def test_more_than_ten_media_are_all_recorded(
         self, client: TestClient, pg_engine: sa.Engine, redis_db: RedisTestDb
