@@ -25,6 +25,7 @@ from datetime import datetime
 
 import attrs
 
+from application.inbox import UNKNOWN_NUMBER, tenant_for_number
 from domain.dead_letters import DeadLetter, DeadLetterSource
 from domain.outbox import OutboxMessage, OutboxStatus
 from ports.clock import Clock
@@ -233,7 +234,17 @@ def _dead_message(uow: UnitOfWork, letter: DeadLetter) -> OutboxMessage | str:
 def _replay_inbound(
     uow: UnitOfWork, letter: DeadLetter, queue: InboundQueue, now: datetime, report: _Report
 ) -> ReplayResult:
-    claimed = letter.payload.get("tenantId")
+    payload = letter.payload
+    if letter.error_code == UNKNOWN_NUMBER and letter.tenant_id is None:
+        # Kept because no tenant had the number it was sent to: the tenant added since owns it.
+        owner = tenant_for_number(uow, payload.get("to"))
+        if owner is None:
+            return report(
+                ReplayStatus.FAILED,
+                f"not replayed, still no tenant has the number {payload.get('to')!r}",
+            )
+        payload = {**payload, "tenantId": owner}
+    claimed = payload.get("tenantId")
     tenant = letter.tenant_id or (claimed if isinstance(claimed, str) else "(no tenant)")
     target = f"{tenant}/{letter.source_id}"
     if report.dry_run:
@@ -245,7 +256,7 @@ def _replay_inbound(
     if not uow.dead_letters.mark_replayed(letter):
         return report(ReplayStatus.ALREADY_REPLAYED, "replayed concurrently; nothing to do")
     try:
-        job_id = queue.enqueue(letter.payload)
+        job_id = queue.enqueue(payload)
     except QueueUnavailable as exc:
         return report(ReplayStatus.FAILED, f"not replayed, the queue is unavailable: {exc}")
     try:

@@ -19,7 +19,7 @@ from domain.phones import normalise_sender, phone_key
 from domain.senders import classify_sender
 from ports.clock import Clock, IdGenerator
 from ports.repositories import DuplicateInboundMessage
-from ports.unit_of_work import UnitOfWorkFactory
+from ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger("livesell.inbound")
 
@@ -30,6 +30,9 @@ class RejectReason:
     INVALID_PAYLOAD = "invalid_payload"
     UNKNOWN_TENANT = "unknown_tenant"
     INVALID_PHONE = "invalid_phone"
+    UNKNOWN_NUMBER = "unknown_number"
+    MISSING_FIELDS = "missing_fields"
+    WEBHOOK_ERROR = "webhook_error"
     RETRIES_EXHAUSTED = "retries_exhausted"
 
 
@@ -43,11 +46,13 @@ class Processed:
 
 @attrs.frozen
 class Rejected:
-    """Rejected for good: a dead letter and an ``inbound.rejected`` event hold the message."""
+    """Rejected for good: a dead letter and an ``inbound.rejected`` event hold the message;
+    ``duplicate`` when it had been rejected already (nothing recorded again)."""
 
     reason: str
     error: str
     dead_letter_id: str
+    duplicate: bool = False
 
 
 InboundOutcome = Processed | Rejected
@@ -116,10 +121,11 @@ def process_inbound_message(
                 except DuplicateInboundMessage:
                     continue
             else:
+                was = record.state
                 record.mark_processed(
                     from_e164=from_e164, sender=sender, live_session_id=session_id, now=now
                 )
-                if not uow.inbound.save(record):
+                if not uow.inbound.save(record, was=was):
                     continue
             uow.commit()
             return Processed(record.enriched())
@@ -148,45 +154,83 @@ def reject_inbound(
     attempts: int = 1,
     dead_letter_id: str | None = None,
     rejected_at: datetime | None = None,
-) -> Rejected:
-    """Record a job given up on: a ``webhook-processing`` dead letter holding the payload whole,
-    and an ``inbound.rejected`` event, in one transaction. ``tenant_id`` is kept only when it names
-    an existing tenant. A given ``dead_letter_id`` is written once: when it exists already,
-    nothing is written again (a parked dead letter drained twice, ADR 0013).
+) -> InboundOutcome:
+    """Record a message given up on, once (issue 11 §1): a ``webhook-processing`` dead letter
+    holding the payload whole, an ``inbound.rejected`` event, and its inbox record, when it has
+    one, moved to the terminal ``rejected`` state, all in one transaction. ``tenant_id`` is kept
+    only when it names an existing tenant.
+
+    Idempotent per ``(tenantId, providerMessageId)``: while the message has a dead letter not yet
+    replayed, a repeat records nothing and returns that first rejection; a message processed
+    meanwhile returns its processed result. The record's conditional write serialises concurrent
+    rejections of one message, so however often the job runs there is one dead letter. A given
+    ``dead_letter_id`` is written once: when it exists already, nothing is written again (a parked
+    dead letter drained twice, ADR 0013); ``rejected_at`` is when it was given up on.
     """
-    now = rejected_at or clock.now()
     claimed_tenant, provider_id, correlation_id = best_effort_ids(payload)
-    with uow_factory() as uow:
-        if dead_letter_id is not None and uow.dead_letters.get(dead_letter_id) is not None:
-            return Rejected(reason, error, dead_letter_id)
-        if tenant_id is None and claimed_tenant is not None:
-            tenant_id = claimed_tenant if uow.tenants.get(claimed_tenant) is not None else None
-        dead_letter = DeadLetter(
-            id=dead_letter_id or ids.new_id(),
-            tenant_id=tenant_id,
-            source=DeadLetterSource.WEBHOOK_PROCESSING,
-            source_id=provider_id or "(none)",
-            payload=as_json_payload(payload),
-            error=error,
-            error_code=reason,
-            attempts=attempts,
-            created_at=now,
-        )
-        uow.dead_letters.add(dead_letter)
-        uow.events.append(
-            [
-                InboundRejected(
-                    tenant_id=tenant_id,
-                    subject_id=provider_id or dead_letter.id,
-                    correlation_id=correlation_id or dead_letter.id,
-                    occurred_at=now,
-                    reason=reason,
-                    error=error,
-                    dead_letter_id=dead_letter.id,
+    for _ in range(RACE_RETRIES):
+        now = rejected_at or clock.now()
+        with uow_factory() as uow:
+            if dead_letter_id is not None and uow.dead_letters.get(dead_letter_id) is not None:
+                return Rejected(reason, error, dead_letter_id, duplicate=True)
+            if tenant_id is None and claimed_tenant is not None:
+                tenant_id = claimed_tenant if uow.tenants.get(claimed_tenant) is not None else None
+            record = (
+                uow.inbound.get(tenant_id, provider_id)
+                if tenant_id is not None and provider_id is not None
+                else None
+            )
+            if record is not None and record.is_processed:
+                return Processed(record.enriched(), duplicate=True)
+            first = (
+                uow.dead_letters.find_open(
+                    DeadLetterSource.WEBHOOK_PROCESSING, tenant_id, provider_id
                 )
-            ]
-        )
-        uow.commit()
+                if provider_id is not None
+                else None
+            )
+            if first is not None:
+                if record is not None and not record.is_rejected:
+                    # A record left received by an older version: end it on its dead letter.
+                    was = record.state
+                    record.mark_rejected(
+                        reason=first.error_code or reason, dead_letter_id=first.id, now=now
+                    )
+                    if not uow.inbound.save(record, was=was):
+                        continue
+                    uow.commit()
+                return Rejected(first.error_code or reason, first.error, first.id, duplicate=True)
+            dead_letter = DeadLetter(
+                id=dead_letter_id or ids.new_id(),
+                tenant_id=tenant_id,
+                source=DeadLetterSource.WEBHOOK_PROCESSING,
+                source_id=provider_id or "(none)",
+                payload=as_json_payload(payload),
+                error=error,
+                error_code=reason,
+                attempts=attempts,
+                created_at=now,
+            )
+            if not _end_record(uow, record, reason, dead_letter.id, now):
+                continue
+            uow.dead_letters.add(dead_letter)
+            uow.events.append(
+                [
+                    InboundRejected(
+                        tenant_id=tenant_id,
+                        subject_id=provider_id or dead_letter.id,
+                        correlation_id=correlation_id or dead_letter.id,
+                        occurred_at=now,
+                        reason=reason,
+                        error=error,
+                        dead_letter_id=dead_letter.id,
+                    )
+                ]
+            )
+            uow.commit()
+        break
+    else:
+        raise ContentionError(f"rejection of inbound message {provider_id!r} kept racing")
     log.warning(
         "Inbound message rejected",
         extra={
@@ -195,8 +239,23 @@ def reject_inbound(
                 "error": error,
                 "deadLetterId": dead_letter.id,
                 "tenantId": tenant_id,
+                "providerMessageId": provider_id,
                 "correlationId": correlation_id,
             }
         },
     )
     return Rejected(reason, error, dead_letter.id)
+
+
+def _end_record(
+    uow: UnitOfWork, record: InboundRecord | None, reason: str, dead_letter_id: str, now: datetime
+) -> bool:
+    """Move the message's inbox record, if it has one, to ``rejected``. A job that came without
+    a record (enqueued by another service) gets none: its dead letter is its trace, and writing a
+    record could fail for the very reason the job was given up on. False when a concurrent job
+    moved the record first: the caller reads again."""
+    if record is None:
+        return True
+    was = record.state
+    record.mark_rejected(reason=reason, dead_letter_id=dead_letter_id, now=now)
+    return uow.inbound.save(record, was=was)

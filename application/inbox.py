@@ -17,7 +17,8 @@ from typing import Any
 
 import attrs
 
-from application.inbound import RejectReason, reject_inbound
+from application.inbound import Processed, RejectReason, reject_inbound
+from application.webhook_input import WebhookMessage, cleaned, provider_params
 from domain.delivery import DeliveryReport, DeliveryStatus
 from domain.errors import FieldError, InvalidPayload, InvalidPhoneNumber
 from domain.inbound import InboundMessage, InboundRecord
@@ -35,27 +36,16 @@ written without ``+``, which Twilio never sends."""
 
 
 @attrs.frozen(kw_only=True)
-class WebhookMessage:
-    """An inbound message as the webhook read it from the provider, before its tenant is known."""
-
-    provider_message_id: str
-    from_address: str
-    to_address: str
-    body: str
-    profile_name: str | None = None
-    num_media: int = 0
-    media_urls: tuple[str, ...] = ()
-
-
-@attrs.frozen(kw_only=True)
 class Recorded:
-    """Recorded ``received``; ``enqueued`` False means the reconciler will enqueue it later."""
+    """Recorded ``received``; ``enqueued`` False means the reconciler will enqueue it later;
+    ``flags`` say which fields were cleaned to be stored (the exact form is kept)."""
 
     tenant_id: str
     record_id: str
     correlation_id: str
     enqueued: bool
     job_id: str | None = None
+    flags: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -70,9 +60,12 @@ class Duplicate:
 
 @attrs.frozen(kw_only=True)
 class UnknownNumber:
-    """No tenant has the number the message was sent to: nothing recorded or enqueued."""
+    """No tenant has the number the message was sent to: not recorded nor enqueued, but kept
+    whole as a dead letter without a tenant (a mistyped number must not drop messages
+    silently)."""
 
     to_address: str
+    dead_letter_id: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -98,37 +91,38 @@ def receive_inbound_message(
 ) -> ReceiveOutcome:
     """Record one inbound message in the durable inbox, then enqueue it once.
 
-    The tenant is the one whose WhatsApp number is ``to_address``. A repeated
-    ``provider_message_id`` of the tenant is a Duplicate: neither recorded nor enqueued again.
-    A queue failure is not an error (the message is durable; the reconciler enqueues it).
-    Raises StoreUnavailable when the database cannot record it: the caller must not answer
-    success then. ``received_at`` is when the webhook received it (a request drained from the
-    spool, ADR 0013), the clock's now by default.
+    The message is first made storable (``application.webhook_input.cleaned``: flagged, the
+    exact form kept). The tenant is the one whose WhatsApp number is ``to_address``; a number no
+    tenant has is an UnknownNumber, kept as a dead letter without a tenant (once per
+    ``MessageSid``). A repeated ``provider_message_id`` of the tenant is a Duplicate: neither
+    recorded nor enqueued again. A queue failure is not an error (the message is durable; the
+    reconciler enqueues it). Raises StoreUnavailable when the database cannot record it: the
+    caller must not answer success then. ``received_at`` is when the webhook received it (a
+    request drained from the spool, ADR 0013), the clock's now by default.
     """
     now = received_at or clock.now()
-    try:
-        number = normalise_phone(message.to_address, TO_NUMBER_REGION)
-    except InvalidPhoneNumber:
-        return UnknownNumber(to_address=message.to_address)
+    message = cleaned(message)
     correlation_id = correlation_id or ids.new_id()
+    number = _number(message.to_address)
+    invalid: InvalidPayload | None = None
     with uow_factory() as uow:
-        tenant = uow.tenants.find_by_whatsapp_number(number)
-        if tenant is None:
-            return UnknownNumber(to_address=message.to_address)
-        payload = _payload(message, tenant.id, correlation_id, now)
-        try:
-            record = InboundRecord(
-                id=ids.new_id(), message=InboundMessage.from_payload(payload, now)
-            )
-        except InvalidPayload as exc:
-            invalid: InvalidPayload | None = exc
-        else:
-            invalid = None
+        tenant = uow.tenants.find_by_whatsapp_number(number) if number is not None else None
+        if tenant is not None:
+            payload = _payload(message, tenant.id, correlation_id, now)
             try:
-                uow.inbound.add(record)
-            except DuplicateInboundMessage:
-                return _duplicate(uow, tenant.id, message.provider_message_id)
-            uow.commit()
+                record = InboundRecord(
+                    id=ids.new_id(), message=InboundMessage.from_payload(payload, now)
+                )
+            except InvalidPayload as exc:
+                invalid = exc
+            else:
+                try:
+                    uow.inbound.add(record)
+                except DuplicateInboundMessage:
+                    return _duplicate(uow, tenant.id, message.provider_message_id)
+                uow.commit()
+    if tenant is None:
+        return _unknown_number(message, correlation_id, now, uow_factory, clock, ids)
     if invalid is not None:
         rejected = reject_inbound(
             payload,
@@ -139,6 +133,8 @@ def receive_inbound_message(
             ids=ids,
             tenant_id=tenant.id,
         )
+        if isinstance(rejected, Processed):  # pragma: no cover - an invalid message has no record
+            raise DuplicateInboundMessage(f"{message.provider_message_id!r} was processed")
         return Invalid(errors=invalid.errors, dead_letter_id=rejected.dead_letter_id)
     job_id = _enqueue(record, queue)
     return Recorded(
@@ -147,14 +143,108 @@ def receive_inbound_message(
         correlation_id=correlation_id,
         enqueued=job_id is not None,
         job_id=job_id,
+        flags=message.flags,
     )
 
 
+UNKNOWN_NUMBER = RejectReason.UNKNOWN_NUMBER
+
+
+def _number(address: object) -> str | None:
+    if not isinstance(address, str):
+        return None
+    try:
+        return normalise_phone(address, TO_NUMBER_REGION)
+    except InvalidPhoneNumber:
+        return None
+
+
+def tenant_for_number(uow: UnitOfWork, to_address: object) -> str | None:
+    """The id of the tenant whose WhatsApp number ``to_address`` is, or None."""
+    number = _number(to_address)
+    tenant = uow.tenants.find_by_whatsapp_number(number) if number is not None else None
+    return tenant.id if tenant is not None else None
+
+
+def _unknown_number(
+    message: WebhookMessage,
+    correlation_id: str,
+    now: datetime,
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    ids: IdGenerator,
+) -> UnknownNumber:
+    dead_letter_id = _dead_letter(
+        message,
+        None,
+        RejectReason.UNKNOWN_NUMBER,
+        "no tenant has the WhatsApp number the message was sent to",
+        correlation_id=correlation_id,
+        now=now,
+        uow_factory=uow_factory,
+        clock=clock,
+        ids=ids,
+    )
+    return UnknownNumber(to_address=message.to_address, dead_letter_id=dead_letter_id)
+
+
+def reject_webhook_message(
+    message: WebhookMessage,
+    reason: str,
+    error: str,
+    *,
+    correlation_id: str | None,
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    ids: IdGenerator,
+) -> str | None:
+    """Keep a signed message the webhook cannot take (fields missing, or an error of ours) as a
+    ``webhook-processing`` dead letter holding its whole parameter set, under the tenant its
+    ``To`` names when one does. Returns the dead letter's id (the first one's, for a repeat).
+    Raises StoreUnavailable."""
+    now = clock.now()
+    message = cleaned(message)
+    with uow_factory() as uow:
+        owner = tenant_for_number(uow, message.to_address)
+    return _dead_letter(
+        message,
+        owner,
+        reason,
+        error,
+        correlation_id=correlation_id or ids.new_id(),
+        now=now,
+        uow_factory=uow_factory,
+        clock=clock,
+        ids=ids,
+    )
+
+
+def _dead_letter(
+    message: WebhookMessage,
+    tenant_id: str | None,
+    reason: str,
+    error: str,
+    *,
+    correlation_id: str,
+    now: datetime,
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    ids: IdGenerator,
+) -> str | None:
+    payload = _payload(message, tenant_id, correlation_id, now)
+    if not message.content.provider_params:  # a message built without its form (tests, tools)
+        payload["providerParams"] = provider_params(message.params)
+    rejected = reject_inbound(
+        payload, reason, error, uow_factory=uow_factory, clock=clock, ids=ids, tenant_id=tenant_id
+    )
+    return rejected.dead_letter_id if not isinstance(rejected, Processed) else None
+
+
 def _payload(
-    message: WebhookMessage, tenant_id: str, correlation_id: str, now: datetime
+    message: WebhookMessage, tenant_id: str | None, correlation_id: str, now: datetime
 ) -> dict[str, Any]:
-    """The SPEC §2 job payload of a webhook message."""
-    return {
+    """The SPEC §2 job payload of a webhook message, with the optional keys of its content."""
+    payload: dict[str, Any] = {
         "tenantId": tenant_id,
         "providerMessageId": message.provider_message_id,
         "from": message.from_address,
@@ -166,6 +256,8 @@ def _payload(
         "numMedia": message.num_media,
         "mediaUrls": list(message.media_urls),
     }
+    payload.update(message.content.to_payload())
+    return payload
 
 
 def _duplicate(uow: UnitOfWork, tenant_id: str, provider_message_id: str) -> Duplicate:
@@ -202,28 +294,39 @@ def _enqueue(record: InboundRecord, queue: InboundQueue) -> str | None:
     return None
 
 
+MAX_PAGES_PER_PASS = 50
+"""A pass reads at most this many pages of ``limit`` waiting records (it goes on where it
+stopped at the next pass), so one pass's work is bounded however large the backlog."""
+
+
 @attrs.frozen(kw_only=True)
 class ReconcileReport:
-    """One reconciler pass: records found still ``received``, how many were enqueued again, how
-    many were left for a later pass (enqueued again recently), and the queue error that stopped
-    the pass early, if any."""
+    """One reconciler pass: records read still ``received``, how many were enqueued again, how
+    many were left for a later pass (enqueued again recently), whether the pass reached the end
+    of the waiting records (else the next pass goes on from where this one stopped), and the
+    queue error that stopped the pass early, if any."""
 
     found: int
     enqueued: int
     deferred: int = 0
+    complete: bool = True
     queue_error: str | None = None
 
 
 class RequeueSchedule:
-    """When a record still ``received`` may be enqueued again. After each re-enqueue its wait
-    doubles (from ``first_wait`` up to ``max_wait``), so a long queue backlog, where records wait
-    because their jobs have not run yet, is not multiplied by the reconciler. Kept in memory: a
-    restarted reconciler starts again from ``first_wait`` (a duplicate job is harmless)."""
+    """When a record still ``received`` may be enqueued again, and where the reconciler's walk
+    over the waiting records stands. After each re-enqueue a record's wait doubles (from
+    ``first_wait`` up to ``max_wait``), so a long queue backlog, where records wait because their
+    jobs have not run yet, is not multiplied by the reconciler. Kept in memory: a restarted
+    reconciler starts again from ``first_wait`` and from the oldest record (a duplicate job is
+    harmless)."""
 
     def __init__(self, first_wait: timedelta, max_wait: timedelta) -> None:
         self.first_wait = first_wait
         self.max_wait = max(max_wait, first_wait)
+        self.cursor: tuple[datetime, str] | None = None
         self._next: dict[str, tuple[datetime, timedelta]] = {}
+        self._seen: set[str] = set()
 
     def is_due(self, record_id: str, now: datetime) -> bool:
         entry = self._next.get(record_id)
@@ -234,8 +337,16 @@ class RequeueSchedule:
         wait = self.first_wait if previous is None else min(previous[1] * 2, self.max_wait)
         self._next[record_id] = (now + wait, wait)
 
+    def seen(self, record_ids: set[str], *, end: bool) -> None:
+        """Records read by the walk; at its ``end``, forget those no longer waiting (processed
+        or rejected since) and start the next walk from the oldest record."""
+        self._seen |= record_ids
+        if end:
+            self.keep_only(self._seen)
+            self._seen = set()
+            self.cursor = None
+
     def keep_only(self, record_ids: set[str]) -> None:
-        """Forget records no longer waiting (processed since)."""
         for record_id in set(self._next) - record_ids:
             del self._next[record_id]
 
@@ -250,44 +361,68 @@ def reconcile_inbox(
     schedule: RequeueSchedule | None = None,
     received_since: datetime | None = None,
 ) -> ReconcileReport:
-    """Enqueue again up to ``limit`` records still ``received`` since before ``now - older_than``,
-    oldest first, any tenant, skipping those ``schedule`` says were enqueued again too recently.
-    Stops at the first queue failure (the next pass tries again). Raises StoreUnavailable when
-    the database cannot be read. ``received_since`` keeps only the records received at or after
-    it (a pass after a queue outage, ADR 0013)."""
+    """Enqueue again up to ``limit`` records still ``received`` since before ``now - older_than``
+    (terminal records, processed or rejected, never), oldest first, any tenant, skipping those
+    ``schedule`` says were enqueued again too recently.
+
+    Records are read page by page (keyset on ``(received_at, id)``), and the walk goes on from
+    where the previous pass stopped (``schedule.cursor``): however many old records wait, every
+    record is reached, so none can be starved. Stops at the first queue failure (the next pass
+    tries again). Raises StoreUnavailable when the database cannot be read. ``received_since``
+    starts the walk at the records received at or after it (a pass after a queue outage, with no
+    schedule, ADR 0013)."""
     now = clock.now()
-    with uow_factory() as uow:
-        waiting = list(uow.inbound.list_received_before(now - older_than, limit))
-    if schedule is not None and len(waiting) < limit and received_since is None:
-        schedule.keep_only({record.id for record in waiting})
-    if received_since is not None:
-        waiting = [r for r in waiting if r.message.received_at >= received_since]
-    enqueued = deferred = 0
-    for record in waiting:
-        if schedule is not None and not schedule.is_due(record.id, now):
-            deferred += 1
-            continue
-        try:
-            queue.enqueue(record.message.to_payload())
-        except QueueUnavailable as exc:
-            return ReconcileReport(
-                found=len(waiting), enqueued=enqueued, deferred=deferred, queue_error=str(exc)
-            )
-        enqueued += 1
+    after = schedule.cursor if schedule is not None else None
+    if after is None and received_since is not None:
+        after = (received_since, "")  # keyset (received_at, id): every id sorts after ""
+    found = enqueued = deferred = 0
+    for _ in range(MAX_PAGES_PER_PASS):
+        with uow_factory() as uow:
+            page = list(uow.inbound.list_received_before(now - older_than, limit, after=after))
+        found += len(page)
+        for record in page:
+            if schedule is not None and not schedule.is_due(record.id, now):
+                deferred += 1
+                continue
+            try:
+                queue.enqueue(record.message.to_payload())
+            except QueueUnavailable as exc:
+                return ReconcileReport(
+                    found=found,
+                    enqueued=enqueued,
+                    deferred=deferred,
+                    complete=False,
+                    queue_error=str(exc),
+                )
+            enqueued += 1
+            if schedule is not None:
+                schedule.enqueued(record.id, now)
+            _log_requeued(record)
+        end = len(page) < limit
         if schedule is not None:
-            schedule.enqueued(record.id, now)
-        log.info(
-            "Inbound message enqueued again by the reconciler",
-            extra={
-                "context": {
-                    "tenantId": record.tenant_id,
-                    "providerMessageId": record.provider_message_id,
-                    "correlationId": record.message.correlation_id,
-                    "receivedAt": record.message.received_at.isoformat(),
-                }
-            },
-        )
-    return ReconcileReport(found=len(waiting), enqueued=enqueued, deferred=deferred)
+            schedule.seen({record.id for record in page}, end=end)
+        if end:
+            return ReconcileReport(found=found, enqueued=enqueued, deferred=deferred)
+        after = (page[-1].message.received_at, page[-1].id)
+        if schedule is not None:
+            schedule.cursor = after
+        if enqueued >= limit:
+            break
+    return ReconcileReport(found=found, enqueued=enqueued, deferred=deferred, complete=False)
+
+
+def _log_requeued(record: InboundRecord) -> None:
+    log.info(
+        "Inbound message enqueued again by the reconciler",
+        extra={
+            "context": {
+                "tenantId": record.tenant_id,
+                "providerMessageId": record.provider_message_id,
+                "correlationId": record.message.correlation_id,
+                "receivedAt": record.message.received_at.isoformat(),
+            }
+        },
+    )
 
 
 @attrs.frozen(kw_only=True)

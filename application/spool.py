@@ -20,8 +20,10 @@ from typing import Any
 
 import attrs
 
-from application.inbound import Rejected, reject_inbound
-from application.inbox import ReceiveOutcome, WebhookMessage, receive_inbound_message
+from application.inbound import InboundOutcome, Rejected, reject_inbound
+from application.inbox import ReceiveOutcome, receive_inbound_message
+from application.webhook_input import WebhookMessage
+from domain.inbound_content import InboundContent
 from ports.clock import Clock, IdGenerator
 from ports.queue import InboundQueue
 from ports.repositories import StoreUnavailable
@@ -120,10 +122,11 @@ def dead_letter_or_park(
     spool: Spool,
     clock: Clock,
     ids: IdGenerator,
-) -> Rejected | Parked:
+) -> InboundOutcome | Parked:
     """Write the dead letter of a job given up on, or park it in the spool when the database
     cannot take it. Raises SpoolUnavailable when neither can (the job's own record in the queue
-    is then all that is left)."""
+    is then all that is left). A message processed meanwhile (a replay) gets no dead letter: its
+    Processed outcome is returned."""
     dead_letter_id = ids.new_id()
     rejected_at = clock.now()
     try:
@@ -226,10 +229,11 @@ def _apply(
         clock=clock,
         ids=ids,
     )
-    log.error(
-        "Spool entry unreadable, kept as a dead letter",
-        extra={"context": {"deadLetterId": rejected.dead_letter_id, "error": problem}},
-    )
+    if isinstance(rejected, Rejected):
+        log.error(
+            "Spool entry unreadable, kept as a dead letter",
+            extra={"context": {"deadLetterId": rejected.dead_letter_id, "error": problem}},
+        )
 
 
 def _apply_inbound(
@@ -240,8 +244,7 @@ def _apply_inbound(
     clock: Clock,
     ids: IdGenerator,
 ) -> None:
-    fields = {name: _tuples(value) for name, value in document["message"].items()}
-    message = WebhookMessage(**fields)
+    message = _webhook_message(document["message"])
     received_at = datetime.fromisoformat(document["receivedAt"])
     outcome = receive_inbound_message(
         message,
@@ -279,10 +282,16 @@ def _apply_dead_letter(
         dead_letter_id=str(document["deadLetterId"]),
         rejected_at=datetime.fromisoformat(document["rejectedAt"]),
     )
-    log.info(
-        "Parked dead letter written",
-        extra={"context": {"deadLetterId": rejected.dead_letter_id, "reason": rejected.reason}},
-    )
+    if isinstance(rejected, Rejected):
+        log.info(
+            "Parked dead letter written",
+            extra={"context": {"deadLetterId": rejected.dead_letter_id, "reason": rejected.reason}},
+        )
+    else:
+        log.info(
+            "Parked dead letter dropped, the message was processed meanwhile",
+            extra={"context": {"deadLetterId": document["deadLetterId"]}},
+        )
 
 
 def _plain(value: Any) -> Any:
@@ -292,6 +301,23 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     return value
+
+
+_MESSAGE_TUPLES = ("media_urls", "params", "flags")
+_CONTENT_TUPLES = ("media_content_types", "flags")
+
+
+def _webhook_message(fields: Mapping[str, Any]) -> WebhookMessage:
+    """The WebhookMessage that ``_plain(attrs.asdict(message))`` was made of."""
+    values = dict(fields)
+    content = dict(values.pop("content", None) or {})
+    for name in _CONTENT_TUPLES:
+        if name in content:
+            content[name] = tuple(content[name])
+    for name in _MESSAGE_TUPLES:
+        if name in values:
+            values[name] = _tuples(values[name])
+    return WebhookMessage(**values, content=InboundContent(**content))
 
 
 def _tuples(value: Any) -> Any:

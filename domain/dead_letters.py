@@ -43,10 +43,22 @@ class DeadLetter:
 
 def as_json_payload(value: object) -> dict[str, Any]:
     """Keep whatever a rejected job held, as a JSON object: objects as they are, anything else
-    wrapped under ``raw`` (its ``repr`` when it is not JSON-native)."""
+    wrapped under ``raw`` (its ``repr`` when it is not JSON-native). A NUL character, which
+    Postgres' jsonb cannot hold, becomes U+FFFD (so the dead letter is written whatever it held).
+    """
     if isinstance(value, dict) and all(isinstance(k, str) for k in value) and _jsonable(value):
-        return dict(value)
-    return {"raw": value if _jsonable(value) else repr(value)}
+        return {str(_without_nul(key)): _without_nul(item) for key, item in value.items()}
+    return {"raw": _without_nul(value) if _jsonable(value) else repr(value)}
+
+
+def _without_nul(value: object) -> object:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list | tuple):
+        return [_without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    return value
 
 
 def _jsonable(value: object) -> bool:

@@ -11,6 +11,12 @@ import attrs
 
 from domain.errors import FieldError, IllegalTransition, InvalidPayload
 from domain.events import Event, MessageClassified
+from domain.inbound_content import (
+    MAX_MEDIA_URL_LENGTH,
+    MAX_TEXT_FIELD_LENGTH,
+    InboundContent,
+    storable,
+)
 from domain.senders import SenderType
 
 MAX_BODY_LENGTH = 4096
@@ -19,8 +25,12 @@ MAX_ID_LENGTH = 128
 
 
 class InboundStatus(enum.StrEnum):
+    """``received`` until the processor is done with it; ``processed`` and ``rejected`` are
+    terminal (a rejected message moves again only when its dead letter is replayed)."""
+
     RECEIVED = "received"
     PROCESSED = "processed"
+    REJECTED = "rejected"
 
 
 def _type_name(value: object) -> str:
@@ -51,6 +61,9 @@ class _Reader:
                 FieldError(key, f"is {len(value)} characters, at most {max_len} allowed")
             )
             return None
+        if "\x00" in value:
+            self.errors.append(FieldError(key, "holds a NUL character, which no store can keep"))
+            return None
         return value
 
     def moment(self, key: str) -> datetime | None:
@@ -78,14 +91,81 @@ class _Reader:
             return 0
         return value
 
-    def urls(self, key: str) -> tuple[str, ...]:
+    def urls(self, key: str, max_len: int = MAX_MEDIA_URL_LENGTH) -> tuple[str, ...]:
         value = self.payload.get(key)
         if value is None:
             return ()
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             self.errors.append(FieldError(key, "must be a list of strings"))
             return ()
+        if any(len(v) > max_len for v in value):
+            self.errors.append(FieldError(key, f"holds a string over {max_len} characters"))
+            return ()
         return tuple(value)
+
+    def flag(self, key: str) -> bool:
+        value = self.payload.get(key)
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            self.errors.append(FieldError(key, f"must be a boolean, got {_type_name(value)}"))
+            return False
+        return value
+
+    def strings(self, key: str, max_len: int = MAX_TEXT_FIELD_LENGTH) -> dict[str, str]:
+        """An object of short strings (``location``, ``button``, ``repliedTo``, ``referral``)."""
+        value = self.payload.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            self.errors.append(FieldError(key, "must be an object of strings"))
+            return {}
+        if any(len(v) > max_len for v in value.values()):
+            self.errors.append(FieldError(key, f"holds a string over {max_len} characters"))
+            return {}
+        return dict(value)
+
+    def params(self, key: str) -> dict[str, str | list[str]]:
+        """The provider's parameter set: names to a string, or to a list for a repeated name."""
+        value = self.payload.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping) or not all(
+            isinstance(k, str)
+            and (isinstance(v, str) or (isinstance(v, list) and all(isinstance(i, str) for i in v)))
+            for k, v in value.items()
+        ):
+            self.errors.append(FieldError(key, "must be an object of strings or string lists"))
+            return {}
+        return {k: list(v) if isinstance(v, list) else v for k, v in value.items()}
+
+    def content(self) -> InboundContent:
+        """The optional keys of ``InboundContent`` (issue 11 §3)."""
+        location = self.strings("location")
+        button = self.strings("button")
+        replied = self.strings("repliedTo")
+        flags = self.urls("inputFlags", 64)
+        return InboundContent(
+            kind=self.text("messageKind", required=False, min_len=1, max_len=64),
+            media_content_types=self.urls("mediaContentTypes", 255),
+            latitude=location.get("latitude"),
+            longitude=location.get("longitude"),
+            address=location.get("address"),
+            label=location.get("label"),
+            button_text=button.get("text"),
+            button_payload=button.get("payload"),
+            replied_to_message_id=replied.get("messageId"),
+            replied_to_sender=replied.get("sender"),
+            referral=self.strings("referral"),
+            wa_id=self.text("waId", required=False, max_len=64),
+            forwarded=self.flag("forwarded"),
+            frequently_forwarded=self.flag("frequentlyForwarded"),
+            provider_params=self.params("providerParams"),
+            raw_form=self.text("rawForm", required=False, max_len=10 * 1024 * 1024),
+            flags=flags,
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -106,6 +186,7 @@ class InboundMessage:
     profile_name: str | None = None
     num_media: int = 0
     media_urls: tuple[str, ...] = ()
+    content: InboundContent = attrs.field(factory=InboundContent)
 
     @classmethod
     def from_payload(cls, payload: object, now: datetime) -> InboundMessage:
@@ -130,6 +211,7 @@ class InboundMessage:
         received_at = read.moment("receivedAt")
         num_media = read.count("numMedia")
         media_urls = read.urls("mediaUrls")
+        content = read.content()
         if (
             read.errors
             or tenant_id is None
@@ -150,6 +232,7 @@ class InboundMessage:
             profile_name=profile_name,
             num_media=num_media,
             media_urls=media_urls,
+            content=content,
         )
 
     def to_payload(self) -> dict[str, Any]:
@@ -170,24 +253,40 @@ class InboundMessage:
             payload["numMedia"] = self.num_media
         if self.media_urls:
             payload["mediaUrls"] = list(self.media_urls)
+        payload.update(self.content.to_payload())
         return payload
 
 
 def best_effort_ids(payload: object) -> tuple[str | None, str | None, str | None]:
-    """(tenantId, providerMessageId, correlationId) from a payload that may be malformed."""
+    """(tenantId, providerMessageId, correlationId) from a payload that may be malformed, each
+    storable (a NUL, which no store keeps, made U+FFFD)."""
     if not isinstance(payload, Mapping):
         return None, None, None
 
     def pick(key: str) -> str | None:
         value = payload.get(key)
-        return value if isinstance(value, str) and value else None
+        return storable(value) if isinstance(value, str) and value else None
 
     return pick("tenantId"), pick("providerMessageId"), pick("correlationId")
 
 
+@attrs.frozen
+class InboundState:
+    """What a conditional write of a record expects to find stored: its status and the dead
+    letter it points to (a rejected record moves again only once per dead letter)."""
+
+    status: InboundStatus
+    dead_letter_id: str | None = None
+
+
+RECEIVED_STATE = InboundState(InboundStatus.RECEIVED)
+
+
 @attrs.define(kw_only=True)
 class InboundRecord:
-    """A row of ``inbound_messages``: received (maybe by the webhook), then processed once."""
+    """A row of ``inbound_messages``: received (maybe by the webhook), then processed or rejected
+    (terminal). A rejected record keeps its reason and its one dead letter; it is processed again
+    only when that dead letter is replayed."""
 
     id: str
     message: InboundMessage
@@ -196,7 +295,28 @@ class InboundRecord:
     message_type: SenderType | None = None
     live_session_id: str | None = None
     processed_at: datetime | None = None
+    reject_reason: str | None = None
+    rejected_at: datetime | None = None
+    dead_letter_id: str | None = None
     events: list[Event] = attrs.field(factory=list, eq=False, repr=False)
+
+    @property
+    def state(self) -> InboundState:
+        return InboundState(self.status, self.dead_letter_id)
+
+    @property
+    def is_rejected(self) -> bool:
+        return self.status is InboundStatus.REJECTED
+
+    def mark_rejected(self, *, reason: str, dead_letter_id: str, now: datetime) -> None:
+        """Terminal: rejected for ``reason``, held by dead letter ``dead_letter_id`` (the caller
+        writes the dead letter and the ``inbound.rejected`` event in the same transaction)."""
+        if self.is_processed:
+            raise IllegalTransition(f"inbound message {self.provider_message_id} already processed")
+        self.status = InboundStatus.REJECTED
+        self.reject_reason = reason
+        self.rejected_at = now
+        self.dead_letter_id = dead_letter_id
 
     @property
     def tenant_id(self) -> str:
@@ -218,10 +338,12 @@ class InboundRecord:
         live_session_id: str | None,
         now: datetime,
     ) -> None:
-        """Record the classification once and the ``message.classified`` event."""
+        """Record the classification once and the ``message.classified`` event (a rejected
+        record whose dead letter was replayed may be processed; it keeps that dead letter's id)."""
         if self.is_processed:
             raise IllegalTransition(f"inbound message {self.provider_message_id} already processed")
         self.status = InboundStatus.PROCESSED
+        self.reject_reason = None
         self.from_e164 = from_e164
         self.message_type = sender
         self.live_session_id = live_session_id

@@ -1,8 +1,10 @@
 """The inbox reconciler part of ``livesell worker`` (ADR 0008): enqueues again what the webhook
 recorded but could not enqueue (Redis down or evicted, a crash between commit and enqueue).
 
-Every pass takes up to ``BATCH_LIMIT`` records still ``received`` for longer than
-``INBOX_RECONCILE_AFTER_SECONDS``, oldest first, and enqueues each on ``webhook-processing``.
+Every pass walks the records still ``received`` for longer than ``INBOX_RECONCILE_AFTER_SECONDS``
+(never a processed or rejected one), oldest first, page by page, and enqueues up to
+``BATCH_LIMIT`` of them on ``webhook-processing``; the next pass goes on where it stopped, so no
+number of old records can starve a newer one (ADR 0010).
 Processing is idempotent, so a record whose first job is merely slow gets a harmless second one;
 a record enqueued again waits twice as long before the next time (``RequeueSchedule``, up to
 ``MAX_REQUEUE_WAIT``), so a queue backlog is not multiplied. Passes run every half threshold (at
@@ -154,9 +156,10 @@ class InboxReconciler:
                 else:
                     failures = 0
                     wait = self.interval_seconds
-                    if report.found >= self.batch_limit:
+                    if not report.complete and report.queue_error is None:
                         log.warning(
-                            "Inbox reconciler batch full, more records wait",
+                            "Inbox reconciler pass full, the next pass goes on from where it "
+                            "stopped",
                             extra={"context": {"batchLimit": self.batch_limit}},
                         )
                 next_pass = moment + wait

@@ -130,6 +130,12 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.webhook_unknown_number = Counter(
+            "livesell_webhook_unknown_number_total",
+            "Inbound messages sent to a WhatsApp number no tenant has (kept as dead letters): "
+            "a number missing from the tenants, or mistyped.",
+            registry=registry,
+        )
 
     # The observers the worker parts call. Each takes what the part already has in hand.
 
@@ -145,6 +151,9 @@ class Metrics:
         for outcome, count in counts.items():
             if count:
                 self.outbox_outcomes.labels(outcome).inc(count)
+
+    def inbound_unknown_number(self) -> None:
+        self.webhook_unknown_number.inc()
 
     def sessions_closed_by_job(self, count: int, reason: str = "inactivity") -> None:
         if count:

@@ -124,7 +124,7 @@ class Settings:
     sentry_dsn: str | None = attrs.field(default=None, repr=False)
     metrics_port: int | None = None
     webhook_public_base_url: str | None = None
-    webhook_max_body_bytes: int = 65536
+    webhook_max_body_bytes: int = 1048576
     inbox_reconcile_after_seconds: float = 60.0
     simulated_latency_ms: float = 0.0
     simulated_transient_failure_rate: float = 0.0
@@ -209,7 +209,7 @@ class Settings:
             ),
             webhook_public_base_url=base_url.rstrip("/") if base_url else None,
             webhook_max_body_bytes=env.number(
-                "WEBHOOK_MAX_BODY_BYTES", 65536, int, 1024, 10 * 1024 * 1024
+                "WEBHOOK_MAX_BODY_BYTES", 1048576, int, 1024, 10 * 1024 * 1024
             ),
             inbox_reconcile_after_seconds=env.number(
                 "INBOX_RECONCILE_AFTER_SECONDS", 60.0, float, 1, 86400

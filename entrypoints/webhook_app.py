@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import socket
+import traceback
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,6 +32,7 @@ from urllib.parse import parse_qsl
 
 import anyio
 import sqlalchemy as sa
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -45,6 +47,7 @@ from twilio.request_validator import (
 )
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from application.inbound import RejectReason
 from application.inbox import (
     DeliveryIgnored,
     DeliveryRecorded,
@@ -52,14 +55,17 @@ from application.inbox import (
     Invalid,
     Recorded,
     UnknownNumber,
-    WebhookMessage,
     record_delivery_report,
+    reject_webhook_message,
 )
 from application.spool import Spooled, accept_inbound_message
+from application.webhook_input import WebhookMessage
 from entrypoints.container import Container, build
 from entrypoints.logs import configure_logging, current_worker
+from entrypoints.metrics import metrics, scrape_registry
 from entrypoints.observability import init_sentry
 from entrypoints.settings import ConfigError, Settings
+from entrypoints.twilio_form import read_twilio_message
 from ports.repositories import StoreUnavailable
 from ports.spool import Spool, SpoolUnavailable
 
@@ -70,8 +76,6 @@ MESSAGES_PATH = "/webhooks/twilio/messages"
 STATUS_PATH = "/webhooks/twilio/status"
 FORM_TYPE = "application/x-www-form-urlencoded"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
-MAX_FORM_FIELDS = 256
-MAX_MEDIA = 10
 READY_TIMEOUT_SECONDS = 3.0
 INSECURE_ENV = "LIVESELL_WEBHOOK_INSECURE_SKIP_SIGNATURE"
 """Set by ``livesell webhook --insecure-skip-signature`` for the app factory of each uvicorn
@@ -81,7 +85,6 @@ TOKEN_REQUIRED = (
     "with --insecure-skip-signature"
 )
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
-_MEDIA_URL = re.compile(r"^MediaUrl(\d+)$")
 
 
 class HttpProblem(Exception):
@@ -100,6 +103,7 @@ class FormParams(dict[str, str]):
 
     def __init__(self, pairs: list[tuple[str, str]]) -> None:
         super().__init__()
+        self.pairs = pairs
         self._all: dict[str, list[str]] = {}
         for key, value in pairs:
             self._all.setdefault(key, []).append(value)
@@ -135,20 +139,13 @@ class WebhookApp:
 
     async def messages(self, request: Request) -> Response:
         form = await self.signed_form(request)
-        missing = [key for key in ("MessageSid", "From", "To") if not form.get(key)]
-        if missing:
-            raise HttpProblem(400, f"missing field(s): {', '.join(missing)}", missing=missing)
-        message = WebhookMessage(
-            provider_message_id=form["MessageSid"],
-            from_address=form["From"],
-            to_address=form["To"],
-            body=form.get("Body", ""),
-            profile_name=form.get("ProfileName") or None,
-            num_media=_num_media(form),
-            media_urls=_media_urls(form),
-        )
+        message = read_twilio_message(form.pairs)
         correlation_id = _request_id(request)
+        ids = {"providerMessageId": message.provider_message_id or None}
+        missing = [key for key in ("MessageSid", "From", "To") if not form.get(key)]
         try:
+            if missing:
+                return await self._refuse_missing(message, missing)
             outcome = await run_in_threadpool(
                 accept_inbound_message,
                 message,
@@ -160,14 +157,27 @@ class WebhookApp:
                 clock=self.clock,
                 ids=self.ids,
             )
+        except HttpProblem:
+            raise
         except StoreUnavailable as exc:
             raise HttpProblem(
                 503,
                 "the inbox database and the spool are unavailable, message not recorded",
-                providerMessageId=message.provider_message_id,
-                error=str(exc),
+                **ids,
+                error=_first_line(exc),
             ) from exc
-        ids = {"providerMessageId": message.provider_message_id}
+        except Exception as exc:  # never an unhandled 500: keep the form, say what failed
+            # The error's type and where it was raised, never its text (it may hold the body).
+            log.error(  # noqa: TRY400
+                "Inbound message failed in the webhook",
+                extra={"context": {**ids, "error": type(exc).__name__, "at": _where(exc)}},
+            )
+            dead_letter_id = await self._reject(
+                message, RejectReason.WEBHOOK_ERROR, f"{type(exc).__name__} in the webhook"
+            )
+            raise HttpProblem(
+                500, "the message could not be recorded", **ids, deadLetterId=dead_letter_id
+            ) from exc
         if isinstance(outcome, Spooled):
             pass  # logged by the use case; the spool drainer records it (ADR 0013)
         elif isinstance(outcome, Recorded):
@@ -180,6 +190,7 @@ class WebhookApp:
                         "correlationId": outcome.correlation_id,
                         "enqueued": outcome.enqueued,
                         "jobId": outcome.job_id,
+                        "inputFlags": list(outcome.flags) or None,
                     }
                 },
             )
@@ -196,9 +207,16 @@ class WebhookApp:
                 },
             )
         elif isinstance(outcome, UnknownNumber):
-            log.warning(
-                "Inbound message for a number no tenant has, ignored",
-                extra={"context": {**ids, "to": outcome.to_address}},
+            _observe_unknown_number()
+            log.error(
+                "Inbound message for a number no tenant has, kept as a dead letter",
+                extra={
+                    "context": {
+                        **ids,
+                        "to": outcome.to_address,
+                        "deadLetterId": outcome.dead_letter_id,
+                    }
+                },
             )
         elif isinstance(outcome, Invalid):
             raise HttpProblem(
@@ -208,6 +226,32 @@ class WebhookApp:
                 deadLetterId=outcome.dead_letter_id,
             )
         return _twiml()
+
+    async def _refuse_missing(self, message: WebhookMessage, missing: list[str]) -> Response:
+        reason = f"missing field(s): {', '.join(missing)}"
+        dead_letter_id = await self._reject(message, RejectReason.MISSING_FIELDS, reason)
+        raise HttpProblem(400, reason, missing=missing, deadLetterId=dead_letter_id)
+
+    async def _reject(self, message: WebhookMessage, reason: str, error: str) -> str | None:
+        """Keep a signed message the webhook cannot take as a dead letter; None (logged) when
+        even that fails: the refusal then answers non-2xx, so Twilio records its error."""
+        try:
+            return await run_in_threadpool(
+                reject_webhook_message,
+                message,
+                reason,
+                error,
+                correlation_id=None,
+                uow_factory=self.uow_factory,
+                clock=self.clock,
+                ids=self.ids,
+            )
+        except Exception as exc:
+            log.error(  # noqa: TRY400 - the error's text may hold the message's values
+                "Inbound message could not be kept as a dead letter",
+                extra={"context": {"reason": reason, "error": type(exc).__name__}},
+            )
+            return None
 
     async def status(self, request: Request) -> Response:
         form = await self.signed_form(request)
@@ -256,6 +300,11 @@ class WebhookApp:
                 extra={"context": {**context, "reason": outcome.reason}},
             )
         return PlainTextResponse("", status_code=200)
+
+    async def metrics(self, _request: Request) -> Response:
+        """Prometheus text: the webhook's counters (unknown numbers)."""
+        body = generate_latest(scrape_registry())
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -314,7 +363,6 @@ class WebhookApp:
                 keep_blank_values=True,
                 encoding="utf-8",
                 errors="strict",
-                max_num_fields=MAX_FORM_FIELDS,
             )
         except UnicodeDecodeError as exc:
             raise HttpProblem(400, "the form is not valid UTF-8") from exc
@@ -443,12 +491,13 @@ def create_app(container: Container, *, verify_signatures: bool = True) -> Starl
     problem_handler: Callable[[Request, Exception], Awaitable[Response]] = handlers.on_problem
     app = Starlette(
         routes=[
-            Route(MESSAGES_PATH, handlers.messages, methods=["POST"]),
+            *_with_trailing_slash(MESSAGES_PATH, handlers.messages),
             Route(STATUS_PATH, handlers.status, methods=["POST"]),
             # The URL as pasted in Twilio's console may end with a slash: served, not redirected.
             Route(STATUS_PATH + "/", handlers.status, methods=["POST"]),
             Route("/healthz", handlers.healthz, methods=["GET"]),
             Route("/readyz", handlers.readyz, methods=["GET"]),
+            Route("/metrics", handlers.metrics, methods=["GET"]),
         ],
         exception_handlers={HttpProblem: problem_handler},
         lifespan=lifespan,
@@ -483,6 +532,15 @@ async def _warn_if_spool_not_durable(spool: Spool) -> None:
         log.warning("The spool is not durable: " + problem)
 
 
+def _with_trailing_slash(
+    path: str, handler: Callable[[Request], Awaitable[Response]]
+) -> list[Route]:
+    """POST routes for ``path`` and ``path/``: a console URL pasted with a trailing slash is
+    served as is; Starlette's redirect (307) would make Twilio re-post, and its signature covers
+    the URL it called, slash included."""
+    return [Route(p, handler, methods=["POST"]) for p in (path, path + "/")]
+
+
 def _twiml() -> Response:
     return Response(EMPTY_TWIML, media_type="text/xml")
 
@@ -495,20 +553,23 @@ def _charset(parameters: str) -> str | None:
     return None
 
 
-def _num_media(form: FormParams) -> int:
-    raw = form.get("NumMedia", "0").strip() or "0"
-    if not raw.isdigit() or int(raw) > MAX_MEDIA:
-        raise HttpProblem(400, f"NumMedia must be a whole number in 0..{MAX_MEDIA}, got {raw!r}")
-    return int(raw)
+def _first_line(exc: BaseException) -> str:
+    """An error's first line, bounded: driver errors may go on with the statement's values."""
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
 
 
-def _media_urls(form: FormParams) -> tuple[str, ...]:
-    numbered = []
-    for key, value in form.items():
-        match = _MEDIA_URL.match(key)
-        if match and value:
-            numbered.append((int(match.group(1)), value))
-    return tuple(url for _, url in sorted(numbered))
+def _where(exc: BaseException) -> str:
+    """``file:line in function`` of the frame that raised ``exc``."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "?"
+    last = frames[-1]
+    return f"{os.path.basename(last.filename)}:{last.lineno} in {last.name}"
+
+
+def _observe_unknown_number() -> None:
+    with contextlib.suppress(Exception):  # a metric never fails a request
+        metrics().inbound_unknown_number()
 
 
 def _request_id(request: Request) -> str | None:

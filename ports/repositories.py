@@ -14,7 +14,7 @@ from typing import Protocol
 from domain.dead_letters import DeadLetter, DeadLetterSource
 from domain.delivery import DeliveryReport
 from domain.events import Event
-from domain.inbound import InboundRecord
+from domain.inbound import RECEIVED_STATE, InboundRecord, InboundState
 from domain.live_sessions import LiveSession
 from domain.outbox import OutboxMessage, OutboxStatus
 from domain.senders import SenderType
@@ -133,15 +133,19 @@ class InboundMessageRepository(Protocol):
         """
         ...
 
-    def save(self, record: InboundRecord) -> bool:
-        """Store the processing outcome of a record that was ``received``, with its events, only if
-        the stored row is still ``received``. Returns False, storing nothing, when a concurrent job
-        processed it first.
+    def save(self, record: InboundRecord, *, was: InboundState = RECEIVED_STATE) -> bool:
+        """Store the outcome (processed or rejected) of a record, with its events, only if the
+        stored row is still in state ``was`` (status and dead letter as read). Returns False,
+        storing nothing, when a concurrent job moved it first.
         """
         ...
 
-    def list_received_before(self, cutoff: datetime, limit: int) -> Sequence[InboundRecord]:
-        """System scan: records still ``received`` since before ``cutoff`` (the reconciler's)."""
+    def list_received_before(
+        self, cutoff: datetime, limit: int, *, after: tuple[datetime, str] | None = None
+    ) -> Sequence[InboundRecord]:
+        """System scan: up to ``limit`` records still ``received`` since before ``cutoff``, in
+        ``(received_at, id)`` order, starting after the key ``after`` (keyset paging: the
+        reconciler walks every waiting record, however many older ones there are)."""
         ...
 
     def has_waiting(self, tenant_id: str, since: datetime, until: datetime) -> bool:
@@ -244,6 +248,14 @@ class DeadLetterRepository(Protocol):
 
     def mark_replayed(self, dead_letter: DeadLetter) -> bool:
         """Store ``replayed_at`` only if it was not replayed yet; False otherwise."""
+        ...
+
+    def find_open(
+        self, source: DeadLetterSource, tenant_id: str | None, source_id: str
+    ) -> DeadLetter | None:
+        """The newest dead letter of ``source_id`` from ``source`` for ``tenant_id`` (None: those
+        kept without a tenant) that is not replayed yet, or None: a rejection is written once per
+        message until an operator replays it."""
         ...
 
 

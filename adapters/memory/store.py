@@ -20,7 +20,7 @@ import attrs
 from domain.dead_letters import DeadLetter, DeadLetterSource
 from domain.delivery import DeliveryReport
 from domain.events import Event
-from domain.inbound import InboundRecord, InboundStatus
+from domain.inbound import RECEIVED_STATE, InboundRecord, InboundState, InboundStatus
 from domain.live_sessions import LiveSession, SessionStatus
 from domain.outbox import OutboxMessage, OutboxStatus
 from domain.senders import SenderType
@@ -219,21 +219,25 @@ class MemoryInboundMessageRepository(_Repo):
         self._journal.put(self._store.inbound, key, _copy(record))
         self._events.append(record.pull_events())
 
-    def save(self, record: InboundRecord) -> bool:
+    def save(self, record: InboundRecord, *, was: InboundState = RECEIVED_STATE) -> bool:
         key = (record.tenant_id, record.provider_message_id)
         stored = self._store.inbound.get(key)
-        if stored is None or stored.id != record.id or stored.status is not InboundStatus.RECEIVED:
+        if stored is None or stored.id != record.id or stored.state != was:
             record.pull_events()
             return False
         self._journal.put(self._store.inbound, key, _copy(record))
         self._events.append(record.pull_events())
         return True
 
-    def list_received_before(self, cutoff: datetime, limit: int) -> Sequence[InboundRecord]:
+    def list_received_before(
+        self, cutoff: datetime, limit: int, *, after: tuple[datetime, str] | None = None
+    ) -> Sequence[InboundRecord]:
         rows = [
             r
             for r in self._store.inbound.values()
-            if r.status is InboundStatus.RECEIVED and r.message.received_at < cutoff
+            if r.status is InboundStatus.RECEIVED
+            and r.message.received_at < cutoff
+            and (after is None or (r.message.received_at, r.id) > after)
         ]
         rows.sort(key=lambda r: (r.message.received_at, r.id))
         return [_copy(r) for r in rows[:limit]]
@@ -400,6 +404,19 @@ class MemoryDeadLetterRepository(_Repo):
             return False
         self._journal.put(self._store.dead_letters, dead_letter.id, _copy(dead_letter))
         return True
+
+    def find_open(
+        self, source: DeadLetterSource, tenant_id: str | None, source_id: str
+    ) -> DeadLetter | None:
+        found = [
+            d
+            for d in self._store.dead_letters.values()
+            if d.source is source
+            and d.tenant_id == tenant_id
+            and d.source_id == source_id
+            and not d.replayed
+        ]
+        return _copy(max(found, key=lambda d: (d.created_at, d.id))) if found else None
 
 
 class MemoryEventLog:

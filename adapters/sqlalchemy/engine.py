@@ -72,6 +72,8 @@ def build_engine(
         return _sqlite_engine(parsed, pool_size)
     engine = sa.create_engine(
         parsed,
+        # Statement values (message bodies, phones) never go into an error's text, hence a log.
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=30,
@@ -105,6 +107,7 @@ def _sqlite_engine(url: sa.URL, pool_size: int) -> Engine:
     )
     engine = sa.create_engine(
         url,
+        hide_parameters=True,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
         **kwargs,
     )

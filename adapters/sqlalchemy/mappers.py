@@ -12,6 +12,7 @@ from domain.dead_letters import DeadLetter, DeadLetterSource
 from domain.delivery import DeliveryReport, DeliveryStatus
 from domain.events import Event
 from domain.inbound import InboundMessage, InboundRecord, InboundStatus
+from domain.inbound_content import InboundContent
 from domain.live_sessions import CloseReason, LiveSession, SessionStatus
 from domain.outbox import OutboxMessage, OutboxStatus
 from domain.senders import SenderType
@@ -109,7 +110,55 @@ def inbound_to_row(record: InboundRecord) -> dict[str, Any]:
         "media_urls": list(message.media_urls),
         "received_at": message.received_at,
         "processed_at": record.processed_at,
+        **_content_to_row(message.content),
+        "reject_reason": record.reject_reason,
+        "rejected_at": record.rejected_at,
+        "dead_letter_id": record.dead_letter_id,
     }
+
+
+def _content_to_row(content: InboundContent) -> dict[str, Any]:
+    return {
+        "message_kind": content.kind,
+        "media_content_types": list(content.media_content_types) or None,
+        "latitude": content.latitude,
+        "longitude": content.longitude,
+        "location_address": content.address,
+        "location_label": content.label,
+        "button_text": content.button_text,
+        "button_payload": content.button_payload,
+        "replied_to_message_id": content.replied_to_message_id,
+        "replied_to_sender": content.replied_to_sender,
+        "referral": dict(content.referral) or None,
+        "wa_id": content.wa_id,
+        "forwarded": content.forwarded,
+        "frequently_forwarded": content.frequently_forwarded,
+        "provider_params": dict(content.provider_params) or None,
+        "raw_form": content.raw_form,
+        "input_flags": list(content.flags) or None,
+    }
+
+
+def _content_to_domain(row: Row) -> InboundContent:
+    return InboundContent(
+        kind=row["message_kind"],
+        media_content_types=tuple(row["media_content_types"] or ()),
+        latitude=row["latitude"],
+        longitude=row["longitude"],
+        address=row["location_address"],
+        label=row["location_label"],
+        button_text=row["button_text"],
+        button_payload=row["button_payload"],
+        replied_to_message_id=row["replied_to_message_id"],
+        replied_to_sender=row["replied_to_sender"],
+        referral=row["referral"] or {},
+        wa_id=row["wa_id"],
+        forwarded=bool(row["forwarded"]),
+        frequently_forwarded=bool(row["frequently_forwarded"]),
+        provider_params=row["provider_params"] or {},
+        raw_form=row["raw_form"],
+        flags=tuple(row["input_flags"] or ()),
+    )
 
 
 def inbound_to_domain(row: Row) -> InboundRecord:
@@ -124,6 +173,7 @@ def inbound_to_domain(row: Row) -> InboundRecord:
         profile_name=row["profile_name"],
         num_media=row["num_media"],
         media_urls=tuple(row["media_urls"] or ()),
+        content=_content_to_domain(row),
     )
     return InboundRecord(
         id=row["id"],
@@ -133,6 +183,9 @@ def inbound_to_domain(row: Row) -> InboundRecord:
         message_type=SenderType(row["message_type"]) if row["message_type"] else None,
         live_session_id=row["live_session_id"],
         processed_at=row["processed_at"],
+        reject_reason=row["reject_reason"],
+        rejected_at=row["rejected_at"],
+        dead_letter_id=row["dead_letter_id"],
     )
 
 

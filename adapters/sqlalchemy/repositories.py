@@ -34,7 +34,7 @@ from adapters.sqlalchemy.types import UtcDateTime
 from domain.dead_letters import DeadLetter, DeadLetterSource
 from domain.delivery import DeliveryReport, DeliveryStatus
 from domain.events import Event
-from domain.inbound import InboundRecord
+from domain.inbound import RECEIVED_STATE, InboundRecord, InboundState
 from domain.live_sessions import LiveSession
 from domain.outbox import OutboxMessage, OutboxStatus
 from domain.senders import SenderType
@@ -274,17 +274,19 @@ class SqlInboundMessageRepository(_Repository):
             raise DuplicateInboundMessage(f"inbound message {record.provider_message_id!r} exists")
         self._tx.add_events(record.pull_events())
 
-    def save(self, record: InboundRecord) -> bool:
+    def save(self, record: InboundRecord, *, was: InboundState = RECEIVED_STATE) -> bool:
         values = mappers.inbound_to_row(record)
         for key in ("id", "tenant_id", "provider_message_id"):
             del values[key]
+        column = inbound_messages.c.dead_letter_id
         statement = (
             sa.update(inbound_messages)
             .where(
                 inbound_messages.c.tenant_id == record.tenant_id,
                 inbound_messages.c.provider_message_id == record.provider_message_id,
                 inbound_messages.c.id == record.id,
-                inbound_messages.c.status == "received",
+                inbound_messages.c.status == was.status.value,
+                column.is_(None) if was.dead_letter_id is None else column == was.dead_letter_id,
             )
             .values(values)
         )
@@ -294,13 +296,22 @@ class SqlInboundMessageRepository(_Repository):
             self._tx.add_events(events)
         return applied
 
-    def list_received_before(self, cutoff: datetime, limit: int) -> Sequence[InboundRecord]:
-        statement = (
-            sa.select(inbound_messages)
-            .where(inbound_messages.c.status == "received", inbound_messages.c.received_at < cutoff)
-            .order_by(inbound_messages.c.received_at, inbound_messages.c.id)
-            .limit(limit)
+    def list_received_before(
+        self, cutoff: datetime, limit: int, *, after: tuple[datetime, str] | None = None
+    ) -> Sequence[InboundRecord]:
+        c = inbound_messages.c
+        statement = sa.select(inbound_messages).where(
+            c.status == "received", c.received_at < cutoff
         )
+        if after is not None:
+            # Spelled out rather than a row-value comparison: SQLite's planner then uses the
+            # partial index on received_at too.
+            statement = statement.where(
+                sa.or_(
+                    c.received_at > after[0], sa.and_(c.received_at == after[0], c.id > after[1])
+                )
+            )
+        statement = statement.order_by(c.received_at, c.id).limit(limit)
         return [mappers.inbound_to_domain(r._mapping) for r in self._tx.execute(statement)]
 
     def has_waiting(self, tenant_id: str, since: datetime, until: datetime) -> bool:
@@ -704,6 +715,24 @@ class SqlDeadLetterRepository(_Repository):
             .values(replayed_at=dead_letter.replayed_at)
         )
         return self._tx.execute(statement).rowcount == 1
+
+    def find_open(
+        self, source: DeadLetterSource, tenant_id: str | None, source_id: str
+    ) -> DeadLetter | None:
+        c = dead_letter_jobs.c
+        statement = (
+            sa.select(dead_letter_jobs)
+            .where(
+                c.source_id == source_id,
+                c.source == source.value,
+                c.tenant_id.is_(None) if tenant_id is None else c.tenant_id == tenant_id,
+                c.replayed_at.is_(None),
+            )
+            .order_by(c.created_at.desc(), c.id.desc())
+            .limit(1)
+        )
+        row = self._tx.execute(statement).first()
+        return mappers.dead_letter_to_domain(row._mapping) if row else None
 
 
 def _dead_letter_filters(

@@ -113,9 +113,32 @@ inbound_messages = sa.Table(
     sa.Column("media_urls", json_type(), nullable=False),
     sa.Column("received_at", UtcDateTime, nullable=False),
     sa.Column("processed_at", UtcDateTime, nullable=True),
+    # What WhatsApp sent beyond the text (migration 0008, ADR 0010).
+    sa.Column("message_kind", sa.Text, nullable=True),
+    sa.Column("media_content_types", json_type(), nullable=True),
+    sa.Column("latitude", sa.Text, nullable=True),
+    sa.Column("longitude", sa.Text, nullable=True),
+    sa.Column("location_address", sa.Text, nullable=True),
+    sa.Column("location_label", sa.Text, nullable=True),
+    sa.Column("button_text", sa.Text, nullable=True),
+    sa.Column("button_payload", sa.Text, nullable=True),
+    sa.Column("replied_to_message_id", sa.Text, nullable=True),
+    sa.Column("replied_to_sender", sa.Text, nullable=True),
+    sa.Column("referral", json_type(), nullable=True),
+    sa.Column("wa_id", sa.Text, nullable=True),
+    sa.Column("forwarded", sa.Boolean, nullable=True),
+    sa.Column("frequently_forwarded", sa.Boolean, nullable=True),
+    # The provider's whole signed parameter set; the exact form when a field had to be cleaned.
+    sa.Column("provider_params", json_type(), nullable=True),
+    sa.Column("raw_form", sa.Text, nullable=True),
+    sa.Column("input_flags", json_type(), nullable=True),
+    # The terminal rejected state: why, when, and its one dead letter.
+    sa.Column("reject_reason", sa.Text, nullable=True),
+    sa.Column("rejected_at", UtcDateTime, nullable=True),
+    sa.Column("dead_letter_id", sa.Text, nullable=True),
     # Idempotency per (tenantId, providerMessageId).
     sa.UniqueConstraint("tenant_id", "provider_message_id"),
-    _status_check("status", ("received", "processed")),
+    _status_check("status", ("received", "processed", "rejected")),
     _status_check("message_type", ("seller", "client"), nullable=True),
 )
 RECEIVED = inbound_messages.c.status == "received"
@@ -200,6 +223,8 @@ dead_letter_jobs = sa.Table(
     # The operator's listing, newest first, all tenants or one.
     sa.Index(None, "created_at"),
     sa.Index(None, "tenant_id", "created_at"),
+    # The rejection's idempotency lookup: the open dead letter of one message (migration 0008).
+    sa.Index(None, "source_id"),
 )
 
 event_logs = sa.Table(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from domain.dead_letters import DeadLetterSource
+from domain.dead_letters import DeadLetterSource, as_json_payload
 from ports.unit_of_work import UnitOfWorkFactory
 from tests.contract.builders import at, dead_letter, seed
 
@@ -103,3 +103,48 @@ class TestTenantIsolation:
 
         with shops() as uow:
             assert [] == list(uow.dead_letters.list(tenant_id="shop-a"))
+
+
+class TestOpenDeadLetter:
+    def test_the_newest_dead_letter_not_replayed_of_a_message_is_found(
+        self, shops: UnitOfWorkFactory
+    ) -> None:
+        old = dead_letter("shop-a", "dl-old", created_at=at(1))
+        new = dead_letter("shop-a", "dl-new", created_at=at(2))
+        replayed = dead_letter("shop-a", "dl-replayed", created_at=at(3))
+        replayed.mark_replayed(at(4))
+        without_tenant = dead_letter(None, "dl-none", created_at=at(5))
+        with shops() as uow:
+            for item in (old, new, replayed, without_tenant):
+                uow.dead_letters.add(item)
+            uow.commit()
+
+        source = DeadLetterSource.WEBHOOK_PROCESSING
+        with shops() as uow:
+            found = uow.dead_letters.find_open(source, "shop-a", "SM1")
+            untenanted = uow.dead_letters.find_open(source, None, "SM1")
+            other_tenant = uow.dead_letters.find_open(source, "shop-b", "SM1")
+            other_message = uow.dead_letters.find_open(source, "shop-a", "SM2")
+            other_source = uow.dead_letters.find_open(
+                DeadLetterSource.MESSAGES_OUT, "shop-a", "SM1"
+            )
+
+        assert ("dl-new", "dl-none") == (
+            getattr(found, "id", None),
+            getattr(untenanted, "id", None),
+        )
+        assert (None, None, None) == (other_tenant, other_message, other_source)
+
+    def test_a_payload_holding_nul_is_kept_with_nul_made_storable(
+        self, shops: UnitOfWorkFactory
+    ) -> None:
+        item = dead_letter("shop-a", "dl-nul")
+        item.payload = as_json_payload({"body": "a\x00b", "list": ["\x00"]})
+        with shops() as uow:
+            uow.dead_letters.add(item)
+            uow.commit()
+
+        with shops() as uow:
+            stored = uow.dead_letters.get("dl-nul")
+        assert stored is not None
+        assert {"body": "a\ufffdb", "list": ["\ufffd"]} == stored.payload

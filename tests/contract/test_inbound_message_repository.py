@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
-from domain.inbound import InboundStatus
+from domain.inbound import InboundState, InboundStatus
+from domain.inbound_content import InboundContent
 from domain.senders import SenderType
 from ports.repositories import DuplicateInboundMessage
 from ports.unit_of_work import UnitOfWorkFactory
@@ -78,6 +80,90 @@ class TestRecording:
 
         with shops() as uow:
             assert uow.inbound.get("shop-b", "SM1") is not None
+
+
+EVERYTHING = InboundContent(
+    kind="location",
+    media_content_types=("image/jpeg", "audio/ogg"),
+    latitude="48.8584",
+    longitude="2.2945",
+    address="Champ de Mars, 5 Av. Anatole France, 75007 Paris",
+    label="Tour Eiffel",
+    button_text="Je prends",
+    button_payload="buy:sku-3",
+    replied_to_message_id="SM" + "c" * 32,
+    replied_to_sender="whatsapp:+14155238886",
+    referral={"sourceId": "120208", "sourceType": "ad", "ctwaClid": "ARAkLkA8rmlF"},
+    wa_id="33612345678",
+    forwarded=True,
+    frequently_forwarded=True,
+    provider_params={"MessageSid": "SM1", "Body": "Je\ufffd", "Repeated": ["a", "b"]},
+    raw_form="MessageSid=SM1&Body=Je%00&Repeated=a&Repeated=b",
+    flags=("control_characters_removed",),
+)
+
+
+def with_content(record: object, content: InboundContent = EVERYTHING) -> object:
+    message = attrs.evolve(record.message, content=content)  # type: ignore[attr-defined]
+    return attrs.evolve(record, message=message)  # type: ignore[arg-type]
+
+
+class TestContent:
+    def test_everything_whatsapp_sent_reads_back_whole(self, shops: UnitOfWorkFactory) -> None:
+        record = with_content(inbound("shop-a", "SM1"))
+        receive(shops, record)
+
+        with shops() as uow:
+            assert record == uow.inbound.get("shop-a", "SM1")
+
+    def test_a_record_without_content_reads_back_with_empty_content(
+        self, shops: UnitOfWorkFactory
+    ) -> None:
+        receive(shops, inbound("shop-a", "SM1"))
+
+        with shops() as uow:
+            stored = uow.inbound.get("shop-a", "SM1")
+        assert stored is not None
+        assert InboundContent() == stored.message.content
+
+
+class TestRejected:
+    def test_a_rejected_record_reads_back_with_its_reason_and_dead_letter(
+        self, shops: UnitOfWorkFactory
+    ) -> None:
+        record = inbound("shop-a", "SM1")
+        record.mark_rejected(reason="invalid_phone", dead_letter_id="dl-1", now=at(5))
+        receive(shops, record)
+
+        with shops() as uow:
+            stored = uow.inbound.get("shop-a", "SM1")
+            waiting = uow.inbound.list_received_before(at(60), limit=10)
+        assert record == stored
+        assert [] == list(waiting)
+
+    def test_a_save_applies_only_from_the_state_it_was_read_in(
+        self, shops: UnitOfWorkFactory
+    ) -> None:
+        record = inbound("shop-a", "SM1")
+        record.mark_rejected(reason="invalid_phone", dead_letter_id="dl-1", now=at(5))
+        receive(shops, record)
+        with shops() as uow:
+            again = uow.inbound.get("shop-a", "SM1")
+        assert again is not None
+        again.mark_rejected(reason="invalid_phone", dead_letter_id="dl-2", now=at(6))
+
+        with shops() as uow:
+            stale = uow.inbound.save(again, was=InboundState(InboundStatus.RECEIVED))
+            other = uow.inbound.save(again, was=InboundState(InboundStatus.REJECTED, "dl-9"))
+            applied = uow.inbound.save(again, was=InboundState(InboundStatus.REJECTED, "dl-1"))
+            repeated = uow.inbound.save(again, was=InboundState(InboundStatus.REJECTED, "dl-1"))
+            uow.commit()
+
+        with shops() as uow:
+            stored = uow.inbound.get("shop-a", "SM1")
+        assert [False, False, True, False] == [stale, other, applied, repeated]
+        assert stored is not None
+        assert "dl-2" == stored.dead_letter_id
 
 
 class TestSave:
@@ -155,6 +241,28 @@ class TestReconcilerScan:
 
         assert ["SM2", "SM1"] == [r.provider_message_id for r in waiting]
         assert ["SM2"] == [r.provider_message_id for r in first]
+
+    def test_the_scan_pages_on_received_at_then_id_after_a_key(
+        self, shops: UnitOfWorkFactory
+    ) -> None:
+        receive(
+            shops,
+            inbound("shop-a", "SM1", "in-b", received_at=at(10)),
+            inbound("shop-a", "SM2", "in-a", received_at=at(10)),
+            inbound("shop-b", "SM3", "in-c", received_at=at(5)),
+            inbound("shop-b", "SM4", "in-d", received_at=at(20)),
+        )
+
+        with shops() as uow:
+            pages, after = [], None
+            while True:
+                page = uow.inbound.list_received_before(at(60), 2, after=after)
+                pages.append([r.id for r in page])
+                if len(page) < 2:
+                    break
+                after = (page[-1].message.received_at, page[-1].id)
+
+        assert [["in-c", "in-a"], ["in-b", "in-d"], []] == pages
 
 
 class TestTenantIsolation:

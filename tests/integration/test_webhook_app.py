@@ -262,6 +262,10 @@ class TestInboundMessages:
             "profileName": "Bob",
             "numMedia": 2,
             "mediaUrls": ["https://api.twilio.com/m/0", "https://api.twilio.com/m/1"],
+            "mediaContentTypes": ["image/jpeg", ""],
+            "messageKind": "text",
+            "waId": CLIENT.lstrip("+"),
+            "providerParams": form,
         } == {k: v for k, v in job.items() if k != "receivedAt"}
         (stored,) = inbound_rows(pg_engine)
         assert ("req-42", 2, ["https://api.twilio.com/m/0", "https://api.twilio.com/m/1"]) == (
@@ -404,7 +408,7 @@ class TestBadInput:
     def test_a_body_over_the_limit_is_413_with_or_without_a_content_length(
         self, client: TestClient, pg_engine: sa.Engine
     ) -> None:
-        form = twilio_form(Body="x" * 70_000)
+        form = twilio_form(Body="x" * 1_100_000)
         signature = sign(BASE + MESSAGES_PATH, form)
         headers = {"Content-Type": FORM, "X-Twilio-Signature": signature}
         encoded = urlencode(form).encode()
@@ -447,19 +451,22 @@ class TestBadInput:
 
         assert 415 == response.status_code
 
-    def test_an_unreadable_media_count_is_400(self, client: TestClient) -> None:
+    def test_an_unreadable_media_count_is_recorded_with_a_flag(
+        self, client: TestClient, pg_engine: sa.Engine
+    ) -> None:
         response = post_signed(client, MESSAGES_PATH, twilio_form(NumMedia="lots"))
 
-        assert 400 == response.status_code
-        assert "NumMedia" in response.text
+        assert 200 == response.status_code
+        (stored,) = inbound_rows(pg_engine)
+        assert (0, ["num_media_unreadable"]) == (stored.num_media, stored.input_flags)
 
     def test_a_message_that_breaks_the_payload_contract_is_400_and_kept_as_a_dead_letter(
         self, client: TestClient, pg_engine: sa.Engine, redis_db: RedisTestDb
     ) -> None:
-        response = post_signed(client, MESSAGES_PATH, twilio_form(Body="x" * 5000))
+        response = post_signed(client, MESSAGES_PATH, twilio_form("SM" + "9" * 70))
 
         assert 400 == response.status_code
-        assert "body" in response.text
+        assert "providerMessageId" in response.text
         assert [] == inbound_rows(pg_engine)
         assert [] == queued_payloads(redis_db)
         assert [("shop-a", "invalid_payload")] == [

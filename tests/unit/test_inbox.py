@@ -17,11 +17,11 @@ from application.inbox import (
     Recorded,
     RequeueSchedule,
     UnknownNumber,
-    WebhookMessage,
     receive_inbound_message,
     reconcile_inbox,
     record_delivery_report,
 )
+from application.webhook_input import WebhookMessage
 from domain.delivery import DeliveryReport, DeliveryStatus
 from domain.inbound import InboundStatus
 from tests.unit.builders import CLIENT_PHONE, START, World
@@ -129,12 +129,23 @@ class TestReceiveInboundMessage:
         )
         assert 1 == len(queue)
 
-    def test_a_number_no_tenant_has_records_nothing(
+    def test_a_number_no_tenant_has_records_no_message_but_one_dead_letter_without_tenant(
         self, inbox: World, queue: MemoryInboundQueue
     ) -> None:
-        outcome = receive(inbox, queue, message(to_address="whatsapp:+14155550000"))
+        outcomes = [
+            receive(inbox, queue, message(to_address="whatsapp:+14155550000")) for _ in range(3)
+        ]
 
-        assert UnknownNumber(to_address="whatsapp:+14155550000") == outcome
+        (dead_letter,) = inbox.store.dead_letters.values()
+        assert [
+            UnknownNumber(to_address="whatsapp:+14155550000", dead_letter_id=dead_letter.id)
+        ] * 3 == outcomes
+        assert (None, "unknown_number", "SM1") == (
+            dead_letter.tenant_id,
+            dead_letter.error_code,
+            dead_letter.source_id,
+        )
+        assert "whatsapp:+14155550000" == dead_letter.payload["to"]
         assert (0, 0) == (len(inbox.store.inbound), len(queue))
 
     def test_a_to_address_that_is_no_phone_is_an_unknown_number(
@@ -152,13 +163,42 @@ class TestReceiveInboundMessage:
         assert isinstance(outcome, Recorded)
         assert (False, InboundStatus.RECEIVED) == (outcome.enqueued, stored_status(inbox))
 
-    def test_a_message_breaking_the_payload_contract_is_a_dead_letter_not_a_record(
+    def test_a_body_over_4096_characters_is_recorded_cut_with_a_flag_and_the_exact_form(
         self, inbox: World, queue: MemoryInboundQueue
     ) -> None:
-        outcome = receive(inbox, queue, message(body="x" * 4097))
+        params = (("MessageSid", "SM1"), ("Body", "x" * 4097))
+        outcome = receive(inbox, queue, message(body="x" * 4097, params=params))
+
+        assert isinstance(outcome, Recorded)
+        assert ("body_truncated",) == outcome.flags
+        record = inbox.store.inbound[("shop-a", "SM1")]
+        assert ("x" * 4096, ("body_truncated",)) == (
+            record.message.body,
+            record.message.content.flags,
+        )
+        assert "MessageSid=SM1&Body=" + "x" * 4097 == record.message.content.raw_form
+
+    def test_control_characters_are_removed_from_the_body_with_a_flag(
+        self, inbox: World, queue: MemoryInboundQueue
+    ) -> None:
+        params = (("MessageSid", "SM1"), ("Body", "Je\x00 prends\x07 le 3\n"))
+        receive(inbox, queue, message(body="Je\x00 prends\x07 le 3\n", params=params))
+
+        record = inbox.store.inbound[("shop-a", "SM1")]
+        assert "Je prends le 3\n" == record.message.body
+        assert ("control_characters_removed",) == record.message.content.flags
+        assert {"MessageSid": "SM1", "Body": "Je\ufffd prends\x07 le 3\n"} == dict(
+            record.message.content.provider_params
+        )
+        assert "Body=Je%00+prends%07+le+3%0A" in (record.message.content.raw_form or "")
+
+    def test_a_message_id_over_its_limit_is_a_dead_letter_not_a_record(
+        self, inbox: World, queue: MemoryInboundQueue
+    ) -> None:
+        outcome = receive(inbox, queue, message("SM" + "9" * 63))
 
         assert isinstance(outcome, Invalid)
-        assert ["body"] == [e.field for e in outcome.errors]
+        assert ["providerMessageId"] == [e.field for e in outcome.errors]
         (dead_letter,) = inbox.store.dead_letters.values()
         assert ("shop-a", "invalid_payload") == (dead_letter.tenant_id, dead_letter.error_code)
         assert (0, 0) == (len(inbox.store.inbound), len(queue))
