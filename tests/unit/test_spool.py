@@ -27,8 +27,10 @@ from application.spool import (
 )
 from domain.inbound import InboundStatus
 from entrypoints.spool_drainer import SpoolDrainer
+from entrypoints.twilio_form import read_twilio_message
 from ports.queue import QueueUnavailable
 from ports.repositories import StoreUnavailable
+from tests.support.twilio_webhook import twilio_form
 from tests.unit.builders import CLIENT_PHONE, World
 
 SHOP_NUMBER = "+14155238886"
@@ -147,6 +149,43 @@ class TestAcceptInboundMessage:
 
         assert 2 == drain(shop, store, queue, spool).drained
         assert (1, 1) == (len(shop.store.inbound), len(queue))
+
+    def test_a_spooled_location_keeps_everything_twilio_sent_once_drained(
+        self, shop: World, store: SwitchableStore, queue: MemoryInboundQueue, spool: MemorySpool
+    ) -> None:
+        form = twilio_form(
+            "SM" + "6" * 32,
+            To=f"whatsapp:{SHOP_NUMBER}",
+            Body="",
+            MessageType="location",
+            Latitude="48.858370",
+            Longitude="2.294481",
+            Address="Champ de Mars, 5 Av. Anatole France, 75007 Paris",
+            Label="Tour Eiffel",
+        )
+        pairs = list(form.items())
+        store.down = True
+        accept_inbound_message(
+            read_twilio_message(pairs),
+            params=pairs,
+            correlation_id="corr-loc",
+            uow_factory=store,
+            queue=queue,
+            spool=spool,
+            clock=shop.clock,
+            ids=shop.ids,
+        )
+        store.down = False
+        drain(shop, store, queue, spool)
+
+        content = shop.store.inbound[("shop-a", "SM" + "6" * 32)].message.content
+        assert ("location", "48.858370", "2.294481", "Tour Eiffel") == (
+            content.kind,
+            content.latitude,
+            content.longitude,
+            content.label,
+        )
+        assert form == content.provider_params
 
     def test_with_the_database_and_the_spool_down_store_unavailable_is_raised(
         self, shop: World, store: SwitchableStore, queue: MemoryInboundQueue, spool: MemorySpool
