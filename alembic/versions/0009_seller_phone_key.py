@@ -8,7 +8,7 @@ recompute the column). Two sellers of one tenant whose numbers share a key stop 
 their ids: one of them must go before the key can be unique.
 
 Revision ID: 0009_seller_phone_key
-Revises: 0007_outbox_delivery_status
+Revises: 0008_inbound_terminal_states
 Create Date: 2026-12-01 00:00:00
 """
 
@@ -23,7 +23,7 @@ from alembic import op
 from domain.phones import phone_key
 
 revision: str = "0009_seller_phone_key"
-down_revision: str | None = "0007_outbox_delivery_status"
+down_revision: str | None = "0008_inbound_terminal_states"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from adapters.sqlalchemy import migrations
 from tests.conftest import create_postgres_database, drop_postgres_database
 
-BEFORE = "0007_outbox_delivery_status"
+BEFORE = "0008_inbound_terminal_states"
 KEY_REVISION = "0009_seller_phone_key"
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
