@@ -93,7 +93,9 @@ def process_inbound_message(
                 reason = RejectReason.UNKNOWN_TENANT
                 break
             try:
-                from_e164 = normalise_sender(message.from_address, tenant.default_region)
+                from_e164 = normalise_sender(
+                    message.from_address, tenant.default_region, wa_id=message.content.wa_id
+                )
             except InvalidPhoneNumber as exc:
                 error, reason = exc, RejectReason.INVALID_PHONE
                 break

@@ -98,6 +98,18 @@ class TestPhonesAsWhatsAppSendsThem:
         )
         assert [] == shop.events("inbound.rejected")
 
+    def test_a_sender_address_that_cannot_be_read_is_taken_from_the_whatsapp_id(
+        self, shop: World
+    ) -> None:
+        outcome = shop.receive(
+            shop.payload(
+                provider_message_id="SM1", **{"from": "whatsapp:unknown"}, waId="5215512345678"
+            )
+        )
+
+        assert isinstance(outcome, Processed)
+        assert "+5215512345678" == shop.store.inbound[("shop-a", "SM1")].from_e164
+
     @pytest.mark.parametrize(
         ("region", "registered", "sent"),
         [
