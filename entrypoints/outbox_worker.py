@@ -156,6 +156,8 @@ class OutboxSender:
                     "rateLimitPerSecond": self.settings.outbox_rate_limit_per_second,
                     "leaseSeconds": self.lease.total_seconds(),
                     "maxAttempts": self.policy.max_attempts,
+                    "rateLimitedMaxSeconds": self.policy.rate_limited_ceiling.total_seconds(),
+                    "longestSendSeconds": round(self.settings.longest_send_seconds(), 3),
                     "provider": self.settings.messaging_provider,
                     "wakeup": "listen/notify" if self.wakeup is not None else "polling",
                 }
