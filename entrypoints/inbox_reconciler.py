@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from application.inbox import ReconcileReport, RequeueSchedule, reconcile_inbox
 from entrypoints.container import Container
+from entrypoints.health import Heartbeat
 
 log = logging.getLogger("livesell.inbox_reconciler")
 
@@ -42,6 +43,7 @@ class InboxReconciler:
         )
         self.batch_limit = batch_limit
         self.schedule = RequeueSchedule(self.older_than, MAX_REQUEUE_WAIT)
+        self.heartbeat = Heartbeat()
 
     def start(self) -> None:
         """Build what a pass needs; connects to nothing (Redis may well be down now)."""
@@ -88,6 +90,7 @@ class InboxReconciler:
         )
         failures = 0
         while not stop.is_set():
+            self.heartbeat.beat()
             try:
                 report = self.run_once()
             except Exception:
@@ -105,6 +108,7 @@ class InboxReconciler:
                         "Inbox reconciler batch full, more records wait",
                         extra={"context": {"batchLimit": self.batch_limit}},
                     )
+            self.heartbeat.beat(away=wait)
             stop.wait(wait)
         log.info("Inbox reconciler stopped")
 

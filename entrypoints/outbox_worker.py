@@ -47,6 +47,7 @@ from application.outbox import (
 from domain.outbox import OutboxMessage, OutboxStatus
 from domain.retry import RetryPolicy
 from entrypoints.container import Container
+from entrypoints.health import Heartbeat
 from entrypoints.logs import current_worker
 from ports.clock import Clock, IdGenerator
 from ports.messaging import MessagingProvider, RateLimiter
@@ -118,6 +119,7 @@ class OutboxSender:
         """Called with every provider call's attempt and its duration in seconds (metrics)."""
         self.record_observers: list[Callable[[BatchReport], None]] = []
         """Called with the outcomes each ``_record`` stored (metrics)."""
+        self.heartbeat = Heartbeat()
 
     def _postgres_wakeup(self, on_wake: Callable[[], None]) -> Wakeup | None:
         if not self.settings.database_url.startswith("postgresql"):
@@ -191,6 +193,7 @@ class OutboxSender:
         self._metrics_at = self._started
 
         while True:
+            self.heartbeat.beat()  # every wait below is IDLE_TICK_SECONDS at most
             self._wake.clear()
             while True:
                 try:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from entrypoints.container import Container
+from entrypoints.health import Heartbeat
 from entrypoints.logs import current_worker
 
 log = logging.getLogger("livesell.runner")
@@ -39,6 +40,12 @@ class WorkerPart(Protocol):
     """One long-running worker of the service."""
 
     name: str
+
+    @property
+    def heartbeat(self) -> Heartbeat:
+        """Beaten by the part's loop every time round; the runner records running, stopped and
+        died (``/healthz``, ADR 0015)."""
+        ...
 
     def start(self) -> None:
         """Acquire what the part needs (connections, child processes); raise if it cannot."""
@@ -88,12 +95,16 @@ class Runner:
 
     def _run_part(self, part: WorkerPart) -> None:
         current_worker.set(part.name)
+        part.heartbeat.running()
         try:
             part.run(self.stop)
-        except BaseException:
+        except BaseException as exc:
+            part.heartbeat.died(exc)
             log.exception("Worker error", extra={"context": {"part": part.name}})
             self._failed.set()
             self.stop.set()
+        else:
+            part.heartbeat.stopped()
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)

@@ -5,7 +5,8 @@
   TwiML ``<Response/>``.
 - ``POST /webhooks/twilio/status``: a delivery status callback for an outbound message, matched by
   the ``tenantId`` and ``outboxId`` the sender put in the callback URL.
-- ``GET /healthz`` (the process answers) and ``GET /readyz`` (Postgres and Redis answer).
+- ``GET /healthz`` (the process answers) and ``GET /readyz`` (Postgres and Redis answer, the
+  schema is at head: ADR 0015).
 
 Thin on purpose (STYLE rule 9): read and verify the request, call a use case of
 ``application.inbox``, and map its outcome to an HTTP status in one place (``HttpProblem`` for
@@ -58,6 +59,7 @@ from application.inbox import (
 from entrypoints.container import Container, build
 from entrypoints.logs import configure_logging, current_worker
 from entrypoints.observability import init_sentry
+from entrypoints.schema import check_schema
 from entrypoints.settings import ConfigError, Settings
 from ports.repositories import StoreUnavailable
 
@@ -248,6 +250,7 @@ class WebhookApp:
     async def readyz(self, _request: Request) -> Response:
         checks = {
             self._store_name(): self._check_store,
+            "schema": self._check_schema,
             "redis": self._check_redis,
         }
         results: dict[str, str] = {}
@@ -351,6 +354,13 @@ class WebhookApp:
             return
         with self.container.engine().connect() as connection:
             connection.execute(sa.text("SELECT 1"))
+
+    def _check_schema(self) -> None:
+        """Raises SchemaNotAtHead unless the database is at this build's head (ADR 0015)."""
+        if self.container.config.store() == "memory":
+            return
+        with self.container.engine().connect() as connection:
+            check_schema(connection)
 
     def _check_redis(self) -> None:
         self.container.queue_redis().ping()

@@ -214,7 +214,10 @@ class ThreadedRqWorker:
         execution_ttl: int = EXECUTION_TTL_SECONDS,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         maintenance_seconds: float = MAINTENANCE_SECONDS,
+        on_tick: Callable[[float], None] | None = None,
     ) -> None:
+        """``on_tick(away)`` is called every time the taking loop goes round, ``away`` being how
+        long it now waits on purpose (a liveness heartbeat)."""
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         if heartbeat_seconds * 2 >= execution_ttl:
@@ -228,6 +231,7 @@ class ThreadedRqWorker:
         self.execution_ttl = execution_ttl
         self.heartbeat_seconds = heartbeat_seconds
         self.maintenance_seconds = maintenance_seconds
+        self.on_tick = on_tick or _no_tick
         self.queue = Queue(spec.queue, connection=connection, default_timeout=spec.timeout)
         self.intermediate_key = self.queue.intermediate_queue_key
         self._running: dict[str, _Running] = {}
@@ -281,6 +285,7 @@ class ThreadedRqWorker:
         backoff = 1.0
         try:
             while not stop.is_set():
+                self.on_tick(DEQUEUE_BLOCK_SECONDS)
                 free = self._wait_for_free_slots(stop)
                 if free == 0:
                     continue
@@ -294,6 +299,7 @@ class ThreadedRqWorker:
                             "context": {"error": f"Redis unavailable: {exc}", "retryIn": backoff}
                         },
                     )
+                    self.on_tick(backoff)
                     stop.wait(backoff)
                     backoff = min(backoff * 2, REDIS_BACKOFF_MAX_SECONDS)
         finally:
@@ -323,6 +329,7 @@ class ThreadedRqWorker:
     def _wait_for_free_slots(self, stop: threading.Event) -> int:
         with self._lock:
             while len(self._running) >= self.concurrency and not stop.is_set():
+                self.on_tick(0.2)
                 self._lock.wait(0.2)
             return 0 if stop.is_set() else self.concurrency - len(self._running)
 
@@ -645,6 +652,10 @@ class ThreadedRqWorker:
             pipe.zcard(FailedJobRegistry(queue=self.queue).key)
             waiting, active, scheduled, completed, failed = pipe.execute()
         return QueueDepth(waiting, active, scheduled, completed, failed)
+
+
+def _no_tick(_away: float) -> None:
+    """No heartbeat was asked for."""
 
 
 def _text(value: bytes | str) -> str:
