@@ -244,13 +244,19 @@ def health_routes(
 ) -> dict[str, Route]:
     """``/healthz`` and ``/readyz`` for these parts and checks."""
 
+    logged: list[list[str]] = [[]]
+
     def healthz() -> tuple[int, dict[str, Any]]:
         report = liveness(parts, stall_after)
-        if report.failed:
-            log.warning(
-                "Not healthy: " + ", ".join(report.failed),
-                extra={"context": {p.name: p.problem for p in report.parts if not p.alive}},
-            )
+        if report.failed != logged[0]:  # one line per change, not one per probe
+            logged[0] = report.failed
+            if report.failed:
+                log.warning(
+                    "Not healthy: " + ", ".join(report.failed),
+                    extra={"context": {p.name: p.problem for p in report.parts if not p.alive}},
+                )
+            else:
+                log.info("Healthy again", extra={"context": {"parts": len(report.parts)}})
         return report.status_code, report.as_json()
 
     def readyz() -> tuple[int, dict[str, Any]]:
