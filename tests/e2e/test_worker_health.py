@@ -159,7 +159,7 @@ class TestHealthOfARealWorker:
             assert recovered
             assert worker.process.poll() is None
 
-    def test_the_metrics_port_serves_metrics_and_health_and_404_elsewhere(
+    def test_every_part_beats_and_the_metrics_port_serves_health_and_404_elsewhere(
         self, postgres_url: str, redis_db: RedisTestDb, start_worker: Any
     ) -> None:
         health_port, metrics_port = free_port(), free_port()
@@ -168,19 +168,31 @@ class TestHealthOfARealWorker:
             REDIS_URL=redis_db.url,
             HEALTH_PORT=str(health_port),
             METRICS_PORT=str(metrics_port),
+            HEALTH_STALL_SECONDS="2",
+            WEBHOOK_WORKER_CONCURRENCY="1",
             LOG_FORMAT="json",
         )
-        start_worker(env, "--only", "outbox,closer,reconciler")
+        start_worker(env)  # every part
         base = f"http://127.0.0.1:{metrics_port}"
         wait_for(
             lambda: (r := get(base + "/healthz")) is not None and r.status_code == 200, 30, "up"
         )
+        time.sleep(3)  # past the stall bound: every loop must have beaten meanwhile
+
+        health = httpx.get(base + "/healthz", timeout=5)
 
         metrics = httpx.get(base + "/metrics", timeout=5)
         ready = httpx.get(base + "/readyz", timeout=5)
         missing = httpx.get(base + "/", timeout=5)
         elsewhere = httpx.get(f"http://127.0.0.1:{health_port}/metrics", timeout=5)
 
+        assert (200, []) == (health.status_code, health.json()["failed"])
+        assert {
+            "webhook-processor",
+            "outbox-sender",
+            "close-inactive-live-sessions",
+            "inbox-reconciler",
+        } == set(health.json()["parts"])
         assert (200, "livesell_outbox_sends_total" in metrics.text) == (metrics.status_code, True)
         assert (200, {"postgres": "ok", "schema": "ok", "redis": "ok"}) == (
             ready.status_code,
