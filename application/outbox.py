@@ -214,6 +214,9 @@ def _log_outcome(kind: str, message: OutboxMessage, policy: RetryPolicy) -> None
     if kind == "retried":
         context["nextAttemptAt"] = message.next_attempt_at.isoformat()
         context["attemptsRemaining"] = policy.attempts_remaining(message.attempts)
+        if message.rate_limited_since is not None:
+            # Rate-limited reschedules spend no attempt, up to a ceiling of time (ADR 0015).
+            context["rateLimitedSince"] = message.rate_limited_since.isoformat()
         log.warning("Message send failed, will retry", extra={"context": context})
     else:
         log.error("Creating DeadLetterJob after max retries", extra={"context": context})

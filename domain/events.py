@@ -89,6 +89,8 @@ class MessageRetryScheduled(Event):
     next_attempt_at: datetime
     error: str
     error_code: str | None
+    rate_limited: bool = False
+    """The provider refused for capacity: no attempt was spent (ADR 0015)."""
 
 
 @attrs.frozen(kw_only=True)

@@ -27,12 +27,20 @@ class OutboxStatus(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class DeliveryFailure:
-    """Why a send failed: transient (retry) or permanent (dead at once), and the provider's code."""
+    """Why a send failed: transient (retry) or permanent (dead at once), and the provider's code.
+
+    ``rate_limited``: the provider refused for capacity and did not process the request (HTTP 429,
+    Twilio 20429): a transient failure that spends no attempt (ADR 0015)."""
 
     transient: bool
     message: str
     code: str | None = None
     retry_after: timedelta | None = None
+    rate_limited: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if self.rate_limited and not self.transient:
+            raise ValueError("a rate-limited failure is transient")
 
 
 @attrs.frozen
@@ -76,6 +84,9 @@ class OutboxMessage:
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None = None
+    rate_limited_since: datetime | None = None
+    """When the provider first answered this message "rate limited" (None: never). The time since
+    is what ``RetryPolicy.rate_limited_ceiling`` bounds."""
     claimed_attempt: int | None = attrs.field(default=None, eq=False, repr=False)
     claimed_until: datetime | None = attrs.field(default=None, eq=False, repr=False)
     """The claim this copy holds (attempt number and lease end): the fencing token its outcome is
@@ -156,7 +167,11 @@ class OutboxMessage:
     def record_failure(
         self, failure: DeliveryFailure, now: datetime, policy: RetryPolicy, dead_letter_id: str
     ) -> FailureOutcome:
-        """Apply the retry policy to a failed attempt: retry later, or dead-letter."""
+        """Apply the retry policy to a failed attempt: retry later, or dead-letter.
+
+        A rate-limited failure goes by ``reschedule_rate_limited`` instead: no attempt spent."""
+        if failure.rate_limited:
+            return self.reschedule_rate_limited(failure, now, policy, dead_letter_id)
         self._require_sending()
         self.last_error = failure.message
         self.last_error_code = failure.code
@@ -167,8 +182,35 @@ class OutboxMessage:
         )
         if isinstance(decision, GiveUp):
             return self._die(now, dead_letter_id, permanent=not failure.transient)
+        return self._retry_at(now, decision.delay, failure)
+
+    def reschedule_rate_limited(
+        self, failure: DeliveryFailure, now: datetime, policy: RetryPolicy, dead_letter_id: str
+    ) -> FailureOutcome:
+        """The provider refused for capacity (its request was never processed): give the claim's
+        attempt back and try again after its Retry-After (or a backoff), unless the message has
+        then been rate limited for longer than ``policy.rate_limited_ceiling``: dead, with its
+        dead letter (ADR 0015)."""
+        self._require_sending()
+        self.last_error = failure.message
+        self.last_error_code = failure.code
+        self.locked_until = None
+        self.updated_at = now
+        if self.rate_limited_since is None:
+            self.rate_limited_since = now
+        decision = policy.decide_rate_limited(now - self.rate_limited_since, failure.retry_after)
+        if isinstance(decision, GiveUp):
+            ceiling = int(policy.rate_limited_ceiling.total_seconds())
+            self.last_error = f"{failure.message} (rate limited for over {ceiling} s)"
+            return self._die(now, dead_letter_id, permanent=False)
+        self.attempts = max(self.attempts - 1, 0)
+        return self._retry_at(now, decision.delay, failure)
+
+    def _retry_at(
+        self, now: datetime, delay: timedelta, failure: DeliveryFailure
+    ) -> RetryScheduled:
         self.status = OutboxStatus.FAILED
-        self.next_attempt_at = now + decision.delay
+        self.next_attempt_at = now + delay
         self.events.append(
             MessageRetryScheduled(
                 tenant_id=self.tenant_id,
@@ -179,6 +221,7 @@ class OutboxMessage:
                 next_attempt_at=self.next_attempt_at,
                 error=failure.message,
                 error_code=failure.code,
+                rate_limited=failure.rate_limited,
             )
         )
         return RetryScheduled(self.next_attempt_at)
@@ -201,6 +244,7 @@ class OutboxMessage:
             )
         self.status = OutboxStatus.PENDING
         self.attempts = 0
+        self.rate_limited_since = None
         self.next_attempt_at = now
         self.locked_until = None
         self.updated_at = now

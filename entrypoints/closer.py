@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from application.live_sessions import CloseReport, close_inactive_sessions
 from entrypoints.container import Container
+from entrypoints.heartbeat import Heartbeat
 
 log = logging.getLogger("livesell.closer")
 
@@ -26,6 +27,7 @@ class SessionCloser:
         self.batch_limit = settings.close_batch_limit
         self.run_observers: list[Callable[[CloseReport], None]] = []
         """Called with every run's report (Prometheus metrics, ``entrypoints.metrics``)."""
+        self.heartbeat = Heartbeat()
 
     def start(self) -> None:
         self.uow_factory = self.container.uow_factory()
@@ -72,6 +74,7 @@ class SessionCloser:
         )
         failures = 0
         while not stop.is_set():
+            self.heartbeat.beat()
             try:
                 self.run_once()
                 failures = 0
@@ -83,6 +86,7 @@ class SessionCloser:
                     "Close inactive live sessions run failed, will retry",
                     extra={"context": {"retryInSeconds": wait, "consecutiveFailures": failures}},
                 )
+            self.heartbeat.beat(away=wait)
             stop.wait(wait)
 
 

@@ -62,7 +62,13 @@ class Container(containers.DeclarativeContainer):
     ids = providers.Singleton(TimeOrderedIds)
 
     window = providers.Singleton(InactivityWindow, config.live_session_inactivity_window_minutes)
-    retry_policy = providers.Singleton(RetryPolicy, max_attempts=config.outbox_max_attempts)
+    retry_policy = providers.Singleton(
+        RetryPolicy,
+        max_attempts=config.outbox_max_attempts,
+        rate_limited_ceiling=providers.Factory(
+            lambda seconds: timedelta(seconds=seconds), config.outbox_rate_limited_max_seconds
+        ),
+    )
     outbox_lease = providers.Factory(
         lambda seconds: timedelta(seconds=seconds), config.outbox_lease_seconds
     )

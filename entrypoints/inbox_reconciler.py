@@ -28,6 +28,7 @@ from datetime import timedelta
 from application.inbox import ReconcileReport, RequeueSchedule, reconcile_inbox
 from application.queue_recovery import QueueRecovered, QueueWatch
 from entrypoints.container import Container
+from entrypoints.heartbeat import Heartbeat
 
 log = logging.getLogger("livesell.inbox_reconciler")
 
@@ -53,6 +54,7 @@ class InboxReconciler:
         )
         self.batch_limit = batch_limit
         self.schedule = RequeueSchedule(self.older_than, MAX_REQUEUE_WAIT)
+        self.heartbeat = Heartbeat()
 
     def start(self) -> None:
         """Build what a pass needs; connects to nothing (Redis may well be down now)."""
@@ -127,6 +129,7 @@ class InboxReconciler:
         next_pass = 0.0
         pending: QueueRecovered | None = None
         while not stop.is_set():
+            self.heartbeat.beat()
             try:
                 pending = self.watch.observe() or pending
                 if (
@@ -163,6 +166,7 @@ class InboxReconciler:
                             extra={"context": {"batchLimit": self.batch_limit}},
                         )
                 next_pass = moment + wait
+            self.heartbeat.beat(away=min(PROBE_SECONDS, max(0.0, next_pass - time.monotonic())))
             stop.wait(min(PROBE_SECONDS, max(0.0, next_pass - time.monotonic())))
         log.info("Inbox reconciler stopped")
 

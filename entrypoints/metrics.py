@@ -28,7 +28,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from prometheus_client import (
     values,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.exposition import start_http_server
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from redis import Redis
 from rq import Queue
@@ -57,6 +57,7 @@ from application.live_sessions import CloseReport
 from application.outbox import Attempt, BatchReport
 from application.stats import StoreStats, read_store_stats
 from entrypoints.container import Container
+from entrypoints.health import Route, serve_routes
 from entrypoints.settings import ConfigError, Settings
 from ports.messaging import SendReceipt
 
@@ -339,7 +340,8 @@ def _queue_family(depths: dict[str, QueueDepths]) -> Metric:
 
 @attrs.define
 class MetricsServer:
-    """The running endpoint: ``http://<addr>:<port>/metrics``."""
+    """The running endpoint: ``http://<addr>:<port>/metrics`` (and the health routes it was given;
+    every other path is 404)."""
 
     server: Any
     thread: threading.Thread
@@ -382,15 +384,32 @@ class _Forward(Collector):
         return self.source.collect()
 
 
+def metrics_route(registry: CollectorRegistry) -> Route:
+    """``/metrics`` in the format the scraper asks for (Prometheus text or OpenMetrics)."""
+
+    def route(accept: str) -> tuple[int, str, bytes]:
+        encoder, content_type = choose_encoder(accept)
+        return 200, content_type, encoder(registry)
+
+    return route
+
+
 def serve(
-    port: int, *, addr: str = "0.0.0.0", collectors: Sequence[Collector] = ()
+    port: int,
+    *,
+    addr: str = "0.0.0.0",
+    collectors: Sequence[Collector] = (),
+    routes: Mapping[str, Route] | None = None,
 ) -> MetricsServer:
-    """Start the endpoint in a daemon thread (``port`` 0 picks a free port). The ``*_created``
-    series are left out: they double every counter's series for a value nobody graphs."""
+    """Start the endpoint in a daemon thread (``port`` 0 picks a free port): ``/metrics``, the
+    other ``routes`` given (``/healthz``, ``/readyz``), 404 elsewhere. The ``*_created`` series are
+    left out: they double every counter's series for a value nobody graphs."""
     disable_created_metrics()
     registry = scrape_registry(collectors)
-    server, thread = start_http_server(port, addr=addr, registry=registry)
-    return MetricsServer(server, thread, registry)
+    endpoints = serve_routes(
+        port, {**(routes or {}), "/metrics": metrics_route(registry)}, addr=addr
+    )
+    return MetricsServer(endpoints.server, endpoints.thread, registry)
 
 
 # -- the worker parts' observers ----------------------------------------------------------------
@@ -467,9 +486,11 @@ def start_worker_metrics(
     queue: bool = True,
     addr: str = "0.0.0.0",
     cache_seconds: float = SCRAPE_CACHE_SECONDS,
+    routes: Mapping[str, Route] | None = None,
 ) -> MetricsServer | None:
     """Serve ``/metrics`` on ``METRICS_PORT`` for ``livesell worker`` (None when it is unset):
-    the parts' counters, and the store's (and, with ``queue``, the queue's) levels at scrape time.
+    the parts' counters, and the store's (and, with ``queue``, the queue's) levels at scrape time;
+    ``routes`` (the worker's ``/healthz`` and ``/readyz``) are served beside it.
 
     Multi-process mode is on when ``PROMETHEUS_MULTIPROC_DIR`` is set, and otherwise as soon as a
     part runs child processes (then in a private temporary directory, removed at exit), so the
@@ -503,7 +524,7 @@ def start_worker_metrics(
         cache_seconds=cache_seconds,
     )
     try:
-        server = serve(settings.metrics_port, addr=addr, collectors=[collector])
+        server = serve(settings.metrics_port, addr=addr, collectors=[collector], routes=routes)
     except OSError as exc:
         raise ConfigError(
             "METRICS_PORT", f"cannot listen on {settings.metrics_port}: {exc}"
@@ -513,7 +534,7 @@ def start_worker_metrics(
         extra={
             "context": {
                 "port": server.port,
-                "path": "/metrics",
+                "paths": sorted({"/metrics", *(routes or {})}),
                 "multiprocessDir": directory,
             }
         },

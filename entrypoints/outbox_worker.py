@@ -47,6 +47,7 @@ from application.outbox import (
 from domain.outbox import OutboxMessage, OutboxStatus
 from domain.retry import RetryPolicy
 from entrypoints.container import Container
+from entrypoints.heartbeat import Heartbeat
 from entrypoints.logs import current_worker
 from entrypoints.observability import job_scope
 from ports.clock import Clock, IdGenerator
@@ -119,6 +120,7 @@ class OutboxSender:
         """Called with every provider call's attempt and its duration in seconds (metrics)."""
         self.record_observers: list[Callable[[BatchReport], None]] = []
         """Called with the outcomes each ``_record`` stored (metrics)."""
+        self.heartbeat = Heartbeat()
 
     def _postgres_wakeup(self, on_wake: Callable[[], None]) -> Wakeup | None:
         if not self.settings.database_url.startswith("postgresql"):
@@ -157,6 +159,8 @@ class OutboxSender:
                     "rateLimitPerSecond": self.settings.outbox_rate_limit_per_second,
                     "leaseSeconds": self.lease.total_seconds(),
                     "maxAttempts": self.policy.max_attempts,
+                    "rateLimitedMaxSeconds": self.policy.rate_limited_ceiling.total_seconds(),
+                    "longestSendSeconds": round(self.settings.longest_send_seconds(), 3),
                     "provider": self.settings.messaging_provider,
                     "wakeup": "listen/notify" if self.wakeup is not None else "polling",
                 }
@@ -190,6 +194,7 @@ class OutboxSender:
         self._metrics_at = self._started
 
         while True:
+            self.heartbeat.beat()  # every wait below is IDLE_TICK_SECONDS at most
             self._wake.clear()
             while True:
                 try:

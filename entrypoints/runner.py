@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from entrypoints.heartbeat import Heartbeat
 from entrypoints.logs import current_worker
 
 if TYPE_CHECKING:  # the container's imports are slow; signals are installed before them
@@ -43,6 +44,12 @@ class WorkerPart(Protocol):
     """One long-running worker of the service."""
 
     name: str
+
+    @property
+    def heartbeat(self) -> Heartbeat:
+        """Beaten by the part's loop every time round; the runner records running, stopped and
+        died (``/healthz``, ADR 0015)."""
+        ...
 
     def start(self) -> None:
         """Acquire what the part needs (connections, child processes); raise if it cannot."""
@@ -126,12 +133,16 @@ class Runner:
 
     def _run_part(self, part: WorkerPart) -> None:
         current_worker.set(part.name)
+        part.heartbeat.running()
         try:
             part.run(self.stop)
-        except BaseException:
+        except BaseException as exc:
+            part.heartbeat.died(exc)
             log.exception("Worker error", extra={"context": {"part": part.name}})
             self._failed.set()
             self.stop.set()
+        else:
+            part.heartbeat.stopped()
 
     def run(self) -> int:
         self.shutdown.install()

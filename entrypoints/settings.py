@@ -116,6 +116,7 @@ class Settings:
     outbox_send_concurrency: int = 16
     outbox_rate_limit_per_second: float = 80.0
     outbox_lease_seconds: float = 60.0
+    outbox_rate_limited_max_seconds: float = 3600.0
     close_interval_minutes: float = 10.0
     close_batch_limit: int = 100
     messaging_provider: str = "simulated"
@@ -123,6 +124,8 @@ class Settings:
     log_level: str = "info"
     sentry_dsn: str | None = attrs.field(default=None, repr=False)
     metrics_port: int | None = None
+    health_port: int | None = None
+    health_stall_seconds: float = 60.0
     webhook_public_base_url: str | None = None
     webhook_max_body_bytes: int = 1048576
     inbox_reconcile_after_seconds: float = 60.0
@@ -168,6 +171,7 @@ class Settings:
         if provider == "twilio" and missing and env.raw("MESSAGING_PROVIDER") is not None:
             raise ConfigError("MESSAGING_PROVIDER", f"twilio needs {', '.join(missing)} set")
         metrics_port = env.raw("METRICS_PORT")
+        health_port = env.raw("HEALTH_PORT")
         transient = env.number("SIMULATED_TRANSIENT_FAILURE_RATE", 0.0, float, 0.0, 1.0)
         permanent = env.number("SIMULATED_PERMANENT_FAILURE_RATE", 0.0, float, 0.0, 1.0)
         if transient + permanent > 1.0:
@@ -177,7 +181,7 @@ class Settings:
         base_url = env.text("WEBHOOK_PUBLIC_BASE_URL")
         if base_url is not None and urlsplit(base_url).scheme not in ("http", "https"):
             raise ConfigError("WEBHOOK_PUBLIC_BASE_URL", "must be an http:// or https:// URL")
-        return cls(
+        settings = cls(
             database_url=database_url,
             database_pool_size=env.number("DATABASE_POOL_SIZE", 5, int, 1, 100),
             redis_url=redis_url,
@@ -198,6 +202,9 @@ class Settings:
                 "OUTBOX_RATE_LIMIT_PER_SECOND", 80.0, float, 0.1, 10000
             ),
             outbox_lease_seconds=env.number("OUTBOX_LEASE_SECONDS", 60.0, float, 1, 3600),
+            outbox_rate_limited_max_seconds=env.number(
+                "OUTBOX_RATE_LIMITED_MAX_SECONDS", 3600.0, float, 1, 7 * 86400
+            ),
             close_interval_minutes=env.number("CLOSE_INTERVAL_MINUTES", 10.0, float, 0.01, 1440),
             close_batch_limit=env.number("CLOSE_BATCH_LIMIT", 100, int, 1, 100000),
             messaging_provider=provider,
@@ -207,6 +214,10 @@ class Settings:
             metrics_port=(
                 None if metrics_port is None else env.number("METRICS_PORT", 0, int, 1, 65535)
             ),
+            health_port=(
+                None if health_port is None else env.number("HEALTH_PORT", 0, int, 1, 65535)
+            ),
+            health_stall_seconds=env.number("HEALTH_STALL_SECONDS", 60.0, float, 1, 3600),
             webhook_public_base_url=base_url.rstrip("/") if base_url else None,
             webhook_max_body_bytes=env.number(
                 "WEBHOOK_MAX_BODY_BYTES", 1048576, int, 1024, 10 * 1024 * 1024
@@ -219,6 +230,37 @@ class Settings:
             simulated_permanent_failure_rate=permanent,
             simulated_seed=env.number("SIMULATED_SEED", 0, int, 0, 2**63),
             simulated_sent_log=env.text("SIMULATED_SENT_LOG"),
+        )
+        settings.check_lease()
+        return settings
+
+    def longest_send_seconds(self) -> float:
+        """The longest a claimed message can take to be sent (ADR 0015): waiting its turn at the
+        rate limit behind every other send slot (``OUTBOX_SEND_CONCURRENCY /
+        OUTBOX_RATE_LIMIT_PER_SECOND``), then the provider call itself (``TWILIO_TIMEOUT_SECONDS``
+        for Twilio; the simulated provider's slowest call, 1.5 * ``SIMULATED_LATENCY_MS``)."""
+        queued = self.outbox_send_concurrency / self.outbox_rate_limit_per_second
+        if self.messaging_provider == "twilio":
+            return queued + self.twilio_timeout_seconds
+        return queued + 1.5 * self.simulated_latency_ms / 1000
+
+    def check_lease(self) -> None:
+        """Raise ConfigError when ``OUTBOX_LEASE_SECONDS`` does not outlast the longest send: a
+        lease that ends mid-send lets another sender claim the row and send it twice."""
+        longest = self.longest_send_seconds()
+        if self.outbox_lease_seconds > longest:
+            return
+        call = (
+            f"TWILIO_TIMEOUT_SECONDS {self.twilio_timeout_seconds:g}"
+            if self.messaging_provider == "twilio"
+            else f"1.5 * SIMULATED_LATENCY_MS {self.simulated_latency_ms:g} / 1000"
+        )
+        raise ConfigError(
+            "OUTBOX_LEASE_SECONDS",
+            f"{self.outbox_lease_seconds:g} s does not outlast the longest send, "
+            f"OUTBOX_SEND_CONCURRENCY {self.outbox_send_concurrency} / "
+            f"OUTBOX_RATE_LIMIT_PER_SECOND {self.outbox_rate_limit_per_second:g} + {call} "
+            f"= {longest:.3g} s: raise it, or lower the concurrency or the timeout",
         )
 
     @property

@@ -6,7 +6,8 @@
 - ``POST /webhooks/twilio/status`` (and with a trailing slash): a delivery status callback for an
   outbound message, matched by the ``tenantId`` and ``outboxId`` the sender put in the callback
   URL, or by its ``MessageSid`` when the URL has none (a Messaging Service's callback, ADR 0011).
-- ``GET /healthz`` (the process answers) and ``GET /readyz`` (Postgres and Redis answer).
+- ``GET /healthz`` (the process answers) and ``GET /readyz`` (Postgres and Redis answer, the
+  schema is at head: ADR 0015).
 
 Thin on purpose (STYLE rule 9): read and verify the request, call a use case of
 ``application.inbox``, and map its outcome to an HTTP status in one place (``HttpProblem`` for
@@ -64,6 +65,7 @@ from entrypoints.container import Container, build
 from entrypoints.logs import configure_logging, current_worker
 from entrypoints.metrics import metrics, scrape_registry
 from entrypoints.observability import init_sentry
+from entrypoints.schema import check_schema
 from entrypoints.settings import ConfigError, Settings
 from entrypoints.twilio_form import read_twilio_message
 from ports.repositories import StoreUnavailable
@@ -310,10 +312,9 @@ class WebhookApp:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, _request: Request) -> Response:
-        checks = {
-            self._store_name(): self._check_store,
-            "redis": self._check_redis,
-        }
+        checks = {self._store_name(): self._check_store, "redis": self._check_redis}
+        if self.container.config.store() != "memory":
+            checks["schema"] = self._check_schema
         results: dict[str, str] = {}
 
         async def run(name: str, check: Callable[[], None]) -> None:
@@ -414,6 +415,11 @@ class WebhookApp:
             return
         with self.container.engine().connect() as connection:
             connection.execute(sa.text("SELECT 1"))
+
+    def _check_schema(self) -> None:
+        """Raises SchemaNotAtHead unless the database is at this build's head (ADR 0015)."""
+        with self.container.engine().connect() as connection:
+            check_schema(connection)
 
     def _check_redis(self) -> None:
         self.container.queue_redis().ping()

@@ -42,6 +42,7 @@ from adapters.rq.connection import queue_errors
 from adapters.rq.spec import JobSpec
 from adapters.rq.worker import JobOutcome, QueueDepth, ThreadedRqWorker
 from entrypoints.container import Container, build
+from entrypoints.heartbeat import Heartbeat
 from entrypoints.jobs import dead_letter_undecodable_job, install_container
 from entrypoints.logs import configure_logging, current_worker
 from entrypoints.observability import report_exception
@@ -168,6 +169,7 @@ class WebhookProcessor:
         self.job_observers: list[Callable[[JobOutcome], None]] = []
         """Called with every job run's outcome (Prometheus metrics, ``entrypoints.metrics``)."""
         self.worker: ThreadedRqWorker | None = None
+        self.heartbeat = Heartbeat()
 
     def start(self) -> None:
         """Install this process's container for the jobs, build the pool, register in RQ.
@@ -187,6 +189,7 @@ class WebhookProcessor:
             on_job_done=self._on_job_done,
             thread_initializer=_name_thread,
             on_undecodable=dead_letter_undecodable_job,
+            on_tick=lambda away: self.heartbeat.beat(away=away),
         )
         with queue_errors():
             self.worker.start()
@@ -317,6 +320,11 @@ class WebhookWorker:
     @property
     def metrics(self) -> WorkerMetrics:
         return self.local.metrics
+
+    @property
+    def heartbeat(self) -> Heartbeat:
+        """This process's taking loop (a child that dies stops the part, ``_watch_children``)."""
+        return self.local.heartbeat
 
     @property
     def worker(self) -> ThreadedRqWorker | None:

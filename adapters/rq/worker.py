@@ -128,7 +128,10 @@ class ThreadedRqWorker:
         maintenance_seconds: float = MAINTENANCE_SECONDS,
         on_undecodable: Callable[[UndecodableJob], None] | None = None,
         drain_seconds: float = DRAIN_SECONDS,
+        on_tick: Callable[[float], None] | None = None,
     ) -> None:
+        """``on_tick(away)`` is called every time the taking loop goes round, ``away`` being how
+        long it now waits on purpose (a liveness heartbeat)."""
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         if heartbeat_seconds * 2 >= execution_ttl:
@@ -144,6 +147,7 @@ class ThreadedRqWorker:
         self.maintenance_seconds = maintenance_seconds
         self.on_undecodable = on_undecodable
         self.drain_seconds = drain_seconds
+        self.on_tick = on_tick or _no_tick
         self.queue = Queue(spec.queue, connection=connection, default_timeout=spec.timeout)
         self.intermediate_key = self.queue.intermediate_queue_key
         self.parked = ParkedJobs(connection, self.queue, spec, self.name, on_undecodable)
@@ -196,6 +200,7 @@ class ThreadedRqWorker:
         backoff = 1.0
         try:
             while not stop.is_set():
+                self.on_tick(DEQUEUE_BLOCK_SECONDS)
                 free = self._wait_for_free_slots(stop)
                 if free == 0:
                     continue
@@ -210,6 +215,7 @@ class ThreadedRqWorker:
                             "context": {"error": f"Redis unavailable: {exc}", "retryIn": backoff}
                         },
                     )
+                    self.on_tick(backoff)
                     stop.wait(backoff)
                     backoff = min(backoff * 2, REDIS_BACKOFF_MAX_SECONDS)
                 except Exception:
@@ -256,6 +262,7 @@ class ThreadedRqWorker:
     def _wait_for_free_slots(self, stop: threading.Event) -> int:
         with self._lock:
             while len(self._running) >= self.concurrency and not stop.is_set():
+                self.on_tick(0.2)
                 self._lock.wait(0.2)
             return 0 if stop.is_set() else self.concurrency - len(self._running)
 
@@ -583,6 +590,10 @@ class ThreadedRqWorker:
             pipe.zcard(FailedJobRegistry(queue=self.queue).key)
             waiting, active, scheduled, completed, failed = pipe.execute()
         return QueueDepth(waiting, active, scheduled, completed, failed)
+
+
+def _no_tick(_away: float) -> None:
+    """No heartbeat was asked for."""
 
 
 def _text(value: bytes | str) -> str:

@@ -207,6 +207,7 @@ def outbox_to_row(message: OutboxMessage) -> dict[str, Any]:
         "created_at": message.created_at,
         "updated_at": message.updated_at,
         "sent_at": message.sent_at,
+        "rate_limited_since": message.rate_limited_since,
     }
 
 
@@ -230,6 +231,7 @@ def outbox_to_domain(row: Row, *, claimed: bool = False) -> OutboxMessage:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         sent_at=row["sent_at"],
+        rate_limited_since=row["rate_limited_since"],
         claimed_attempt=row["attempts"] if claimed else None,
         claimed_until=row["locked_until"] if claimed else None,
     )

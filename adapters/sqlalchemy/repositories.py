@@ -411,6 +411,7 @@ _OUTCOME_ARRAYS = (
     ("provider_message_id", "text"),
     ("updated_at", "timestamptz"),
     ("sent_at", "timestamptz"),
+    ("rate_limited_since", "timestamptz"),
 )
 _OUTCOME_FIELDS = (
     "status",
@@ -422,6 +423,7 @@ _OUTCOME_FIELDS = (
     "provider_message_id",
     "updated_at",
     "sent_at",
+    "rate_limited_since",
 )
 _SAVE_OUTCOMES = sa.text(
     "UPDATE messages_out AS m SET "
@@ -564,6 +566,7 @@ class SqlOutboxRepository(_Repository):
                 ("provider_message_id", m.provider_message_id),
                 ("updated_at", m.updated_at),
                 ("sent_at", m.sent_at),
+                ("rate_limited_since", m.rate_limited_since),
             ):
                 columns[name].append(value)
         stored_ids = set(self._tx.execute(_SAVE_OUTCOMES, columns).scalars())

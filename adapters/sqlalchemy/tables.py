@@ -169,6 +169,8 @@ messages_out = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("sent_at", UtcDateTime, nullable=True),
+    # When the provider first answered "rate limited" (ADR 0015; alembic 0011).
+    sa.Column("rate_limited_since", UtcDateTime, nullable=True),
     # The provider's delivery report (status callbacks, forward only; domain.delivery).
     sa.Column("delivery_status", sa.Text, nullable=True),
     sa.Column("delivery_error_code", sa.Text, nullable=True),

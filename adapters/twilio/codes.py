@@ -47,6 +47,18 @@ SPEC_PERMANENT_CODES = frozenset(
     {21211, 21614, 63003, 21610, 63014, 63016, 20003, 21408, 21608, 63007}
 )
 SPEC_TRANSIENT_CODES = frozenset({20429})
+RATE_LIMIT_CODES = frozenset({20429, 63018})
+"""Codes that mean "over capacity, not processed": 20429 (REST API concurrency; "Requests that
+receive 429 responses aren't processed and are safe to retry", twilio.com/docs/api/errors/20429)
+and 63018 (the WhatsApp sender's rate limit; WhatsApp's own 429 maps to it,
+twilio.com/docs/whatsapp/api/error-code-mapping). They reschedule without spending an attempt
+(ADR 0015)."""
+RATE_LIMIT_STATUS = 429
+
+
+def is_rate_limit(code: int | None, status: int | None) -> bool:
+    """True for an answer that refused the request for capacity: HTTP 429 or a rate-limit code."""
+    return status == RATE_LIMIT_STATUS or (code is not None and code in RATE_LIMIT_CODES)
 
 
 def classify_status(status: int | None) -> Kind:

@@ -3,7 +3,9 @@
 Every failure leaves ``send`` as ``DeliveryFailed`` with a ``DeliveryFailure`` made in one place,
 ``translate``: Twilio's REST errors by code (``codes.TWILIO_CODES``) then HTTP status, other SDK
 errors, and ``requests`` transport errors (connection errors and timeouts are transient). A 429 or
-503's ``Retry-After`` header is kept as ``retry_after``.
+503's ``Retry-After`` header (seconds or an HTTP date) is kept as ``retry_after``; a 429 or a
+rate-limit code (``codes.RATE_LIMIT_CODES``) is marked ``rate_limited``: it spends no attempt
+(ADR 0015).
 
 The SDK waits forever for an answer by default; the HTTP client here has a timeout. Its
 connection pool is as large as the number of threads that send at once, and it never retries on
@@ -26,7 +28,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from adapters.twilio.codes import Kind, classify
+from adapters.twilio.codes import Kind, classify, is_rate_limit
 from domain.outbox import DeliveryFailure
 from ports.messaging import DeliveryFailed, SendReceipt, SendRequest
 
@@ -154,6 +156,7 @@ def translate(
             code=str(code) if code is not None else f"http-{status}",
             message=text,
             retry_after=_parse_retry_after(retry_after_header, now) if transient else None,
+            rate_limited=transient and is_rate_limit(code, status),
         )
     if isinstance(exc, TwilioException):
         return DeliveryFailure(transient=True, code="twilio-error", message=f"Twilio SDK: {exc}")
@@ -186,7 +189,8 @@ TRANSLATED_TYPES: tuple[type[BaseException], ...] = (
 
 
 def _parse_retry_after(value: str | None, now: datetime | None) -> timedelta | None:
-    """Retry-After in seconds or as an HTTP date; None when absent or unreadable."""
+    """Retry-After in seconds or as an HTTP date (RFC 9110 §10.2.3: ``delay-seconds`` or
+    ``HTTP-date``), at most ``MAX_RETRY_AFTER``; None when absent, past or unreadable."""
     if value is None or not value.strip():
         return None
     value = value.strip()

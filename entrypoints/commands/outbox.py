@@ -13,6 +13,7 @@ from typing import Any
 from application.outbox import queue_outbound_message
 from domain.errors import DomainError
 from entrypoints.container import build
+from entrypoints.schema import require_schema_at_head
 
 
 def register(sub: Any) -> None:
@@ -40,6 +41,7 @@ def send_message(args: argparse.Namespace) -> int:
     from entrypoints.cli import UsageError
 
     container = build()
+    require_schema_at_head(container.config.database_url())
     ids = container.ids()
     correlation_id = args.correlation_id or f"cli-{ids.new_id()}"
     try:

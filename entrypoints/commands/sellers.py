@@ -11,6 +11,8 @@ from typing import Any
 from application.tenants import add_seller
 from domain.errors import UnknownTenant
 from entrypoints.container import build
+from entrypoints.schema import require_schema_at_head
+from entrypoints.settings import Settings
 from ports.repositories import AlreadyExists, StoreUnavailable
 
 Handler = Callable[[argparse.Namespace], int]
@@ -36,13 +38,15 @@ def register(sub: Any) -> None:
 
 
 def store_errors(handler: Handler) -> Handler:
-    """A duplicate is the operator's mistake (exit 2, via UsageError); an unreachable store is
-    one line on stderr and exit 1."""
+    """A schema not at head (``SchemaNotAtHead``, exit 2 naming ``livesell migrate``) and a
+    duplicate are the operator's to fix (exit 2); an unreachable store is one line on stderr and
+    exit 1."""
 
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
         from entrypoints.cli import UsageError
 
+        require_schema_at_head(Settings.from_env().database_url)
         try:
             return handler(args)
         except AlreadyExists as exc:

@@ -19,6 +19,7 @@ from adapters.rq.spec import QUEUE_NAME
 from application.stats import StoreStats, read_store_stats
 from entrypoints.container import build
 from entrypoints.metrics import QueueDepths, read_queue_depths
+from entrypoints.schema import require_schema_at_head
 from entrypoints.settings import mask_url
 
 EXIT_UNAVAILABLE = 1
@@ -52,6 +53,7 @@ def stats_command(args: argparse.Namespace) -> int:
     container = build()
     settings = container.settings()
     assert settings is not None
+    require_schema_at_head(settings.database_url)
     try:
         store = Reading(
             read_store_stats(uow_factory=container.uow_factory(), clock=container.clock())

@@ -55,6 +55,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from entrypoints.cli import UsageError
     from entrypoints.logs import configure_logging, current_worker
+    from entrypoints.schema import require_schema_at_head
     from entrypoints.settings import ConfigError, Settings
     from entrypoints.webhook_app import INSECURE_ENV, TOKEN_REQUIRED, WORKER_NAME
 
@@ -66,6 +67,7 @@ def serve(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else int(os.environ.get("PORT") or DEFAULT_PORT)
     configure_logging(settings.log_format, settings.log_level)
     current_worker.set(WORKER_NAME)
+    require_schema_at_head(settings.database_url)
     if args.insecure_skip_signature:
         os.environ[INSECURE_ENV] = "1"
     else:

@@ -77,9 +77,11 @@ def run_workers(args: argparse.Namespace) -> int:
     # from here on is a stop request, also during start-up (ADR 0014).
     shutdown = Shutdown() if args.check_config else process_shutdown()
     from entrypoints.container import build
+    from entrypoints.health import start_worker_health, worker_health_routes
     from entrypoints.logs import configure_logging
     from entrypoints.metrics import start_worker_metrics
     from entrypoints.observability import init_sentry
+    from entrypoints.schema import require_schema_at_head
     from entrypoints.settings import Settings
     from ports.queue import QueueUnavailable
 
@@ -94,11 +96,14 @@ def run_workers(args: argparse.Namespace) -> int:
         print(f"{'PARTS':<{width}}  {','.join(names)}")
         return 0
     configure_logging(settings.log_format, settings.log_level)
+    require_schema_at_head(settings.database_url)
     init_sentry(settings, component="worker")
     container = build(settings)
     try:
         parts = build_parts(container, names)
-        start_worker_metrics(settings, container, parts, queue="webhook" in names)
+        health = worker_health_routes(settings, container, parts, names)
+        start_worker_metrics(settings, container, parts, queue="webhook" in names, routes=health)
+        start_worker_health(settings, health)
         return Runner(parts, shutdown=shutdown).run()
     except QueueUnavailable as exc:
         if shutdown.stop.is_set():

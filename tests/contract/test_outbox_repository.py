@@ -327,6 +327,75 @@ class TestSaveOutcomes:
         }
 
 
+RATE_LIMITED = DeliveryFailure(
+    transient=True,
+    message="Twilio HTTP 429: too many requests",
+    code="20429",
+    retry_after=timedelta(seconds=45),
+    rate_limited=True,
+)
+
+
+class TestRateLimitedOutcomes:
+    """ADR 0015: a rate-limited reschedule gives the claim's attempt back and keeps when the rate
+    limiting began, alone (``save_outcome``) or in a group (``save_outcomes``, one statement on
+    Postgres)."""
+
+    @pytest.mark.parametrize("grouped", [False, True], ids=["alone", "in a group"])
+    def test_a_rate_limited_reschedule_stores_no_new_attempt_and_its_start(
+        self, shops: UnitOfWorkFactory, grouped: bool
+    ) -> None:
+        write(shops, outbox("shop-a", "m1"), outbox("shop-b", "m2"))
+        limited, other = sorted(claim(shops, T0), key=lambda m: m.id)
+        limited.record_failure(RATE_LIMITED, at(1), POLICY, "dl-x")
+        other.mark_sent("SM2", at(1))
+
+        with shops() as uow:
+            if grouped:
+                saved = uow.outbox.save_outcomes([limited, other])
+            else:
+                saved = [uow.outbox.save_outcome(limited), uow.outbox.save_outcome(other)]
+            uow.commit()
+
+        stored = get(shops, "shop-a", "m1")
+        assert [True, True] == saved
+        assert (OutboxStatus.FAILED, 0, at(46), at(1)) == (
+            stored.status,
+            stored.attempts,
+            stored.next_attempt_at,
+            stored.rate_limited_since,
+        )
+
+    def test_the_next_claim_of_a_rescheduled_message_is_fenced_apart_from_the_last(
+        self, shops: UnitOfWorkFactory
+    ) -> None:
+        write(shops, outbox("shop-a", "m1"))
+        (first,) = claim(shops, T0)
+        first.record_failure(RATE_LIMITED, at(1), POLICY, "dl-x")
+        with shops() as uow:
+            assert uow.outbox.save_outcome(first)
+            uow.commit()
+
+        (second,) = claim(shops, at(46))
+        second.record_failure(RATE_LIMITED, at(47), POLICY, "dl-y")
+        first.status = OutboxStatus.SENDING  # a stale copy of the first claim, replayed
+        first.mark_sent("SM-stale", at(48))
+        with shops() as uow:
+            assert [False, True] == [
+                uow.outbox.save_outcome(first),
+                uow.outbox.save_outcome(second),
+            ]
+            uow.commit()
+
+        stored = get(shops, "shop-a", "m1")
+        assert (OutboxStatus.FAILED, 0, at(1), None) == (
+            stored.status,
+            stored.attempts,
+            stored.rate_limited_since,
+            stored.provider_message_id,
+        )
+
+
 class TestRequeue:
     def _dead(self, uow_factory: UnitOfWorkFactory) -> OutboxMessage:
         write(uow_factory, outbox("shop-a", "m1"))

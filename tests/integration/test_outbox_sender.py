@@ -370,9 +370,11 @@ class TestTwilioRefusals:
         second_attempt_after = time.monotonic() - first_failure_at
 
         scheduled = (failed.next_attempt_at - failed.updated_at).total_seconds()
-        assert ("20429", 3.0) == (failed.last_error_code, round(scheduled, 1))
+        assert ("20429", 3.0, 0) == (failed.last_error_code, round(scheduled, 1), failed.attempts)
+        assert failed.rate_limited_since is not None
         assert 2.5 <= second_attempt_after <= 4.5
-        assert ("SM" + "f" * 32, 2) == (
+        # The 429 was never processed by Twilio, so it spent no attempt (ADR 0015).
+        assert ("SM" + "f" * 32, 1) == (
             row(pg_engine, message_id).provider_message_id,
             row(pg_engine, message_id).attempts,
         )
@@ -509,3 +511,52 @@ def _twilio() -> TwilioMessagingProvider:
         default_sender="+14155238886",
         timeout_seconds=5,
     )
+
+
+class TestSustainedRateLimits:
+    """ADR 0015: Twilio "Requests that receive 429 responses aren't processed and are safe to retry"
+    (https://www.twilio.com/docs/api/errors/20429), so a rate limit spends no attempt; only the
+    ceiling of time rate limited (``OUTBOX_RATE_LIMITED_MAX_SECONDS``) ends the message."""
+
+    @staticmethod
+    def too_many(_request: SendRequest, _attempt: int) -> DeliveryFailure:
+        return DeliveryFailure(
+            transient=True,
+            code="20429",
+            message="Twilio HTTP 429: Too many requests",
+            retry_after=timedelta(seconds=0.2),
+            rate_limited=True,
+        )
+
+    def test_twelve_rate_limits_in_a_row_spend_no_attempt_and_write_no_dead_letter(
+        self, pg_uow_factory: UnitOfWorkFactory, pg_engine: Engine, start_sender: Any
+    ) -> None:
+        add_tenant(pg_uow_factory)
+        message_id = queue(pg_uow_factory)
+        provider = ScriptedProvider(self.too_many)
+
+        running = start_sender(provider, outbox_poll_interval_seconds=30.0)
+        wait_for(lambda: len(provider.call_times(message_id)) >= 12, 15, "twelve sends")
+        running.halt()
+
+        stored = row(pg_engine, message_id)
+        assert ("failed", 0, "20429") == (stored.status, stored.attempts, stored.last_error_code)
+        assert [] == dead_letters_of(pg_engine, message_id)
+
+    def test_past_the_ceiling_the_message_is_dead_with_its_dead_letter(
+        self, pg_uow_factory: UnitOfWorkFactory, pg_engine: Engine, start_sender: Any
+    ) -> None:
+        add_tenant(pg_uow_factory)
+        message_id = queue(pg_uow_factory)
+        provider = ScriptedProvider(self.too_many)
+        policy_ceiling = 1.5
+
+        running = start_sender(
+            provider, outbox_poll_interval_seconds=30.0, outbox_rate_limited_max_seconds=1.5
+        )
+        wait_for(settled(pg_engine, message_id, "dead"), 10, "the message to die")
+        running.halt()
+
+        calls = provider.call_times(message_id)
+        assert [("20429", 1, "messages_out")] == dead_letters_of(pg_engine, message_id)
+        assert policy_ceiling - 0.3 <= calls[-1] - calls[0] <= policy_ceiling + 1.0

@@ -610,6 +610,28 @@ class TestStatusCallbacks:
 
 
 class TestHealth:
+    def test_readyz_names_the_schema_when_the_database_is_not_at_head(
+        self, make_container: Any, postgres_url: str
+    ) -> None:
+        from tests.conftest import create_postgres_database, drop_postgres_database
+
+        empty = create_postgres_database("livesell_unmigrated")
+        try:
+            container = make_container(DATABASE_URL=empty)
+            with TestClient(create_app(container), base_url=BASE) as client:
+                response = client.get("/readyz")
+            container.engine().dispose()
+        finally:
+            drop_postgres_database(empty)
+
+        body = response.json()
+        assert (503, ["schema"], "ok") == (
+            response.status_code,
+            body["failed"],
+            body["checks"]["postgres"],
+        )
+        assert "run `livesell migrate`" in body["checks"]["schema"]
+
     def test_healthz_answers_while_the_process_is_up(self, client: TestClient) -> None:
         assert (200, {"status": "ok"}) == (
             client.get("/healthz").status_code,
@@ -619,7 +641,7 @@ class TestHealth:
     def test_readyz_is_ready_when_postgres_and_redis_answer(self, client: TestClient) -> None:
         response = client.get("/readyz")
 
-        assert (200, {"postgres": "ok", "redis": "ok"}) == (
+        assert (200, {"postgres": "ok", "redis": "ok", "schema": "ok"}) == (
             response.status_code,
             response.json()["checks"],
         )
@@ -651,7 +673,7 @@ class TestHealth:
             with TestClient(create_app(container), base_url=BASE) as client:
                 response = client.get("/readyz")
 
-        assert (503, ["postgres"], "ok") == (
+        assert (503, ["postgres", "schema"], "ok") == (
             response.status_code,
             response.json()["failed"],
             response.json()["checks"]["redis"],

@@ -189,6 +189,7 @@ class TestTheRetrySchedule:
             "nextAttemptAt": (START + timedelta(seconds=1)).isoformat(),
             "error": "transient 20429",
             "errorCode": "20429",
+            "rateLimited": False,
         } == event.payload
 
     def test_the_fifth_transient_failure_dead_letters_the_message(self, outbox: World) -> None:
@@ -260,12 +261,12 @@ class TestTheRetrySchedule:
 
         assert START + timedelta(seconds=12) == outbox.outbox(message_id).next_attempt_at
 
-    def test_a_retry_after_beyond_30_seconds_is_capped(self, outbox: World) -> None:
+    def test_a_retry_after_beyond_30_seconds_is_honoured(self, outbox: World) -> None:
         message_id = outbox.queue()
 
         outbox.send_due(ScriptedProvider(transient("20429", retry_after=timedelta(hours=1))))
 
-        assert START + timedelta(seconds=30) == outbox.outbox(message_id).next_attempt_at
+        assert START + timedelta(hours=1) == outbox.outbox(message_id).next_attempt_at
 
     def test_a_raised_maximum_reaches_the_16_second_step_then_the_cap(self, outbox: World) -> None:
         message_id = outbox.queue()

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from entrypoints.health import Heartbeat
 from entrypoints.runner import EXIT_FORCED, EXIT_OK, EXIT_PART_DIED, Runner
 
 
@@ -22,6 +23,7 @@ class FakePart:
         self.drains_for = drains_for
         self.started = False
         self.finished = threading.Event()
+        self.heartbeat = Heartbeat()
 
     def start(self) -> None:
         self.started = True
