@@ -1,9 +1,9 @@
 """A Redis logical database of its own for a test run, on the shared server on 127.0.0.1.
 
 RQ's key names are fixed (``rq:queue:webhook-processing`` ...), so runs are isolated by database
-number: ``claim_redis_db`` takes the first of databases 15, 14, ... 8, 6, 4 ... 1 that is empty, marks it with
-a claim key (so a concurrent run skips it) and ``release`` empties that database only. Database 0,
-which others use, is never touched; nothing calls FLUSHALL.
+number: ``claim_redis_db`` takes the first of databases 15, 14, ... 8, 6, 4 ... 1 that is empty,
+marks it with a claim key (so a concurrent run skips it) and ``release`` empties that database
+only. Database 0, which others use, is never touched; nothing calls FLUSHALL.
 """
 
 from __future__ import annotations
