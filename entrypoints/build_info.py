@@ -40,3 +40,8 @@ def describe() -> str:
     """``livesell 0.1.0 (commit 5938c75e1d2a)`` or ``livesell 0.1.0 (commit unknown)``."""
     sha = commit()
     return f"{DISTRIBUTION} {version()} (commit {sha[:12] if sha else 'unknown'})"
+
+
+def log_context() -> dict[str, str | None]:
+    """The fields every service's start-up line carries: ``version`` and ``commit``."""
+    return {"version": version(), "commit": commit()}

@@ -71,7 +71,8 @@ class _Version(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kw: object) -> None:
         from entrypoints.build_info import describe
 
-        parser.exit(0, describe() + "\n")
+        print(describe())
+        parser.exit(0)
 
 
 def _chosen(argv: Sequence[str]) -> str | None:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
+from entrypoints.build_info import log_context
 from entrypoints.container import Container
 from entrypoints.logs import current_worker
 
@@ -110,7 +111,10 @@ class Runner:
             thread.start()
         log.info(
             "Worker started successfully",
-            extra={"context": {"parts": [p.name for p in self.parts], "pid": os.getpid()}},
+            extra={
+                "context": {"parts": [p.name for p in self.parts], "pid": os.getpid()}
+                | log_context()
+            },
         )
         while not self.stop.wait(0.2):
             pass

@@ -55,6 +55,7 @@ from application.inbox import (
     receive_inbound_message,
     record_delivery_report,
 )
+from entrypoints.build_info import log_context
 from entrypoints.container import Container, build
 from entrypoints.logs import configure_logging, current_worker
 from entrypoints.observability import init_sentry
@@ -419,6 +420,7 @@ def create_app(container: Container, *, verify_signatures: bool = True) -> Starl
                     "maxBodyBytes": handlers.settings.webhook_max_body_bytes,
                     "pid": os.getpid(),
                 }
+                | log_context()
             },
         )
         yield

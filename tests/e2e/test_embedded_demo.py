@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from entrypoints.embedded import EmbeddedOptions, run_embedded
+from entrypoints.simulation import Scenario, run_scenario
 
 
 class TestEmbeddedDemo:
@@ -38,3 +40,35 @@ class TestEmbeddedDemo:
 
         assert report.ok, report.violations
         assert report.outbound["retried"] > 0
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _readme_sample() -> list[str]:
+    """The demo report shown in the README, without its last line (the wall time varies)."""
+    text = README.read_text()
+    start = text.index("```\nlivesell demo (embedded")
+    block = text[start + 4 : text.index("```", start + 4)]
+    return block.strip().splitlines()[:-1]
+
+
+class TestTheSeededDemo:
+    def test_the_same_seed_gives_the_same_counts_and_the_readme_shows_them(self) -> None:
+        first, second = run_embedded(), run_embedded()
+
+        counts = [(r.inbound, r.sessions, r.outbound) for r in (first, second)]
+        assert counts[0] == counts[1]
+        assert _readme_sample() == first.render().splitlines()[:-1]
+
+    def test_the_readme_counts_the_invariants_each_engine_checks(self) -> None:
+        memory = run_scenario(Scenario())
+        embedded = run_embedded(EmbeddedOptions(clients=10, products=1))
+        shared = set(memory.invariants) & set(embedded.invariants)
+
+        text = " ".join(README.read_text().split())
+        assert (
+            f"the memory engine checks {len(memory.invariants)} (it sees every step), the "
+            f"embedded demo {len(embedded.invariants)} (it reads the database at the end); "
+            f"{len(shared)} are the same on both"
+        ) in text
