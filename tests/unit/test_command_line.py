@@ -97,6 +97,10 @@ class TestUsageErrors:
                 "(see livesell dlq --help)",
             ),
             (
+                ("migrate", "--revision", "nope"),
+                "livesell migrate: --revision 'nope': Can't locate revision identified by 'nope'",
+            ),
+            (
                 ("health", "--port", "0"),
                 "livesell health: --port must be a port number in 1..65535, got '0'",
             ),
