@@ -1,4 +1,5 @@
-"""The newcomer's demo: ``livesell simulate --engine embedded`` as a real process."""
+"""The newcomer's demo: ``livesell simulate --engine embedded`` as a real process; a seed gives
+the same counts on every run, and the README shows them (and counts each engine's invariants)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ line. ``PORT`` is what Railway injects and health-checks
 
 from __future__ import annotations
 
+import argparse
 import http.server
 import io
 import re
@@ -27,7 +28,7 @@ from prometheus_client import generate_latest
 from domain.errors import InvalidSetting
 from domain.tenants import Tenant
 from entrypoints import build_info
-from entrypoints.cli import COMMANDS, main
+from entrypoints.cli import COMMANDS, build_parser, main
 from entrypoints.commands.health import ports_to_probe
 from entrypoints.commands.simulate import Progress
 from entrypoints.commands.webhook import resolve_port
@@ -196,6 +197,13 @@ class TestHelp:
         assert 0 == code
         listed = re.findall(r"^ {4}([a-z]+) ", out, re.MULTILINE)
         assert list(COMMANDS) == listed
+
+    def test_the_one_line_summaries_are_the_commands_own(self) -> None:
+        parser = build_parser()  # every command fully registered
+        (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+
+        own = {action.dest: action.help for action in commands._choices_actions}
+        assert {name: summary for name, (_module, summary) in COMMANDS.items()} == own
 
     def test_help_imports_none_of_the_engines_or_adapters(self) -> None:
         imported = modules_after("--help")
