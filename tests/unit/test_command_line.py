@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import http.server
 import io
+import logging
 import re
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from entrypoints.commands.health import ports_to_probe
 from entrypoints.commands.simulate import Progress
 from entrypoints.commands.webhook import resolve_port
 from entrypoints.metrics import scrape_registry
+from entrypoints.runner import Runner
 from entrypoints.settings import ConfigError
 
 T0 = datetime(2026, 3, 14, 18, 0, tzinfo=UTC)
@@ -186,8 +188,47 @@ class TestVersionAndBuildInfo:
         line = f'livesell_build_info{{commit="5938c75",version="{build_info.version()}"}} 1.0'
         assert line in text.splitlines()
 
-    def test_the_start_up_lines_carry_the_version(self) -> None:
-        assert {"version": build_info.version(), "commit": None} == build_info.log_context()
+    def test_the_worker_s_start_up_line_carries_the_version_and_commit(
+        self, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("LIVESELL_BUILD_COMMIT", "5938c75")
+
+        class Done:
+            name = "done"
+
+            def start(self) -> None:
+                pass
+
+            def run(self, stop: threading.Event) -> None:
+                stop.set()
+
+        with caplog.at_level(logging.INFO):
+            assert 0 == Runner([Done()], grace_seconds=5).run()
+
+        (started,) = [r for r in caplog.records if r.getMessage() == "Worker started successfully"]
+        context = started.context  # type: ignore[attr-defined]
+        assert (build_info.version(), "5938c75") == (context["version"], context["commit"])
+
+    def test_the_webhook_s_start_up_line_carries_the_version_and_commit(
+        self, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from entrypoints.container import build
+        from entrypoints.settings import Settings
+        from entrypoints.webhook_app import create_app
+        from tests.support.testclient import TestClient
+
+        monkeypatch.setenv("LIVESELL_BUILD_COMMIT", "5938c75")
+        container = build(Settings.from_env({}), store="memory")
+
+        with (
+            caplog.at_level(logging.INFO),
+            TestClient(create_app(container, verify_signatures=False)),
+        ):
+            pass
+
+        (started,) = [r for r in caplog.records if r.getMessage() == "Webhook started successfully"]
+        context = started.context  # type: ignore[attr-defined]
+        assert (build_info.version(), "5938c75") == (context["version"], context["commit"])
 
 
 class TestHelp:
