@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import attrs
@@ -10,6 +11,10 @@ from domain.errors import InvalidSetting
 from domain.phones import is_valid_region, normalise_phone, phone_key
 
 DEFAULT_REGION = "FR"
+# A tenant id travels in URLs (the status callback), log lines, metric labels and Redis job ids:
+# 1 to 63 lower-case letters, digits, ``-`` and ``_``, starting with a letter or a digit.
+TENANT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+TENANT_ID_RULE = "1 to 63 lower-case letters, digits, '-' or '_', starting with a letter or digit"
 
 
 @attrs.frozen(kw_only=True)
@@ -35,6 +40,8 @@ class Tenant:
         """A new tenant; the region is checked and the WhatsApp number normalised to E.164."""
         if not id.strip():
             raise InvalidSetting("tenant id must not be empty")
+        if not TENANT_ID_PATTERN.match(id.strip()):
+            raise InvalidSetting(f"tenant id {id.strip()!r} is not valid: use {TENANT_ID_RULE}")
         if not name.strip():
             raise InvalidSetting("tenant name must not be empty")
         region = default_region.upper()

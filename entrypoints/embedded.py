@@ -10,6 +10,11 @@ clients order in bursts (each order that joined the live gets a confirmation thr
 Twilio redelivers some messages, a malformed payload and an unknown tenant are rejected, the
 provider fails now and then, the seller goes quiet past the window and the closing job ends the
 live. The report reads the database.
+
+A seed gives the same counts on every run: the provider draws each attempt's fate from (seed,
+outbox id, attempt), so the confirmations get ids from a sequence in script order (the real
+service's ids are time-ordered and random), and the orders are sent only once the live is open,
+so which of them join it does not depend on the workers' interleaving.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import fakeredis
 import sqlalchemy as sa
 from dependency_injector import providers
 
+from adapters.memory.clock import SequentialIds
 from adapters.sqlalchemy import migrations, tables
 from adapters.system.clock import AcceleratedClock
 from application.outbox import queue_outbound_message
@@ -92,6 +98,7 @@ class _Demo:
         self.redelivered = 0
         self.expected: set[str] = set()
         self.closed_seen: set[str] = set()
+        self.outbox_ids = SequentialIds(f"demo{options.seed}-out")
 
     # -- the shop's side ---------------------------------------------------------------------
 
@@ -154,10 +161,12 @@ class _Demo:
                 tables.inbound_messages.c.provider_message_id,
                 tables.inbound_messages.c.from_phone,
                 tables.inbound_messages.c.correlation_id,
-            ).where(
+            )
+            .where(
                 tables.inbound_messages.c.provider_message_id.in_(orders),
                 tables.inbound_messages.c.live_session_id.is_not(None),
             )
+            .order_by(tables.inbound_messages.c.provider_message_id)
         )
         for _provider_id, phone, correlation_id in rows:
             queue_outbound_message(
@@ -167,7 +176,7 @@ class _Demo:
                 body="Merci ! Votre commande est notée.",
                 correlation_id=correlation_id,
                 clock=self.container.clock(),
-                ids=self.container.ids(),
+                ids=self.outbox_ids,
             )
             self.report.outbound["queued"] += 1
 
@@ -202,8 +211,13 @@ class _Demo:
         self.watch_sessions()
 
 
-def run_embedded(options: EmbeddedOptions | None = None) -> Report:
-    """Run the embedded demo and return its report (invariants checked against the database)."""
+def run_embedded(
+    options: EmbeddedOptions | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> Report:
+    """Run the embedded demo and return its report (invariants checked against the database).
+    ``progress(done, total)`` is called after each stage of the script."""
     options = options or EmbeddedOptions()
     wall = time.perf_counter()
     report = Report(
@@ -248,7 +262,7 @@ def run_embedded(options: EmbeddedOptions | None = None) -> Report:
             thread = threading.Thread(target=part.run, args=(stop,), name=part.name, daemon=True)
             thread.start()
             threads.append(thread)
-        _script(demo, clients, deadline)
+        _script(demo, clients, deadline, progress or (lambda _done, _total: None))
     finally:
         stop.set()
         for thread in threads:
@@ -261,12 +275,19 @@ def run_embedded(options: EmbeddedOptions | None = None) -> Report:
     return report
 
 
-def _script(demo: _Demo, clients: list[str], deadline: float) -> None:
+def _script(
+    demo: _Demo, clients: list[str], deadline: float, progress: Callable[[int, int], None]
+) -> None:
     rng = demo.rng
+    stages = demo.options.products + 4
     early = [demo.say(phone, "bonjour ? c'est quand le live ?") for phone in clients[:3]]
     demo.wait("early messages processed", lambda: demo.processed() >= len(early), deadline)
+    progress(1, stages)
     demo.say(SELLER, "Bonsoir ! Le live commence")
     demo.reject_some()
+    # The orders follow the live's opening, as on a phone: none may overtake it in the workers.
+    demo.wait("the live opened", lambda: demo.processed() >= len(demo.expected), deadline)
+    progress(2, stages)
     for product in range(1, demo.options.products + 1):
         demo.say(SELLER, f"Article {product} : robe en lin, 35 EUR")
         orders = [
@@ -275,6 +296,7 @@ def _script(demo: _Demo, clients: list[str], deadline: float) -> None:
         ]
         demo.wait("orders processed", lambda: demo.processed() >= len(demo.expected), deadline)
         demo.confirm_orders(orders)
+        progress(2 + product, stages)
     demo.wait(
         "outbox drained",
         lambda: (
@@ -286,6 +308,7 @@ def _script(demo: _Demo, clients: list[str], deadline: float) -> None:
         ),
         deadline,
     )
+    progress(stages - 1, stages)
     demo.wait(
         "the live closed after the seller went quiet",
         lambda: (
@@ -297,6 +320,7 @@ def _script(demo: _Demo, clients: list[str], deadline: float) -> None:
         ),
         deadline,
     )
+    progress(stages, stages)
 
 
 def _final_report(demo: _Demo, directory: Path) -> None:

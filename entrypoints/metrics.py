@@ -369,9 +369,27 @@ def scrape_registry(collectors: Sequence[Collector] = ()) -> CollectorRegistry:
         registry.register(_Forward(_registry))
         registry.register(PROCESS_COLLECTOR)
         registry.register(PLATFORM_COLLECTOR)
+    registry.register(BuildInfoCollector())
     for collector in collectors:
         registry.register(collector)
     return registry
+
+
+class BuildInfoCollector(Collector):
+    """``livesell_build_info{version, commit} 1``: which build answers (``commit`` is empty when
+    the build did not know it). Read at scrape time, so it is served once in multi-process mode
+    too."""
+
+    def collect(self) -> Iterable[Metric]:
+        from entrypoints.build_info import commit, version
+
+        family = GaugeMetricFamily(
+            "livesell_build_info",
+            "The running build: its version and, when known at build time, its git commit.",
+            labels=["version", "commit"],
+        )
+        family.add_metric([version(), commit() or ""], 1)
+        yield family
 
 
 class _Forward(Collector):

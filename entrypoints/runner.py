@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from entrypoints.build_info import log_context
 from entrypoints.heartbeat import Heartbeat
 from entrypoints.logs import current_worker
 
@@ -157,7 +158,10 @@ class Runner:
         if not self.stop.is_set():
             log.info(
                 "Worker started successfully",
-                extra={"context": {"parts": [p.name for p in self.parts], "pid": os.getpid()}},
+                extra={
+                    "context": {"parts": [p.name for p in self.parts], "pid": os.getpid()}
+                    | log_context()
+                },
             )
         while not self.stop.wait(0.2):
             pass

@@ -13,6 +13,7 @@ import heapq
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -234,8 +235,11 @@ def _phones(rng: random.Random, count: int, used: set[str]) -> list[str]:
     return phones
 
 
-def run_scenario(scenario: Scenario) -> Report:
-    """Run ``scenario`` on the in-memory adapters under a virtual clock and check invariants."""
+def run_scenario(
+    scenario: Scenario, *, progress: Callable[[int, int], None] | None = None
+) -> Report:
+    """Run ``scenario`` on the in-memory adapters under a virtual clock and check invariants.
+    ``progress(done, total)`` is called after each scripted step."""
     wall = time.perf_counter()
     rng = random.Random(scenario.seed)
     report = Report(scenario)
@@ -304,7 +308,9 @@ def run_scenario(scenario: Scenario) -> Report:
                 return
             clock.set(max(next_due, clock.now()))
 
-    for step in steps:
+    for index, step in enumerate(steps):
+        if progress is not None:
+            progress(index, len(steps))
         send_due_until(step.at)
         clock.set(max(step.at, clock.now()))
         if step.kind == "close":
@@ -320,6 +326,8 @@ def run_scenario(scenario: Scenario) -> Report:
             _inbound(step, store, report, first_results, uow_factory, clock, ids, window)
         _check_sessions(store, report, closed_ids)
     send_due_until(clock.now() + timedelta(hours=1))
+    if progress is not None:
+        progress(len(steps), len(steps))
 
     _final_checks(store, report, provider, policy)
     report.virtual_minutes = (clock.now() - START).total_seconds() / 60

@@ -61,6 +61,7 @@ from application.inbox import (
 )
 from application.spool import Spooled, accept_inbound_message
 from application.webhook_input import WebhookMessage
+from entrypoints.build_info import log_context
 from entrypoints.container import Container, build
 from entrypoints.logs import configure_logging, current_worker
 from entrypoints.metrics import metrics, scrape_registry
@@ -488,6 +489,7 @@ def create_app(container: Container, *, verify_signatures: bool = True) -> Starl
                     "maxBodyBytes": handlers.settings.webhook_max_body_bytes,
                     "pid": os.getpid(),
                 }
+                | log_context()
             },
         )
         await _warn_if_spool_not_durable(handlers.spool)

@@ -212,8 +212,13 @@ def dead_letter_table(letters: Sequence[DeadLetter]) -> str:
 def replay_command(args: argparse.Namespace) -> int:
     from entrypoints.cli import UsageError
 
-    if args.all == bool(args.ids):
-        raise UsageError("name dead letter ids, or --all (not both)")
+    if not args.all and not args.ids:
+        raise UsageError(
+            "name the dead letter ids to replay (see `livesell dlq list`), or --all for every "
+            "one not replayed yet"
+        )
+    if args.all and args.ids:
+        raise UsageError("name dead letter ids or --all, not both")
     if args.ids and (args.tenant or args.source):
         raise UsageError("--tenant and --source select dead letters for --all; not with ids")
     container = build()

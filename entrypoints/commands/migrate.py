@@ -26,13 +26,22 @@ def register(sub: Any) -> None:
 
 
 def migrate(args: argparse.Namespace) -> int:
+    from alembic.util import CommandError
+
+    from entrypoints.cli import UsageError
+
     url: str = build().config.database_url()
     try:
         migrations.upgrade(url, args.revision)
         revision = migrations.current(url)
+    except CommandError as exc:  # an unknown --revision
+        raise UsageError(f"--revision {args.revision!r}: {exc}") from exc
+    except migrations.MigrationsNotFound as exc:
+        print(f"{args.command_name}: {exc}", file=sys.stderr)
+        return 1
     except sa_exc.OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0]
-        print(f"livesell migrate: cannot reach {mask_url(url)}: {reason}", file=sys.stderr)
+        print(f"{args.command_name}: cannot reach {mask_url(url)}: {reason}", file=sys.stderr)
         return 1
     print(f"Database {mask_url(url)} is at revision {revision}")
     return 0

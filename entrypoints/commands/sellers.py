@@ -53,7 +53,8 @@ def store_errors(handler: Handler) -> Handler:
             raise UsageError(str(exc)) from exc
         except StoreUnavailable as exc:
             hint = " (has `livesell migrate` been run?)" if "table" in str(exc) else ""
-            print(f"livesell {args.command}: {exc}{hint}", file=sys.stderr)
+            name = getattr(args, "command_name", f"livesell {args.command}")
+            print(f"{name}: {exc}{hint}", file=sys.stderr)
             return 1
 
     return run

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+from collections.abc import Mapping
 from typing import Any
 
 DEFAULT_HOST = "127.0.0.1"
@@ -64,7 +65,7 @@ def serve(args: argparse.Namespace) -> int:
         raise ConfigError("TWILIO_AUTH_TOKEN", TOKEN_REQUIRED)
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
-    port = args.port if args.port is not None else int(os.environ.get("PORT") or DEFAULT_PORT)
+    port = resolve_port(args.port, os.environ)
     configure_logging(settings.log_format, settings.log_level)
     current_worker.set(WORKER_NAME)
     require_schema_at_head(settings.database_url)
@@ -90,6 +91,22 @@ def serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     return 0
+
+
+def resolve_port(explicit: int | None, environ: Mapping[str, str]) -> int:
+    """``--port``, else ``PORT`` (set by Railway and Heroku-style platforms), else 8000. A start
+    command needs no ``$PORT`` then, which a platform starting it without a shell would pass
+    literally. Raises ConfigError for a PORT that is not a port number."""
+    from entrypoints.settings import ConfigError
+
+    if explicit is not None:
+        return explicit
+    raw = (environ.get("PORT") or "").strip()
+    if not raw:
+        return DEFAULT_PORT
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise ConfigError("PORT", f"must be a port number in 1..65535, got {raw!r}")
+    return int(raw)
 
 
 def _stopped(_signum: int, _frame: object) -> None:

@@ -1,14 +1,18 @@
-"""The newcomer's demo: ``livesell simulate --engine embedded`` as a real process."""
+"""The newcomer's demo: ``livesell simulate --engine embedded`` as a real process; a seed gives
+the same counts on every run, and the README shows them (and counts each engine's invariants)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from entrypoints.cli import main
 from entrypoints.embedded import EmbeddedOptions, run_embedded
+from entrypoints.simulation import Scenario, run_scenario
 
 
 class TestEmbeddedDemo:
@@ -38,3 +42,39 @@ class TestEmbeddedDemo:
 
         assert report.ok, report.violations
         assert report.outbound["retried"] > 0
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _readme_sample() -> list[str]:
+    """The demo report shown in the README, without its last line (the wall time varies)."""
+    text = README.read_text()
+    start = text.index("```\nlivesell demo (embedded")
+    block = text[start + 4 : text.index("```", start + 4)]
+    return block.strip().splitlines()[:-1]
+
+
+class TestTheSeededDemo:
+    def test_the_same_seed_gives_the_same_counts_and_the_readme_shows_them(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        reports = []
+        for _ in range(2):  # `make demo`: livesell simulate --engine embedded
+            assert 0 == main(["simulate", "--engine", "embedded", "--no-progress"])
+            reports.append(capsys.readouterr().out.strip().splitlines()[:-1])
+
+        assert reports[0] == reports[1]
+        assert _readme_sample() == reports[0]
+
+    def test_the_readme_counts_the_invariants_each_engine_checks(self) -> None:
+        memory = run_scenario(Scenario())
+        embedded = run_embedded(EmbeddedOptions(clients=10, products=1))
+        shared = set(memory.invariants) & set(embedded.invariants)
+
+        text = " ".join(README.read_text().split())
+        assert (
+            f"the memory engine checks {len(memory.invariants)} (it sees every step), the "
+            f"embedded demo {len(embedded.invariants)} (it reads the database at the end); "
+            f"{len(shared)} are the same on both"
+        ) in text

@@ -247,8 +247,8 @@ class TestList:
 
         assert (2, "") == (code, out)
         assert [
-            "livesell dlq: --since 'yesterday': use ISO-8601 (2026-03-02T18:00:00Z) or an age such"
-            " as 30m, 1h, 2d, 1w"
+            "livesell dlq list: --since 'yesterday': use ISO-8601 (2026-03-02T18:00:00Z) or an age"
+            " such as 30m, 1h, 2d, 1w"
         ] == err.splitlines()
 
 
@@ -458,15 +458,15 @@ class TestReplayInput:
 
         assert (2, "") == (code, out)
         assert [
-            "livesell dlq: unknown dead letter id(s): dl-nope; nothing replayed"
+            "livesell dlq replay: unknown dead letter id(s): dl-nope; nothing replayed"
         ] == err.splitlines()
         assert ops.letter(letter.id).replayed_at is None
 
     @pytest.mark.parametrize(
         ("argv", "problem"),
         [
-            ((), "name dead letter ids, or --all (not both)"),
-            (("dl-1", "--all"), "name dead letter ids, or --all (not both)"),
+            ((), "name the dead letter ids to replay (see `livesell dlq list`), or --all"),
+            (("dl-1", "--all"), "name dead letter ids or --all, not both"),
             (("dl-1", "--tenant", "shop-a"), "--tenant and --source select dead letters for --all"),
         ],
     )
