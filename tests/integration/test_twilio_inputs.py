@@ -589,7 +589,7 @@ class TestNothingSignedIsRefusedWithoutATrace:
         def broken(*_args: object, **_kwargs: object) -> None:
             raise ValueError("boom: Je prends le rouge")
 
-        monkeypatch.setattr(webhook_app, "receive_inbound_message", broken)
+        monkeypatch.setattr(webhook_app, "accept_inbound_message", broken)
         form = twilio_form("SM" + "0" * 31 + "6", Body="Je prends le rouge")
 
         with caplog.at_level(logging.INFO, logger="livesell"):
