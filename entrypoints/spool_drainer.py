@@ -17,6 +17,7 @@ import time
 
 from application.spool import DrainReport, drain_spool
 from entrypoints.container import Container
+from entrypoints.heartbeat import Heartbeat
 from ports.clock import Clock, IdGenerator
 from ports.queue import InboundQueue
 from ports.spool import Spool, SpoolUnavailable
@@ -52,6 +53,7 @@ class SpoolDrainer:
         self.idle_seconds = idle_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self.drained = 0
+        self.heartbeat = Heartbeat()
 
     def start(self) -> None:
         """Connects to nothing that must answer now: Redis may be down; the first pass says."""
@@ -115,6 +117,7 @@ class SpoolDrainer:
                     failures = 0
                     if report.drained >= BATCH_LIMIT:
                         wait = 0.0
+            self.heartbeat.beat(away=wait)
             stop.wait(wait)
         log.info("Spool drainer stopped", extra={"context": {"drained": self.drained}})
 

@@ -231,7 +231,8 @@ class TestAnUnmigratedDatabase:
 
         lines = done.stderr.strip().splitlines()
         assert (2, 1) == (done.returncode, len(lines)), done.stderr
-        assert lines[0].startswith(f"livesell {command[0]}: DATABASE_URL: the database schema")
+        name = " ".join(w for w in command[:2] if not w.startswith("-"))  # the full command name
+        assert lines[0].startswith(f"livesell {name}: DATABASE_URL: the database schema")
         assert "never migrated" in lines[0]
         assert "run `livesell migrate`" in lines[0]
         assert "Worker started successfully" not in done.stdout + done.stderr

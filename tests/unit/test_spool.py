@@ -341,6 +341,7 @@ class TestSpoolDrainerPart:
         thread.start()
         time.sleep(0.3)
         assert (0, 3) == (part.drained, spool.depth()), "nothing drained while the store is down"
+        assert part.heartbeat.read().last is not None, "its loop beats for /healthz"
 
         store.down = False
         deadline = time.monotonic() + 5
