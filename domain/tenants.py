@@ -38,10 +38,7 @@ class Tenant:
         default_region: str = DEFAULT_REGION,
     ) -> Tenant:
         """A new tenant; the region is checked and the WhatsApp number normalised to E.164."""
-        if not id.strip():
-            raise InvalidSetting("tenant id must not be empty")
-        if not TENANT_ID_PATTERN.match(id.strip()):
-            raise InvalidSetting(f"tenant id {id.strip()!r} is not valid: use {TENANT_ID_RULE}")
+        check_tenant_id(id)
         if not name.strip():
             raise InvalidSetting("tenant name must not be empty")
         region = default_region.upper()
@@ -89,3 +86,11 @@ class Seller:
             name=name,
             created_at=now,
         )
+
+
+def check_tenant_id(id: str) -> None:
+    """Raises InvalidSetting unless ``id`` follows ``TENANT_ID_PATTERN``."""
+    if not id.strip():
+        raise InvalidSetting("tenant id must not be empty")
+    if not TENANT_ID_PATTERN.match(id.strip()):
+        raise InvalidSetting(f"tenant id {id.strip()!r} is not valid: use {TENANT_ID_RULE}")

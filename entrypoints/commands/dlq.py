@@ -208,8 +208,7 @@ def dead_letter_table(letters: Sequence[DeadLetter]) -> str:
 # -- replay -------------------------------------------------------------------------------------
 
 
-@store_errors
-def replay_command(args: argparse.Namespace) -> int:
+def _check_replay(args: argparse.Namespace) -> None:
     from entrypoints.cli import UsageError
 
     if not args.all and not args.ids:
@@ -221,6 +220,12 @@ def replay_command(args: argparse.Namespace) -> int:
         raise UsageError("name dead letter ids or --all, not both")
     if args.ids and (args.tenant or args.source):
         raise UsageError("--tenant and --source select dead letters for --all; not with ids")
+
+
+@store_errors(check=_check_replay)
+def replay_command(args: argparse.Namespace) -> int:
+    from entrypoints.cli import UsageError
+
     container = build()
     uow_factory = container.uow_factory()
     limited = False

@@ -6,7 +6,7 @@ import argparse
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 from application.tenants import add_seller
 from domain.errors import UnknownTenant
@@ -37,27 +37,40 @@ def register(sub: Any) -> None:
     listing.set_defaults(handler=list_command)
 
 
-def store_errors(handler: Handler) -> Handler:
+@overload
+def store_errors(handler: Handler) -> Handler: ...
+@overload
+def store_errors(
+    *, check: Callable[[argparse.Namespace], None]
+) -> Callable[[Handler], Handler]: ...
+def store_errors(
+    handler: Handler | None = None, *, check: Callable[[argparse.Namespace], None] | None = None
+) -> Handler | Callable[[Handler], Handler]:
     """A schema not at head (``SchemaNotAtHead``, exit 2 naming ``livesell migrate``) and a
     duplicate are the operator's to fix (exit 2); an unreachable store is one line on stderr and
-    exit 1."""
+    exit 1. ``check`` validates the arguments first: a usage error needs no database."""
 
-    @functools.wraps(handler)
-    def run(args: argparse.Namespace) -> int:
-        from entrypoints.cli import UsageError
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def run(args: argparse.Namespace) -> int:
+            from entrypoints.cli import UsageError
 
-        require_schema_at_head(Settings.from_env().database_url)
-        try:
-            return handler(args)
-        except AlreadyExists as exc:
-            raise UsageError(str(exc)) from exc
-        except StoreUnavailable as exc:
-            hint = " (has `livesell migrate` been run?)" if "table" in str(exc) else ""
-            name = getattr(args, "command_name", f"livesell {args.command}")
-            print(f"{name}: {exc}{hint}", file=sys.stderr)
-            return 1
+            if check is not None:
+                check(args)
+            require_schema_at_head(Settings.from_env().database_url)
+            try:
+                return handler(args)
+            except AlreadyExists as exc:
+                raise UsageError(str(exc)) from exc
+            except StoreUnavailable as exc:
+                hint = " (has `livesell migrate` been run?)" if "table" in str(exc) else ""
+                name = getattr(args, "command_name", f"livesell {args.command}")
+                print(f"{name}: {exc}{hint}", file=sys.stderr)
+                return 1
 
-    return run
+        return run
+
+    return decorate(handler) if handler is not None else decorate
 
 
 @store_errors

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from application.tenants import add_tenant
-from domain.tenants import DEFAULT_REGION
+from domain.tenants import DEFAULT_REGION, check_tenant_id
 from entrypoints.commands.sellers import store_errors
 from entrypoints.container import build
 
@@ -34,7 +34,11 @@ def register(sub: Any) -> None:
     listing.set_defaults(handler=list_command)
 
 
-@store_errors
+def _check_add(args: argparse.Namespace) -> None:
+    check_tenant_id(args.tenant_id)
+
+
+@store_errors(check=_check_add)
 def add_command(args: argparse.Namespace) -> int:
     container = build()
     tenant = add_tenant(

@@ -34,6 +34,7 @@ from entrypoints.commands.health import ports_to_probe
 from entrypoints.commands.simulate import Progress
 from entrypoints.commands.webhook import resolve_port
 from entrypoints.metrics import scrape_registry
+from entrypoints.heartbeat import Heartbeat
 from entrypoints.runner import Runner
 from entrypoints.settings import ConfigError
 
@@ -195,11 +196,13 @@ class TestVersionAndBuildInfo:
 
         class Done:
             name = "done"
+            heartbeat = Heartbeat()
 
             def start(self) -> None:
                 pass
 
             def run(self, stop: threading.Event) -> None:
+                stop.wait(0.5)  # the line is not logged once a stop has been asked for
                 stop.set()
 
         with caplog.at_level(logging.INFO):
