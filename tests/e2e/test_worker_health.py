@@ -138,8 +138,15 @@ class TestHealthOfARealWorker:
 
             proxy.pause()
             started = time.monotonic()
-            sick = wait_for(
-                lambda: (r := get(healthz)) is not None and r.status_code == 503 and r, 15, "503"
+            sick = wait_for(  # each part stalls on its own wait: until both are named
+                lambda: (
+                    (r := get(healthz)) is not None
+                    and r.status_code == 503
+                    and "close-inactive-live-sessions" in r.json()["failed"]
+                    and r
+                ),
+                15,
+                "503 naming the closer",
             )
             noticed_after = time.monotonic() - started
             failed = sick.json()["failed"]
@@ -192,6 +199,7 @@ class TestHealthOfARealWorker:
             "outbox-sender",
             "close-inactive-live-sessions",
             "inbox-reconciler",
+            "spool-drainer",
         } == set(health.json()["parts"])
         assert (200, "livesell_outbox_sends_total" in metrics.text) == (metrics.status_code, True)
         assert (200, {"postgres": "ok", "schema": "ok", "redis": "ok"}) == (

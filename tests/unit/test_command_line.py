@@ -33,8 +33,8 @@ from entrypoints.cli import COMMANDS, build_parser, main
 from entrypoints.commands.health import ports_to_probe
 from entrypoints.commands.simulate import Progress
 from entrypoints.commands.webhook import resolve_port
-from entrypoints.metrics import scrape_registry
 from entrypoints.heartbeat import Heartbeat
+from entrypoints.metrics import scrape_registry
 from entrypoints.runner import Runner
 from entrypoints.settings import ConfigError
 
