@@ -308,7 +308,7 @@ class TestTheInstalledPackage:
         lines = done.stdout.splitlines()
         assert ["DATABASE_URL", "postgresql+psycopg://u:***@db.internal/app"] == lines[0].split()
         assert "secret" not in done.stdout
-        assert lines[-1].split() == ["PARTS", "webhook,outbox,closer,reconciler"]
+        assert lines[-1].split() == ["PARTS", "webhook,outbox,closer,reconciler,spool"]
 
     def test_health_fails_in_one_line_when_nothing_answers(self, image: Image) -> None:
         done = image.livesell("health", HEALTH_PORT="9", PORT="")
