@@ -22,7 +22,8 @@ recorded rows / (last ``processed_at`` - first ``processed_at``), read from the 
 start-up and enqueueing do not count. Each run's outcome is checked against the payloads (every
 message recorded once, the right seller/client split, session counters equal to the attached
 messages): a worker that does less work fails the bench instead of winning it. So does a NOT NULL
-column without default that the Node worker does not fill (the schema grows).
+column without default that the Node worker does not fill (the schema grows), and a column it
+does not know that livesell fills with values where the Node worker leaves the default.
 
 Scenarios: **20 tenants** (``--messages``, 5,000; 30 % seller messages, 2 sellers per tenant) and
 **hot live** (1 tenant, 2,000 clients, 10 % seller messages, every message touching the one
@@ -409,6 +410,35 @@ def outcome(engine: sa.Engine) -> dict[str, Any]:
     }
 
 
+def distinct_values(engine: sa.Engine, columns: list[str]) -> dict[str, int]:
+    """How many distinct values each column the Node worker does not know holds after a run."""
+    out = {}
+    with engine.connect() as connection:
+        for qualified in columns:
+            table, column = qualified.split(".")
+            out[qualified] = int(
+                connection.exec_driver_sql(
+                    f'SELECT count(DISTINCT "{column}"::text) FROM "{table}"'
+                ).scalar_one()
+            )
+    return out
+
+
+def unfilled(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """A column livesell fills with more distinct values than a BullMQ run left: the Node worker
+    does less work than livesell, so its figure would be wrong."""
+    ours = runs.get("livesell", {}).get("unknown_columns_distinct", {})
+    problems = []
+    for name, got in runs.items():
+        for column, count in got.get("unknown_columns_distinct", {}).items():
+            if name != "livesell" and count < ours.get(column, 0):
+                problems.append(
+                    f"{name}: livesell fills {column} ({ours[column]} distinct values) and"
+                    f" bench/original_worker/worker.mjs does not ({count}); add it to its SQL"
+                )
+    return problems
+
+
 def verify(name: str, got: dict[str, Any], items: list[dict[str, Any]], scenario: Scenario,
            touches_before: int) -> list[str]:  # fmt: skip
     """What must hold after any correct worker drained ``items``."""
@@ -542,6 +572,7 @@ class Bench:
                 items = scenario.payloads(f"{n:02d}")
                 run(items, tag)
                 got = outcome(engine)
+                got["unknown_columns_distinct"] = distinct_values(engine, unknown)
                 problems += verify(name, got, items, scenario, touches)
                 runs[name] = got
                 say(
@@ -553,6 +584,7 @@ class Bench:
                 runs["profile"] = profile_use_case(url, engine, scenario, self.args.profile)
             engine.dispose()
         self.redis.flushdb()
+        problems += unfilled(runs)
         if problems:
             raise SystemExit("vs_original: a run's outcome is wrong:\n  " + "\n  ".join(problems))
         best = max(
