@@ -9,6 +9,7 @@ STAMP  := $(VENV)/.installed
 help:
 	@echo "make demo   set up and run a live-selling scenario end to end (embedded default)"
 	@echo "make test   set up, then lint, type-check, check the import contracts and run every test"
+	@echo "make bench  run every benchmark (short settings, ~15 min) and print one table of targets"
 
 # Every dependency from the lock file (hashes checked), then the project itself with no resolution.
 $(STAMP): pyproject.toml setup.py requirements-dev.lock
@@ -45,6 +46,10 @@ imports: $(STAMP)
 
 test: lint typecheck imports
 	$(BIN)/pytest
+
+# Not part of `make test`: it loads the machine for minutes (bench/summary.py says how).
+bench: $(STAMP)
+	$(BIN)/python bench/summary.py
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit

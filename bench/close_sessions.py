@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from support import DEFAULT_SERVER, bench_database
+from support import DEFAULT_SERVER, bench_database, json_output
 
 from adapters.memory.clock import FixedClock
 from adapters.sqlalchemy import tables
@@ -99,9 +99,10 @@ def main() -> int:
     parser.add_argument("--server", default=DEFAULT_SERVER)
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=100, help="CLOSE_BATCH_LIMIT")
+    parser.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
     args = parser.parse_args()
 
-    with bench_database(args.server) as url:
+    with json_output(args.json) as figures, bench_database(args.server) as url:
         engine = build_engine(url, pool_size=4)
         uow_factory = SqlUnitOfWorkFactory(engine)
 
@@ -116,6 +117,7 @@ def main() -> int:
             f"  ({report.closed_count / one:,.0f} sessions/s, {report.batches} batches)"
         )
         print(f"  after: active={active} closed={closed} closed-events={events}")
+        figures["one_closer_sessions_per_s"] = report.closed_count / one
 
         seed(engine, args.sessions)
         reports: list[CloseReport] = []
@@ -143,6 +145,8 @@ def main() -> int:
             f"  after: active={active} closed={closed} closed-events={events}"
             f" -> each closed once: {closed == events == sum(by_closer) == args.sessions}"
         )
+        figures["two_closers_sessions_per_s"] = sum(by_closer) / two
+        figures["each_closed_once"] = closed == events == sum(by_closer) == args.sessions
 
         original_runs = -(-args.sessions // ORIGINAL_PER_RUN)
         original_hours = (original_runs - 1) * ORIGINAL_INTERVAL_MINUTES / 60

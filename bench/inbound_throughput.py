@@ -54,7 +54,7 @@ import sqlalchemy as sa
 from redis import Redis
 from rq import Queue
 from rq.utils import utcparse
-from support import ROOT, bench_database
+from support import ROOT, bench_database, json_output
 
 from adapters.rq.connection import redis_connection
 from adapters.rq.queue import RqInboundQueue
@@ -635,7 +635,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", action="store_true", help="also compare RQ worker models")
     parser.add_argument("--rss-jobs", type=int, default=0, help="a long run sampling RSS")
     parser.add_argument("--only", default="", help="comma-separated runs to do")
+    parser.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
     args = parser.parse_args(argv)
+    with json_output(args.json) as figures:
+        figures.update(run(args))
+    return 0
+
+
+def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     if args.redis_db == 0 or 8 <= args.redis_db <= 15:
         raise SystemExit("--redis-db: use a database no one else uses (not 0, not 8-15)")
     probe = Redis.from_url(f"redis://127.0.0.1:6379/{args.redis_db}")
@@ -684,7 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if "rq-noop" in floor:
                 line += f", {ours / floor['rq-noop']['msg_per_s'] * 100:.0f} % of stock RQ's"
             print(line)
-    return 0
+    return floor
 
 
 if __name__ == "__main__":

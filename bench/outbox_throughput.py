@@ -6,6 +6,8 @@ real sender process (``livesell worker --only outbox``), prints the figures and 
 Scenarios:
   throughput-0ms       messages/s with provider latency 0 ms (one sender process)
   throughput-0ms-2proc the same with two sender processes
+  defaults-0ms         the same on the defaults of OUTBOX_BATCH_SIZE and OUTBOX_SEND_CONCURRENCY
+                       (the rate limit lifted: the sender's own cost, what operators run)
   one-number-200ms     messages/s at 200 ms for one sender number limited to 80/s
   four-numbers-200ms   messages/s at 200 ms over four tenants with their own numbers (80/s each)
   idle-latency         p50/p99 from row written to ``sent`` when the outbox is idle (0 ms)
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from support import ROOT, bench_database
+from support import ROOT, bench_database, json_output
 
 from adapters.simulated.provider import SimulatedMessagingProvider
 from adapters.sqlalchemy.engine import build_engine
@@ -48,6 +50,7 @@ NUMBERS = ["+33199000001", "+33199000002", "+33199000003", "+33199000004"]
 SCENARIOS = (
     "throughput-0ms",
     "throughput-0ms-2proc",
+    "defaults-0ms",
     "one-number-200ms",
     "four-numbers-200ms",
     "idle-latency",
@@ -325,7 +328,13 @@ def main() -> None:
     parser.add_argument("--original-seconds", type=float, default=20.0)
     parser.add_argument("--idle-samples", type=int, default=150)
     parser.add_argument("--only", default=",".join(SCENARIOS))
+    parser.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
     args = parser.parse_args()
+    with json_output(args.json) as figures:
+        figures.update(run(args))
+
+
+def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     results: dict[str, dict[str, Any]] = {}
     log_dir = Path(tempfile.mkdtemp(prefix="livesell-bench-"))
@@ -363,6 +372,18 @@ def main() -> None:
                     outbox_rate_limit_per_second="10000",
                 )
                 report("throughput-0ms-2proc", results["throughput-0ms-2proc"])
+            if "defaults-0ms" in chosen:
+                results["defaults-0ms"] = run_backlog(
+                    url,
+                    engine,
+                    log_dir,
+                    "defaults-0ms",
+                    {f"shop-{n}": None for n in range(4)},
+                    args.messages,
+                    simulated_latency_ms="0",
+                    outbox_rate_limit_per_second="10000",
+                )
+                report("defaults-0ms", results["defaults-0ms"])
             if "one-number-200ms" in chosen:
                 results["one-number-200ms"] = run_backlog(
                     url,
@@ -401,6 +422,7 @@ def main() -> None:
             engine.dispose()
 
     summary(results)
+    return results
 
 
 def report(name: str, result: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from support import START_POSTGRES, bench_database
+from support import START_POSTGRES, bench_database, json_output
 
 from adapters.memory.clock import FixedClock, SequentialIds
 from adapters.sqlalchemy.engine import build_engine
@@ -49,6 +49,11 @@ def seller_phone(t: int) -> str:
 class Result:
     def __init__(self, name: str, unit: str, timings: list[float], per: int = 1) -> None:
         self.name, self.unit, self.timings, self.per = name, unit, timings, per
+
+    def figures(self) -> dict[str, float]:
+        ms = [t * 1000 for t in self.timings]
+        mean = statistics.fmean(ms)
+        return {"n": len(ms), "mean_ms": mean, "per_s": 1000 / mean * self.per}
 
     def row(self) -> str:
         ms = sorted(t * 1000 for t in self.timings)
@@ -171,7 +176,7 @@ def round_trips_per_inbound(engine: Engine, uow_factory: SqlUnitOfWorkFactory) -
     return lines
 
 
-def run(server: str, seconds: float) -> None:
+def run(server: str, seconds: float) -> dict[str, dict[str, float]]:
     with bench_database(server) as url:
         engine = build_engine(url, pool_size=5)
         uow_factory = SqlUnitOfWorkFactory(engine)
@@ -333,15 +338,18 @@ def run(server: str, seconds: float) -> None:
         for line in round_trips_per_inbound(engine, uow_factory):
             print(line)
         engine.dispose()
+    return {result.name: result.figures() for result in results}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432")
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
     args = parser.parse_args()
     try:
-        run(args.server, args.seconds)
+        with json_output(args.json) as figures:
+            figures.update(run(args.server, args.seconds))
     except sa.exc.OperationalError as exc:
         print(f"cannot reach Postgres at {args.server}: {exc.orig}", file=sys.stderr)
         print(f"Start it with: {START_POSTGRES}", file=sys.stderr)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -44,3 +46,20 @@ def bench_database(server: str = DEFAULT_SERVER, prefix: str = "livesell_bench")
         with admin.connect() as connection:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+@contextmanager
+def json_output(enabled: bool) -> Iterator[dict[str, Any]]:
+    """``--json`` for a benchmark: while it runs, its usual lines go to stderr; on the way out the
+    dict it filled is printed on stdout as one JSON document (for bench/summary.py)."""
+    figures: dict[str, Any] = {}
+    if not enabled:
+        yield figures
+        return
+    stdout = sys.stdout
+    sys.stdout = sys.stderr
+    try:
+        yield figures
+    finally:
+        sys.stdout = stdout
+    print(json.dumps(figures, indent=2, default=str))

@@ -31,11 +31,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 from redis import Redis
-from support import ROOT, bench_database
+from support import ROOT, bench_database, json_output
 from twilio.request_validator import RequestValidator
 
 from adapters.sqlalchemy.engine import build_engine
@@ -85,8 +86,19 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
+FIGURES: dict[str, Any] = {}
+
+
 def report(name: str, latencies: list[float], statuses: dict[int, int], elapsed: float) -> None:
     ms = [v * 1000 for v in latencies]
+    FIGURES[name.strip()] = {
+        "requests": len(ms),
+        "requests_per_s": len(ms) / elapsed,
+        "p50_ms": percentile(ms, 0.50),
+        "p99_ms": percentile(ms, 0.99),
+        "max_ms": max(ms),
+        "statuses": statuses,
+    }
     print(
         f"{name:>7}: {len(ms)} requests in {elapsed:.2f} s = {len(ms) / elapsed:,.0f} requests/s;"
         f" latency ms p50 {percentile(ms, 0.50):.1f}  p90 {percentile(ms, 0.90):.1f}"
@@ -222,7 +234,11 @@ def wrk_burst(
     )
     command = ["wrk", "-t2", f"-c{concurrency}", f"-d{seconds:.0f}s", "-s", str(script), base_url]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    print(next(line for line in output.splitlines() if line.startswith("  burst:")))
+    line = next(line for line in output.splitlines() if line.startswith("  burst:"))
+    print(line)
+    rate = float(line.split(" = ")[1].split()[0])
+    p99 = float(line.split(" p99 ")[1].split()[0])
+    FIGURES["burst"] = {"requests_per_s": rate, "p99_ms": p99, "client": "wrk"}
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -256,7 +272,14 @@ def main() -> None:
         help="burst load generator (wrk: apt-get install wrk; runs --burst-seconds)",
     )
     parser.add_argument("--burst-seconds", type=float, default=30.0)
+    parser.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
     args = parser.parse_args()
+    with json_output(args.json) as figures:
+        run(args)
+        figures.update(FIGURES)
+
+
+def run(args: argparse.Namespace) -> None:
 
     redis_url = f"redis://127.0.0.1:6379/{args.redis_db}"
     redis = Redis.from_url(redis_url)
