@@ -33,6 +33,7 @@ All three:
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
@@ -53,6 +54,18 @@ from ports.unit_of_work import UnitOfWorkFactory
 POSTGRES_SERVER = os.environ.get("LIVESELL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 BACKENDS = ("memory", "sqlite", "postgres")
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored() -> Iterator[None]:
+    """Put the root logger back as it was: commands run in-process (``simulate`` sets it to
+    CRITICAL) must not silence the ERROR records later tests read, e.g. what Sentry's logging
+    integration turns into events."""
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
 
 
 def _server_url(database: str) -> sa.URL:

@@ -158,11 +158,6 @@ class _OutboxProviderBug:
 
 
 class TestSentryFromTheOutboxSender:
-    @pytest.mark.xfail(
-        strict=False,
-        reason="passes alone and with its module; fails only late in a full run (an order"
-        " dependence not yet found): open defect, see the closing note of this stop",
-    )
     def test_an_untranslated_provider_error_reaches_sentry_with_the_messages_tags(
         self, sentry_events: None
     ) -> None:
