@@ -1,0 +1,82 @@
+"""The inbound messages repository (``ports.repositories.InboundMessageRepository``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from adapters.sqlalchemy import mappers
+from adapters.sqlalchemy.repositories.base import Repository
+from adapters.sqlalchemy.tables import inbound_messages
+from domain.inbound import RECEIVED_STATE, InboundRecord, InboundState
+from ports.repositories import DuplicateInboundMessage
+
+
+class SqlInboundMessageRepository(Repository):
+    def get(self, tenant_id: str, provider_message_id: str) -> InboundRecord | None:
+        statement = sa.select(inbound_messages).where(
+            inbound_messages.c.tenant_id == tenant_id,
+            inbound_messages.c.provider_message_id == provider_message_id,
+        )
+        row = self._tx.execute(statement).first()
+        return mappers.inbound_to_domain(row._mapping) if row else None
+
+    def add(self, record: InboundRecord) -> None:
+        if not self._insert_ignoring_conflict(inbound_messages, mappers.inbound_to_row(record)):
+            raise DuplicateInboundMessage(f"inbound message {record.provider_message_id!r} exists")
+        self._tx.add_events(record.pull_events())
+
+    def save(self, record: InboundRecord, *, was: InboundState = RECEIVED_STATE) -> bool:
+        values = mappers.inbound_to_row(record)
+        for key in ("id", "tenant_id", "provider_message_id"):
+            del values[key]
+        column = inbound_messages.c.dead_letter_id
+        statement = (
+            sa.update(inbound_messages)
+            .where(
+                inbound_messages.c.tenant_id == record.tenant_id,
+                inbound_messages.c.provider_message_id == record.provider_message_id,
+                inbound_messages.c.id == record.id,
+                inbound_messages.c.status == was.status.value,
+                column.is_(None) if was.dead_letter_id is None else column == was.dead_letter_id,
+            )
+            .values(values)
+        )
+        applied = self._tx.execute(statement).rowcount == 1
+        events = record.pull_events()
+        if applied:
+            self._tx.add_events(events)
+        return applied
+
+    def list_received_before(
+        self, cutoff: datetime, limit: int, *, after: tuple[datetime, str] | None = None
+    ) -> Sequence[InboundRecord]:
+        c = inbound_messages.c
+        statement = sa.select(inbound_messages).where(
+            c.status == "received", c.received_at < cutoff
+        )
+        if after is not None:
+            # Spelled out rather than a row-value comparison: SQLite's planner then uses the
+            # partial index on received_at too.
+            statement = statement.where(
+                sa.or_(
+                    c.received_at > after[0], sa.and_(c.received_at == after[0], c.id > after[1])
+                )
+            )
+        statement = statement.order_by(c.received_at, c.id).limit(limit)
+        return [mappers.inbound_to_domain(r._mapping) for r in self._tx.execute(statement)]
+
+    def has_waiting(self, tenant_id: str, since: datetime, until: datetime) -> bool:
+        statement = sa.select(
+            sa.select(inbound_messages.c.id)
+            .where(
+                inbound_messages.c.tenant_id == tenant_id,
+                inbound_messages.c.status == "received",
+                inbound_messages.c.received_at >= since,
+                inbound_messages.c.received_at <= until,
+            )
+            .exists()
+        )
+        return bool(self._tx.execute(statement).scalar())

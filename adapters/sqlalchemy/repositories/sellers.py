@@ -1,0 +1,41 @@
+"""The seller directory (``ports.repositories.SellerDirectory``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from adapters.sqlalchemy import mappers
+from adapters.sqlalchemy.repositories.base import Repository
+from adapters.sqlalchemy.tables import sellers, tenants
+from domain.tenants import Seller
+from ports.repositories import AlreadyExists
+
+
+class SqlSellerDirectory(Repository):
+    def find_by_key(self, tenant_id: str, phone_key: str) -> Seller | None:
+        statement = sa.select(sellers).where(
+            sellers.c.tenant_id == tenant_id, sellers.c.phone_key == phone_key
+        )
+        row = self._tx.execute(statement).first()
+        return mappers.seller_to_domain(row._mapping) if row else None
+
+    def add(self, seller: Seller) -> None:
+        try:
+            with self._tx.savepoint():
+                self._tx.execute(sa.insert(sellers).values(mappers.seller_to_row(seller)))
+        except sa_exc.IntegrityError as exc:
+            exists = sa.select(tenants.c.id).where(tenants.c.id == seller.tenant_id)
+            if self._tx.execute(exists).first() is None:
+                raise AlreadyExists(f"tenant {seller.tenant_id!r} does not exist") from exc
+            raise AlreadyExists("the tenant already has a seller with this phone") from exc
+
+    def list(self, tenant_id: str) -> Sequence[Seller]:
+        statement = (
+            sa.select(sellers)
+            .where(sellers.c.tenant_id == tenant_id)
+            .order_by(sellers.c.created_at, sellers.c.id)
+        )
+        return [mappers.seller_to_domain(r._mapping) for r in self._tx.execute(statement)]
