@@ -11,25 +11,20 @@
 
 Thin on purpose (STYLE rule 9): read and verify the request, call a use case of
 ``application.inbox``, and map its outcome to an HTTP status in one place (``HttpProblem`` for
-every refusal). Every request is verified before any work: the ``X-Twilio-Signature`` is computed
-over the public URL Twilio called (``WEBHOOK_PUBLIC_BASE_URL`` + path + query when set, since a
-proxy such as Railway's changes the scheme and host; else the URL the request came to) and the
-form parameters, which is why the form is read (bounded, strictly decoded) before the check.
+every refusal, answered by ``entrypoints.webhook_problems``). Every request is verified before any
+work (``entrypoints.webhook_signatures``); the form is read by ``entrypoints.twilio_form``;
+uvicorn serves the app through ``entrypoints.webhook_server``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import re
-import socket
-import traceback
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import parse_qsl
 
 import anyio
 import sqlalchemy as sa
@@ -40,13 +35,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
-from twilio.request_validator import (
-    SIGNATURE_HEADER,
-    SIGNATURE_SETTINGS_HEADER,
-    RequestValidator,
-    get_signature_algorithm,
-)
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from application.inbound import RejectReason
 from application.inbox import (
@@ -62,13 +50,14 @@ from application.inbox import (
 from application.spool import Spooled, accept_inbound_message
 from application.webhook_input import WebhookMessage
 from entrypoints.build_info import log_context
-from entrypoints.container import Container, build
-from entrypoints.logs import configure_logging, current_worker
+from entrypoints.container import Container
+from entrypoints.logs import current_worker
 from entrypoints.metrics import metrics, scrape_registry
-from entrypoints.observability import init_sentry
 from entrypoints.schema import check_schema
-from entrypoints.settings import ConfigError, Settings
+from entrypoints.settings import ConfigError
 from entrypoints.twilio_form import read_twilio_message
+from entrypoints.webhook_problems import HttpProblem, answer_problem, first_line, where_raised
+from entrypoints.webhook_signatures import SignedForms
 from ports.repositories import StoreUnavailable
 from ports.spool import Spool, SpoolUnavailable
 
@@ -77,7 +66,6 @@ log = logging.getLogger("livesell.webhook_app")
 WORKER_NAME = "webhook"
 MESSAGES_PATH = "/webhooks/twilio/messages"
 STATUS_PATH = "/webhooks/twilio/status"
-FORM_TYPE = "application/x-www-form-urlencoded"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 READY_TIMEOUT_SECONDS = 3.0
 INSECURE_ENV = "LIVESELL_WEBHOOK_INSECURE_SKIP_SIGNATURE"
@@ -90,32 +78,6 @@ TOKEN_REQUIRED = (
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 
-class HttpProblem(Exception):
-    """A request refused with ``status``; ``reason`` is the answer's text and the log line's."""
-
-    def __init__(self, status: int, reason: str, **context: Any) -> None:
-        self.status = status
-        self.reason = reason
-        self.context = context
-        super().__init__(f"{status} {reason}")
-
-
-class FormParams(dict[str, str]):
-    """Form fields (the first value of each) that also answer ``getall`` for repeated keys, as
-    Twilio's ``RequestValidator`` expects of a multi-dict."""
-
-    def __init__(self, pairs: list[tuple[str, str]]) -> None:
-        super().__init__()
-        self.pairs = pairs
-        self._all: dict[str, list[str]] = {}
-        for key, value in pairs:
-            self._all.setdefault(key, []).append(value)
-            self.setdefault(key, value)
-
-    def getall(self, key: str) -> list[str]:
-        return self._all[key]
-
-
 class WebhookApp:
     """The routes' handlers over one container."""
 
@@ -126,10 +88,10 @@ class WebhookApp:
         if verify_signatures and not settings.twilio_auth_token:
             raise ConfigError("TWILIO_AUTH_TOKEN", TOKEN_REQUIRED)
         self.settings = settings
-        self.validator = (
-            RequestValidator(settings.twilio_auth_token)
-            if verify_signatures and settings.twilio_auth_token
-            else None
+        self.forms = SignedForms(
+            settings.twilio_auth_token if verify_signatures else None,
+            public_base_url=settings.webhook_public_base_url,
+            max_body_bytes=settings.webhook_max_body_bytes,
         )
         self.container = container
         self.uow_factory = container.uow_factory()
@@ -141,7 +103,7 @@ class WebhookApp:
     # -- routes ----------------------------------------------------------------------------------
 
     async def messages(self, request: Request) -> Response:
-        form = await self.signed_form(request)
+        form = await self.forms.read(request)
         message = read_twilio_message(form.pairs)
         correlation_id = _request_id(request)
         ids = {"providerMessageId": message.provider_message_id or None}
@@ -167,13 +129,13 @@ class WebhookApp:
                 503,
                 "the inbox database and the spool are unavailable, message not recorded",
                 **ids,
-                error=_first_line(exc),
+                error=first_line(exc),
             ) from exc
         except Exception as exc:  # never an unhandled 500: keep the form, say what failed
             # The error's type and where it was raised, never its text (it may hold the body).
             log.error(  # noqa: TRY400
                 "Inbound message failed in the webhook",
-                extra={"context": {**ids, "error": type(exc).__name__, "at": _where(exc)}},
+                extra={"context": {**ids, "error": type(exc).__name__, "at": where_raised(exc)}},
             )
             dead_letter_id = await self._reject(
                 message, RejectReason.WEBHOOK_ERROR, f"{type(exc).__name__} in the webhook"
@@ -257,7 +219,7 @@ class WebhookApp:
             return None
 
     async def status(self, request: Request) -> Response:
-        form = await self.signed_form(request)
+        form = await self.forms.read(request)
         tenant_id = request.query_params.get("tenantId") or None
         outbox_id = request.query_params.get("outboxId") or None
         sid = form.get("MessageSid") or None
@@ -341,69 +303,6 @@ class WebhookApp:
             )
         return JSONResponse({"status": "ready", "checks": results})
 
-    # -- reading a signed form ---------------------------------------------------------------
-
-    async def signed_form(self, request: Request) -> FormParams:
-        """The form of a request Twilio signed. Raises HttpProblem: 403 (no or a wrong signature),
-        415 (not a UTF-8 form), 413 (over ``WEBHOOK_MAX_BODY_BYTES``), 400 (unreadable)."""
-        signature = request.headers.get(SIGNATURE_HEADER)
-        if self.validator is not None and not signature:
-            raise HttpProblem(403, f"missing {SIGNATURE_HEADER}")
-        media_type, _, parameters = request.headers.get("content-type", "").partition(";")
-        if media_type.strip().lower() != FORM_TYPE:
-            raise HttpProblem(
-                415, f"expected {FORM_TYPE}", contentType=request.headers.get("content-type")
-            )
-        charset = _charset(parameters)
-        if charset not in (None, "utf-8", "utf8"):
-            raise HttpProblem(415, f"expected a UTF-8 form, got charset {charset}")
-        body = await self._bounded_body(request)
-        try:
-            text = body.decode("utf-8")
-            pairs = parse_qsl(
-                text,
-                keep_blank_values=True,
-                encoding="utf-8",
-                errors="strict",
-            )
-        except UnicodeDecodeError as exc:
-            raise HttpProblem(400, "the form is not valid UTF-8") from exc
-        except ValueError as exc:
-            raise HttpProblem(400, f"unreadable form: {exc}") from exc
-        form = FormParams(pairs)
-        if self.validator is not None:
-            url = self.public_url(request)
-            algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
-            if not self.validator.validate(url, form, signature, algorithm):
-                raise HttpProblem(403, f"invalid {SIGNATURE_HEADER}", url=url)
-        return form
-
-    def public_url(self, request: Request) -> str:
-        """The URL Twilio signed: the public base URL + path + query when configured (behind a
-        proxy), else the URL this request came to."""
-        base = self.settings.webhook_public_base_url
-        if base is None:
-            return str(request.url)
-        query = request.scope.get("query_string", b"").decode("latin-1")
-        return base + request.url.path + (f"?{query}" if query else "")
-
-    async def _bounded_body(self, request: Request) -> bytes:
-        limit = self.settings.webhook_max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                raise HttpProblem(400, "invalid Content-Length")
-            if int(declared) > limit:
-                raise HttpProblem(413, f"body over {limit} bytes", contentLength=int(declared))
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise HttpProblem(413, f"body over {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
     # -- readiness checks --------------------------------------------------------------------
 
     def _store_name(self) -> str:
@@ -425,24 +324,6 @@ class WebhookApp:
     def _check_redis(self) -> None:
         self.container.queue_redis().ping()
 
-    async def on_problem(self, request: Request, exc: Exception) -> Response:
-        """The one place a refusal becomes an answer and a log line."""
-        assert isinstance(exc, HttpProblem)
-        level = logging.ERROR if exc.status >= 500 else logging.WARNING
-        log.log(
-            level,
-            "Webhook request refused",
-            extra={
-                "context": {
-                    "status": exc.status,
-                    "reason": exc.reason,
-                    "path": request.url.path,
-                    **exc.context,
-                }
-            },
-        )
-        return PlainTextResponse(exc.reason, status_code=exc.status)
-
 
 class _NamedWorker:
     """Names the log lines of every request ``webhook`` (the worker field of SPEC §4 logs)."""
@@ -455,22 +336,6 @@ class _NamedWorker:
         await self.app(scope, receive, send)
 
 
-class NoDelayH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with ``TCP_NODELAY`` on every connection.
-
-    asyncio sets it only on sockets whose ``proto`` is ``IPPROTO_TCP``; the listening socket
-    uvicorn binds for ``--workers`` > 1 has ``proto`` 0, so its connections kept Nagle's algorithm,
-    and a response written as headers then body waited for the client's delayed ACK: 40 ms added
-    to every request (measured by ``bench/webhook_latency.py``)."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().connection_made(transport)
-
-
 def create_app(container: Container, *, verify_signatures: bool = True) -> Starlette:
     """The webhook app on ``container``. Raises ConfigError without ``TWILIO_AUTH_TOKEN`` unless
     ``verify_signatures`` is False (local development only)."""
@@ -479,7 +344,7 @@ def create_app(container: Container, *, verify_signatures: bool = True) -> Starl
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> Any:
         current_worker.set(WORKER_NAME)
-        if handlers.validator is None:
+        if not handlers.forms.verifies:
             log.warning("X-Twilio-Signature is NOT verified (--insecure-skip-signature)")
         log.info(
             "Webhook started successfully",
@@ -496,7 +361,7 @@ def create_app(container: Container, *, verify_signatures: bool = True) -> Starl
         yield
         log.info("Webhook stopped", extra={"context": {"pid": os.getpid()}})
 
-    problem_handler: Callable[[Request, Exception], Awaitable[Response]] = handlers.on_problem
+    problem_handler: Callable[[Request, Exception], Awaitable[Response]] = answer_problem
     app = Starlette(
         routes=[
             *_with_trailing_slash(MESSAGES_PATH, handlers.messages),
@@ -512,15 +377,6 @@ def create_app(container: Container, *, verify_signatures: bool = True) -> Starl
     )
     app.add_middleware(_NamedWorker)
     return app
-
-
-def create_app_from_env() -> Starlette:
-    """uvicorn's app factory (``--factory``): one container per worker process, from the
-    environment."""
-    settings = Settings.from_env()
-    configure_logging(settings.log_format, settings.log_level)
-    init_sentry(settings, component="webhook")
-    return create_app(build(settings), verify_signatures=os.environ.get(INSECURE_ENV) != "1")
 
 
 async def _warn_if_spool_not_durable(spool: Spool) -> None:
@@ -551,28 +407,6 @@ def _with_trailing_slash(
 
 def _twiml() -> Response:
     return Response(EMPTY_TWIML, media_type="text/xml")
-
-
-def _charset(parameters: str) -> str | None:
-    for parameter in parameters.split(";"):
-        name, _, value = parameter.partition("=")
-        if name.strip().lower() == "charset":
-            return value.strip().strip('"').lower()
-    return None
-
-
-def _first_line(exc: BaseException) -> str:
-    """An error's first line, bounded: driver errors may go on with the statement's values."""
-    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-
-
-def _where(exc: BaseException) -> str:
-    """``file:line in function`` of the frame that raised ``exc``."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return "?"
-    last = frames[-1]
-    return f"{os.path.basename(last.filename)}:{last.lineno} in {last.name}"
 
 
 def _observe_unknown_number() -> None:

@@ -78,9 +78,9 @@ def serve(args: argparse.Namespace) -> int:
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _stopped)
     uvicorn.run(
-        "entrypoints.webhook_app:create_app_from_env",
+        "entrypoints.webhook_server:create_app_from_env",
         factory=True,
-        http="entrypoints.webhook_app:NoDelayH11Protocol",
+        http="entrypoints.webhook_server:NoDelayH11Protocol",
         host=args.host,
         port=port,
         workers=args.workers,
