@@ -1,5 +1,11 @@
 # mypy: disable-error-code="no-untyped-call"
-"""Reading a batch of job hashes one job at a time, so one bad job fails alone (ADR 0014).
+"""Taking jobs from the queue in batches, and reading each batch's hashes one job at a time, so
+one bad job fails alone (ADR 0007, 0014).
+
+``JobIntake.take`` moves up to ``count`` ids to the intermediate queue (RQ's LMOVE dequeue),
+reads their hashes (``fetch_jobs``) and marks the good ones started in one transaction
+(``adapters.rq.lifecycle.prepare_job_execution``), where RQ spends about a dozen round trips per
+job; the undecodable ones go, in the same transaction, to the parked list for their dead letter.
 
 RQ's ``Job.fetch_many`` restores every hash of a batch in one loop and decodes ``data`` lazily,
 so a hash another producer wrote with its own serializer raises ``DeserializationError`` later,
@@ -17,7 +23,16 @@ from typing import Any
 
 import attrs
 from redis import Redis
+from rq import Queue, SimpleWorker
 from rq.job import Job
+from rq.worker import WorkerStatus
+
+from adapters.rq import lifecycle
+from adapters.rq.spec import JobSpec
+from adapters.rq.watchdog import Running
+
+DEQUEUE_BLOCK_SECONDS = 1
+"""Longest blocking wait for a job, so a stop request is seen within a second."""
 
 UNDECODABLE = "undecodable_job"
 """The hash cannot be restored or its ``data`` cannot be decoded (another producer's serializer)."""
@@ -100,3 +115,92 @@ def fetch_jobs(
         decode_job(job_id, raw, connection, serializer, function) if raw else None
         for job_id, raw in zip(ids, results, strict=True)
     ]
+
+
+class JobIntake:
+    """Takes the jobs of one queue for one worker, a batch at a time."""
+
+    def __init__(
+        self,
+        connection: Redis,
+        queue: Queue,
+        spec: JobSpec,
+        *,
+        worker_name: str,
+        execution_ttl: int,
+        parked_key: str,
+    ) -> None:
+        self.connection = connection
+        self.queue = queue
+        self.spec = spec
+        self.worker_name = worker_name
+        self.execution_ttl = execution_ttl
+        self.parked_key = parked_key
+        self.intermediate_key = queue.intermediate_queue_key
+        self._taken: list[str] = []
+
+    def take(
+        self, count: int, registration: SimpleWorker
+    ) -> tuple[list[Running], list[UndecodableJob]]:
+        """Up to ``count`` jobs, started (RQ: ``Worker.dequeue_job_and_maintain_ttl`` then
+        ``prepare_job_execution``, per job), and the undecodable ones, parked."""
+        # Ids moved to the intermediate queue by a take that Redis failed half way are ours:
+        # start them first (RQ's intermediate-queue cleanup would otherwise fail them after 1 min).
+        ids, self._taken = self._taken[:count], self._taken[count:]
+        if not ids:
+            ids = self._dequeue_ids(count)
+        if not ids:
+            return [], []
+        try:
+            return self._start(ids, registration)
+        except BaseException:
+            self._taken = ids + self._taken
+            raise
+
+    def _dequeue_ids(self, count: int) -> list[str]:
+        """Move up to ``count`` job ids to the intermediate queue, as RQ's LMOVE dequeue does."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            for _ in range(count):
+                pipe.lmove(self.queue.key, self.intermediate_key)
+            ids = [_text(item) for item in pipe.execute() if item is not None]
+        if ids:
+            return ids
+        item = self.connection.blmove(self.queue.key, self.intermediate_key, DEQUEUE_BLOCK_SECONDS)
+        return [] if item is None else [_text(item)]
+
+    def _start(
+        self, ids: list[str], registration: SimpleWorker
+    ) -> tuple[list[Running], list[UndecodableJob]]:
+        """Mark the batch's jobs started, in one transaction that also moves the undecodable ones
+        from the intermediate queue to the parked list."""
+        fetched = fetch_jobs(self.connection, ids, self.queue.serializer, self.spec.function)
+        started: list[Running] = []
+        undecodable: list[UndecodableJob] = []
+        with self.connection.pipeline() as pipe:
+            for job_id, job in zip(ids, fetched, strict=True):
+                if job is None:
+                    pipe.lrem(self.intermediate_key, 1, job_id)
+                    continue
+                if isinstance(job, UndecodableJob):
+                    pipe.lrem(self.intermediate_key, 1, job_id)
+                    pipe.rpush(self.parked_key, job_id)
+                    undecodable.append(job)
+                    continue
+                lifecycle.apply_spec_defaults(job, self.spec, pipe)
+                execution = lifecycle.prepare_job_execution(
+                    job,
+                    pipe,
+                    worker_name=self.worker_name,
+                    execution_ttl=self.execution_ttl,
+                    intermediate_key=self.intermediate_key,
+                )
+                started.append(Running(job, execution))
+            if started:
+                registration.set_state(WorkerStatus.BUSY, pipeline=pipe)
+                registration.set_current_job_id(started[-1].job.id, pipeline=pipe)
+            pipe.execute()
+        return started, undecodable
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -24,28 +24,27 @@ decoded or names another function is dead-lettered alone (``adapters.rq.intake``
 deadline (stuck where the watchdog cannot reach it, in libpq) is no longer heartbeaten, so it is
 re-run elsewhere; jobs run on daemon threads (``adapters.rq.slots``) and ``stop`` waits at most
 ``DRAIN_SECONDS`` for them.
+
+This class orchestrates the parts, one module per concern: taking jobs (``adapters.rq.intake``),
+a job's lifecycle in RQ's data model (``adapters.rq.lifecycle``, the only module that touches
+RQ's private members), housekeeping (``adapters.rq.housekeeping``: heartbeats, the scheduler,
+the registries' sweep, the intermediate queue) and the watchdog (``adapters.rq.watchdog``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import socket
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
-import attrs
 from redis import Redis
 from rq import Queue
-from rq.defaults import CALLBACK_TIMEOUT
-from rq.executions import Execution
-from rq.job import Job, JobStatus, Retry, _job_stack
+from rq.job import JobStatus, Retry
 from rq.registry import (
     FailedJobRegistry,
     FinishedJobRegistry,
@@ -54,16 +53,17 @@ from rq.registry import (
 )
 from rq.utils import now
 from rq.worker import WorkerStatus
-from rq.worker_registration import clean_worker_registry
 
+from adapters.rq import lifecycle
 from adapters.rq.connection import UNAVAILABLE_ERRORS
-from adapters.rq.intake import UndecodableJob, fetch_jobs
-from adapters.rq.intermediate import requeue_stuck
-from adapters.rq.outcomes import JobOutcome, QueueDepth, store_failure, store_success
+from adapters.rq.housekeeping import WORKER_KEY_TTL_SECONDS, Housekeeping, sweep
+from adapters.rq.intake import DEQUEUE_BLOCK_SECONDS, JobIntake, UndecodableJob
+from adapters.rq.outcomes import JobOutcome, QueueDepth
 from adapters.rq.parked import ParkedJobs
 from adapters.rq.registration import LeasedScheduler, Registration
-from adapters.rq.slots import NoSignalDeathPenalty, Slots, Watchdog
+from adapters.rq.slots import Slots
 from adapters.rq.spec import JobSpec
+from adapters.rq.watchdog import Running, Watchdog
 
 __all__ = ["JobOutcome", "QueueDepth", "RetryReturned", "ThreadedRqWorker"]
 
@@ -75,11 +75,6 @@ EXECUTION_TTL_SECONDS = 12
 """A started job whose worker stopped heartbeating is abandoned this long after the last beat."""
 MAINTENANCE_SECONDS = 3.0
 """How often one worker of the queue sweeps the registries (abandoned jobs, expired entries)."""
-SCHEDULER_TICK_SECONDS = 1.0
-WORKER_KEY_TTL_SECONDS = 30
-"""The worker hash (``rq info``) outlives the last heartbeat by this long."""
-DEQUEUE_BLOCK_SECONDS = 1
-"""Longest blocking wait for a job, so a stop request is seen within a second."""
 REDIS_BACKOFF_MAX_SECONDS = 4.0
 """Longest wait between takes while Redis is unreachable: work resumes within seconds of it
 answering again (ADR 0013)."""
@@ -90,18 +85,6 @@ to be re-run elsewhere (their executions are no longer heartbeaten). Under the r
 
 class RetryReturned(Exception):
     """The job returned ``rq.Retry``; this engine retries only jobs that raise (ADR 0014)."""
-
-
-@attrs.define
-class _Running:
-    job: Job
-    execution: Execution
-    deadline: float | None = None
-    """Monotonic time after which the job overran its timeout (set when it starts)."""
-    overdue: bool = False
-
-    def past_deadline(self, moment: float, margin: float) -> bool:
-        return self.deadline is not None and moment > self.deadline + margin
 
 
 class ThreadedRqWorker:
@@ -151,12 +134,18 @@ class ThreadedRqWorker:
         self.queue = Queue(spec.queue, connection=connection, default_timeout=spec.timeout)
         self.intermediate_key = self.queue.intermediate_queue_key
         self.parked = ParkedJobs(connection, self.queue, spec, self.name, on_undecodable)
-        self._running: dict[str, _Running] = {}
-        self._taken: list[str] = []
+        self.intake = JobIntake(
+            connection,
+            self.queue,
+            spec,
+            worker_name=self.name,
+            execution_ttl=execution_ttl,
+            parked_key=self.parked.key,
+        )
+        self._running: dict[str, Running] = {}
         self._lock = threading.Condition()
         self._watchdog = Watchdog()
-        self._housekeeping_stop = threading.Event()
-        self._housekeeping: threading.Thread | None = None
+        self._housekeeping: Housekeeping | None = None
         self._slots: Slots | None = None
         self._registration: Registration | None = None
         self._scheduler: LeasedScheduler | None = None
@@ -186,8 +175,18 @@ class ThreadedRqWorker:
         )
         self._scheduler.register_birth()
         self._slots = Slots(self.concurrency, f"{self.spec.queue}-job", self.thread_initializer)
-        self._housekeeping = threading.Thread(
-            target=self._housekeeping_loop, name=f"{self.spec.queue}-housekeeping", daemon=True
+        self._housekeeping = Housekeeping(
+            self.connection,
+            self.queue,
+            name=self.name,
+            registration=self._registration,
+            scheduler=self._scheduler,
+            watchdog=self._watchdog,
+            in_flight=self._snapshot,
+            execution_ttl=self.execution_ttl,
+            heartbeat_seconds=self.heartbeat_seconds,
+            maintenance_seconds=self.maintenance_seconds,
+            thread_initializer=self.thread_initializer,
         )
         self._housekeeping.start()
 
@@ -241,9 +240,8 @@ class ThreadedRqWorker:
             )
         if self._slots is not None:
             self._slots.close()
-        self._housekeeping_stop.set()
         if self._housekeeping is not None:
-            self._housekeeping.join(timeout=5)
+            self._housekeeping.stop(timeout=5)
         try:
             if self._scheduler is not None:
                 self._scheduler.release_locks()
@@ -257,6 +255,10 @@ class ThreadedRqWorker:
         with self._lock:
             return len(self._running)
 
+    def _snapshot(self) -> list[Running]:
+        with self._lock:
+            return list(self._running.values())
+
     # -- taking jobs -----------------------------------------------------------------------------
 
     def _wait_for_free_slots(self, stop: threading.Event) -> int:
@@ -266,99 +268,20 @@ class ThreadedRqWorker:
                 self._lock.wait(0.2)
             return 0 if stop.is_set() else self.concurrency - len(self._running)
 
-    def _dequeue_ids(self, count: int) -> list[str]:
-        """Move up to ``count`` job ids to the intermediate queue, as RQ's LMOVE dequeue does."""
-        with self.connection.pipeline(transaction=False) as pipe:
-            for _ in range(count):
-                pipe.lmove(self.queue.key, self.intermediate_key)
-            ids = [_text(item) for item in pipe.execute() if item is not None]
-        if ids:
-            return ids
-        item = self.connection.blmove(self.queue.key, self.intermediate_key, DEQUEUE_BLOCK_SECONDS)
-        return [] if item is None else [_text(item)]
-
     def _take(self, count: int) -> None:
-        # Ids moved to the intermediate queue by a take that Redis failed half way are ours:
-        # start them first (RQ's intermediate-queue cleanup would otherwise fail them after 1 min).
-        ids, self._taken = self._taken[:count], self._taken[count:]
-        if not ids:
-            ids = self._dequeue_ids(count)
-        if not ids:
-            return
-        try:
-            undecodable = self._start(ids)
-        except BaseException:
-            self._taken = ids + self._taken
-            raise
-        for item in undecodable:
-            self.parked.dead_letter(item)
-
-    def _start(self, ids: list[str]) -> list[UndecodableJob]:
-        """Mark the batch's jobs started and hand them to the slots, in one transaction that also
-        moves the undecodable ones from the intermediate queue to the parked list; returns those
-        (RQ: ``Worker.dequeue_job_and_maintain_ttl`` then ``prepare_job_execution``, per job)."""
-        fetched = fetch_jobs(self.connection, ids, self.queue.serializer, self.spec.function)
-        started: list[_Running] = []
-        undecodable: list[UndecodableJob] = []
         assert self._registration is not None
-        with self.connection.pipeline() as pipe:
-            for job_id, job in zip(ids, fetched, strict=True):
-                if job is None:
-                    pipe.lrem(self.intermediate_key, 1, job_id)
-                    continue
-                if isinstance(job, UndecodableJob):
-                    pipe.lrem(self.intermediate_key, 1, job_id)
-                    pipe.rpush(self.parked.key, job_id)
-                    undecodable.append(job)
-                    continue
-                self._apply_spec_defaults(job, pipe)
-                execution = Execution.create(
-                    job, self.execution_ttl, pipeline=pipe, worker_name=self.name
-                )
-                job.prepare_for_execution(self.name, pipe)
-                pipe.lrem(self.intermediate_key, 1, job.id)
-                pipe.persist(job.key)
-                started.append(_Running(job, execution))
-            if started:
-                self._registration.set_state(WorkerStatus.BUSY, pipeline=pipe)
-                self._registration.set_current_job_id(started[-1].job.id, pipeline=pipe)
-            pipe.execute()
+        started, undecodable = self.intake.take(count, self._registration)
         assert self._slots is not None
         for running in started:
             with self._lock:
                 self._running[running.execution.id] = running
             self._slots.submit(lambda running=running: self._perform(running))  # type: ignore[misc]
-        return undecodable
-
-    def _apply_spec_defaults(self, job: Job, pipe: Any) -> None:
-        """A job enqueued by another service with only the function name gets our retries, TTLs
-        and failure callback, so it is retried and dead-lettered like ours."""
-        if job.func_name != self.spec.function:
-            return
-        changed: dict[str, Any] = {}
-        retry = self.spec.retry()
-        if job.retries_left is None and job.retry_intervals is None and retry is not None:
-            job.retries_left = retry.max
-            job.retry_intervals = retry.intervals
-            changed["retries_left"] = retry.max
-            changed["retry_intervals"] = json.dumps(retry.intervals)
-        if job._failure_callback_name is None:
-            job._failure_callback_name = self.spec.failure_callback
-            job._failure_callback_timeout = CALLBACK_TIMEOUT
-            changed["failure_callback_name"] = self.spec.failure_callback
-            changed["failure_callback_timeout"] = CALLBACK_TIMEOUT
-        if job.result_ttl is None:
-            job.result_ttl = self.spec.result_ttl
-            changed["result_ttl"] = self.spec.result_ttl
-        if job.failure_ttl is None:
-            job.failure_ttl = self.spec.failure_ttl
-            changed["failure_ttl"] = self.spec.failure_ttl
-        if changed:
-            pipe.hset(job.key, mapping=changed)
+        for item in undecodable:
+            self.parked.dead_letter(item)
 
     # -- running one job -------------------------------------------------------------------------
 
-    def _perform(self, running: _Running) -> None:
+    def _perform(self, running: Running) -> None:
         """Run one job and store its outcome (RQ: ``Worker.perform_job``). A success callback
         that raises fails the job, as in RQ; a job returning ``Retry`` is failed loudly
         (``RetryReturned``) and retried on its schedule; RQ webhooks are sent."""
@@ -368,17 +291,13 @@ class ThreadedRqWorker:
         running.deadline = time.monotonic() + (job.timeout or self.spec.timeout)
         try:
             try:
-                result = self._execute(job)
+                result = lifecycle.perform(job, self._watchdog)
                 if isinstance(result, Retry):
                     raise RetryReturned(  # noqa: TRY301
                         "the job returned rq.Retry, which this engine does not honour;"
                         " raise an exception to retry on the job's schedule"
                     )
-                job.ended_at = now()
-                job._result = result
-                job._status = JobStatus.FINISHED
-                if job.success_callback:
-                    job.execute_success_callback(NoSignalDeathPenalty, result)
+                lifecycle.finish(job, result)
             except Exception as exc:
                 job.ended_at = now()
                 exc_info = sys.exc_info()
@@ -394,7 +313,7 @@ class ThreadedRqWorker:
                 return
             try:
                 assert self._registration is not None
-                store_success(
+                lifecycle.handle_job_success(
                     self.connection, self.queue, self._registration, job, running.execution
                 )
             except UNAVAILABLE_ERRORS as exc:
@@ -418,20 +337,16 @@ class ThreadedRqWorker:
                 self._running.pop(running.execution.id, None)
                 self._lock.notify_all()
 
-    def _execute(self, job: Job) -> object:
-        _job_stack.push(job)
+    def _fail(self, running: Running, exc_info: Any) -> bool:
+        """Run the failure callback, then retry (via the scheduler) or fail the job as RQ does.
+        Returns True when a retry was scheduled."""
+        job = running.job
         try:
-            self._watchdog.enter(job.timeout)
-            try:
-                return job._execute()
-            finally:
-                self._watchdog.leave()
-        finally:
-            _job_stack.pop()
-
-    def _fail(self, running: _Running, exc_info: Any) -> bool:
-        try:
-            return self._store_failure(running, exc_info)
+            exc_string = lifecycle.fail(job, exc_info, self._watchdog)
+            assert self._registration is not None
+            return lifecycle.handle_job_failure(
+                self.connection, self.queue, self._registration, job, running.execution, exc_string
+            )
         except Exception:
             log.exception(
                 "Worker error",
@@ -439,33 +354,9 @@ class ThreadedRqWorker:
             )
             return False
 
-    def _store_failure(self, running: _Running, exc_info: Any) -> bool:
-        """Run the failure callback, then retry (via the scheduler) or fail the job as RQ does.
-        Returns True when a retry was scheduled."""
-        job = running.job
-        job._status = JobStatus.FAILED
-        exc_string = "".join(traceback.format_exception(*exc_info))
-        try:
-            self._watchdog.enter(job.failure_callback_timeout)
-            try:
-                job.execute_failure_callback(NoSignalDeathPenalty, *exc_info)
-            finally:
-                self._watchdog.leave()
-        except Exception:
-            exc_string = "".join(traceback.format_exception(*sys.exc_info()))
-        assert self._registration is not None
-        return store_failure(
-            self.connection,
-            self.queue,
-            self._registration,
-            running.job,
-            running.execution,
-            exc_string,
-        )
-
     def _report(
         self,
-        running: _Running,
+        running: Running,
         attempt_retries_left: int | None,
         started: float,
         *,
@@ -505,80 +396,10 @@ class ThreadedRqWorker:
 
     # -- housekeeping ----------------------------------------------------------------------------
 
-    def _housekeeping_loop(self) -> None:
-        if self.thread_initializer is not None:
-            self.thread_initializer()
-        next_beat = 0.0
-        next_sweep = 0.0
-        while not self._housekeeping_stop.wait(SCHEDULER_TICK_SECONDS):
-            self._watchdog.fire_overdue()
-            moment = time.monotonic()
-            try:
-                if moment >= next_beat:
-                    self._heartbeat()
-                    next_beat = moment + self.heartbeat_seconds
-                assert self._scheduler is not None
-                self._scheduler.tick()
-                if moment >= next_sweep:
-                    self.sweep()
-                    next_sweep = moment + self.maintenance_seconds
-            except UNAVAILABLE_ERRORS as exc:
-                log.warning(
-                    "Housekeeping could not reach Redis", extra={"context": {"error": str(exc)}}
-                )
-            except Exception:
-                log.exception("Worker error", extra={"context": {"stage": "housekeeping"}})
-
-    def _heartbeat(self) -> None:
-        """Heartbeat the worker and the executions in flight, except those past their deadline
-        by more than a heartbeat: the watchdog could not stop them (a thread blocked in C), so
-        their executions are let expire and the sweep re-runs them (ADR 0014)."""
-        assert self._registration is not None
-        moment = time.monotonic()
-        with self._lock:
-            running = []
-            for item in self._running.values():
-                if not item.past_deadline(moment, self.heartbeat_seconds):
-                    running.append(item)
-                elif not item.overdue:
-                    item.overdue = True
-                    log.error(
-                        "Job overran its timeout and did not stop; it is no longer heartbeaten"
-                        " and will run again",
-                        extra={
-                            "context": {"jobId": item.job.id, "timeoutSeconds": item.job.timeout}
-                        },
-                    )
-        registry = StartedJobRegistry(queue=self.queue)
-        with self.connection.pipeline() as pipe:
-            self._registration.heartbeat(WORKER_KEY_TTL_SECONDS, pipeline=pipe)
-            if not running:
-                self._registration.set_state(WorkerStatus.IDLE, pipeline=pipe)
-            for item in running:
-                item.execution.heartbeat(registry, self.execution_ttl, pipeline=pipe)
-                item.job.heartbeat(now(), self.execution_ttl, pipeline=pipe)
-            pipe.execute()
-
     def sweep(self) -> bool:
-        """Registry maintenance, by one worker of the queue per ``maintenance_seconds``: abandoned
-        started jobs are failed through their callback and retried (or moved to the failed
-        registry), expired entries dropped, dead workers unlisted, stuck intermediate jobs failed.
-        Returns False when another worker swept recently."""
-        lock = f"livesell:rq:maintenance:{self.spec.queue}"
-        ttl = max(1, math.floor(self.maintenance_seconds))
-        if not self.connection.set(lock, self.name, nx=True, ex=ttl):
-            return False
-        StartedJobRegistry(queue=self.queue, death_penalty_class=NoSignalDeathPenalty).cleanup()
-        FinishedJobRegistry(queue=self.queue).cleanup()
-        FailedJobRegistry(queue=self.queue).cleanup()
-        clean_worker_registry(self.queue)
-        requeued = requeue_stuck(self.queue)  # RQ's own cleanup: 1 minute, an attempt lost
-        if requeued:
-            log.warning(
-                "Jobs taken but never started by a stopped worker, queued again",
-                extra={"context": {"jobIds": requeued}},
-            )
-        return True
+        """One registry maintenance (``adapters.rq.housekeeping.sweep``); False when another
+        worker swept recently."""
+        return sweep(self.connection, self.queue, self.name, self.maintenance_seconds)
 
     def queue_depth(self) -> QueueDepth:
         """Waiting, active (started), scheduled (retries), completed and failed jobs in RQ."""
@@ -594,7 +415,3 @@ class ThreadedRqWorker:
 
 def _no_tick(_away: float) -> None:
     """No heartbeat was asked for."""
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
