@@ -58,6 +58,7 @@ from entrypoints.settings import ConfigError
 from entrypoints.twilio_form import read_twilio_message
 from entrypoints.webhook_problems import HttpProblem, answer_problem, first_line, where_raised
 from entrypoints.webhook_signatures import SignedForms
+from ports.messaging import STATUS_CALLBACK_PATH
 from ports.repositories import StoreUnavailable
 from ports.spool import Spool, SpoolUnavailable
 
@@ -65,7 +66,7 @@ log = logging.getLogger("livesell.webhook_app")
 
 WORKER_NAME = "webhook"
 MESSAGES_PATH = "/webhooks/twilio/messages"
-STATUS_PATH = "/webhooks/twilio/status"
+STATUS_PATH = STATUS_CALLBACK_PATH
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 READY_TIMEOUT_SECONDS = 3.0
 INSECURE_ENV = "LIVESELL_WEBHOOK_INSECURE_SKIP_SIGNATURE"

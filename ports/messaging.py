@@ -8,6 +8,10 @@ import attrs
 
 from domain.outbox import DeliveryFailure
 
+STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
+"""The webhook's path for delivery status callbacks: the provider puts it in each message's
+callback URL, and the webhook serves it."""
+
 
 @attrs.frozen(kw_only=True)
 class SendRequest:

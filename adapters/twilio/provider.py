@@ -30,10 +30,9 @@ from twilio.rest import Client
 
 from adapters.twilio.codes import Kind, classify, is_rate_limit
 from domain.outbox import DeliveryFailure
-from ports.messaging import DeliveryFailed, SendReceipt, SendRequest
+from domain.phones import WHATSAPP_PREFIX, strip_whatsapp_prefix
+from ports.messaging import STATUS_CALLBACK_PATH, DeliveryFailed, SendReceipt, SendRequest
 
-WHATSAPP = "whatsapp:"
-STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
 MAX_RETRY_AFTER = timedelta(hours=1)
 
 
@@ -75,7 +74,7 @@ class TwilioMessagingProvider:
     ) -> None:
         if timeout_seconds <= 0:
             raise ValueError(f"timeout must be positive, got {timeout_seconds}")
-        self.default_sender = _bare(default_sender)
+        self.default_sender = strip_whatsapp_prefix(default_sender)
         self._http = _TimedHttpClient(timeout=timeout_seconds, pool_size=max(pool_size, 1))
         self._client = Client(account_sid, auth_token, http_client=self._http)
         self._messages = self._client.api.v2010.account.messages
@@ -85,7 +84,9 @@ class TwilioMessagingProvider:
         self._wall_clock = wall_clock
 
     def sender_key(self, request: SendRequest) -> str:
-        return _bare(request.from_phone) if request.from_phone else self.default_sender
+        return (
+            strip_whatsapp_prefix(request.from_phone) if request.from_phone else self.default_sender
+        )
 
     def status_callback(self, request: SendRequest) -> str | None:
         """Where Twilio reports delivery status for this message, or None when not configured."""
@@ -97,8 +98,8 @@ class TwilioMessagingProvider:
 
     def send(self, request: SendRequest) -> SendReceipt:
         fields: dict[str, Any] = {
-            "from_": WHATSAPP + self.sender_key(request),
-            "to": WHATSAPP + _bare(request.to_phone),
+            "from_": WHATSAPP_PREFIX + self.sender_key(request),
+            "to": WHATSAPP_PREFIX + strip_whatsapp_prefix(request.to_phone),
             "body": request.body,
         }
         callback = self.status_callback(request)
@@ -215,11 +216,3 @@ def _int_or_none(value: object) -> int | None:
         return int(value)  # type: ignore[call-overload, no-any-return]
     except (TypeError, ValueError):
         return None
-
-
-def _bare(phone: str) -> str:
-    """``whatsapp:+33...`` or ``+33...`` -> ``+33...``."""
-    value = phone.strip()
-    if value.lower().startswith(WHATSAPP):
-        value = value[len(WHATSAPP) :].strip()
-    return value
