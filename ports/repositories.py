@@ -67,7 +67,8 @@ class SellerDirectory(Protocol):
 
     def add(self, seller: Seller) -> None:
         """Raises AlreadyExists when the tenant already has a seller with this phone or with
-        another form of the same number (the same ``phone_key``)."""
+        another form of the same number (the same ``phone_key``), and
+        ``domain.errors.UnknownTenant`` when no tenant has the seller's ``tenant_id``."""
         ...
 
     def list(self, tenant_id: str) -> Sequence[Seller]: ...

@@ -19,6 +19,7 @@ import attrs
 
 from domain.dead_letters import DeadLetter, DeadLetterSource
 from domain.delivery import DeliveryReport
+from domain.errors import UnknownTenant
 from domain.events import Event
 from domain.inbound import RECEIVED_STATE, InboundRecord, InboundState, InboundStatus
 from domain.live_sessions import LiveSession, SessionStatus
@@ -133,7 +134,7 @@ class MemorySellerDirectory(_Repo):
     def add(self, seller: Seller) -> None:
         key = (seller.tenant_id, seller.phone_key)
         if seller.tenant_id not in self._store.tenants:
-            raise AlreadyExists(f"tenant {seller.tenant_id!r} does not exist")
+            raise UnknownTenant(seller.tenant_id)
         if key in self._store.sellers:
             raise AlreadyExists("the tenant already has a seller with this phone")
         self._journal.put(self._store.sellers, key, seller)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from domain.errors import UnknownTenant
 from domain.phones import phone_key
 from ports.repositories import AlreadyExists
 from ports.unit_of_work import UnitOfWorkFactory
@@ -51,9 +52,20 @@ class TestSellers:
         with uow_factory() as uow:
             assert 2 == len(uow.sellers.list("shop-a"))
 
-    def test_a_seller_of_an_unknown_tenant_is_refused(self, uow_factory: UnitOfWorkFactory) -> None:
-        with uow_factory() as uow, pytest.raises(AlreadyExists, match="does not exist"):
-            uow.sellers.add(seller("nope", SELLER_PHONE))
+    def test_a_seller_of_an_unknown_tenant_is_refused_naming_the_tenant(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        seed(uow_factory, "shop-a")
+        with uow_factory() as uow:
+            with pytest.raises(UnknownTenant) as refused:
+                uow.sellers.add(seller("nope", SELLER_PHONE))
+            uow.sellers.add(seller("shop-a", SELLER_PHONE))
+            uow.commit()
+
+        assert "nope" == refused.value.tenant_id
+        assert not isinstance(refused.value, AlreadyExists)
+        with uow_factory() as uow:
+            assert ["shop-a"] == [s.tenant_id for s in uow.sellers.list("shop-a")]
 
 
 MEXICAN_WHATSAPP_FORM = "+5215512345678"

@@ -10,6 +10,7 @@ from sqlalchemy import exc as sa_exc
 from adapters.sqlalchemy import mappers
 from adapters.sqlalchemy.repositories.base import Repository
 from adapters.sqlalchemy.tables import sellers, tenants
+from domain.errors import UnknownTenant
 from domain.tenants import Seller
 from ports.repositories import AlreadyExists
 
@@ -29,7 +30,7 @@ class SqlSellerDirectory(Repository):
         except sa_exc.IntegrityError as exc:
             exists = sa.select(tenants.c.id).where(tenants.c.id == seller.tenant_id)
             if self._tx.execute(exists).first() is None:
-                raise AlreadyExists(f"tenant {seller.tenant_id!r} does not exist") from exc
+                raise UnknownTenant(seller.tenant_id) from exc
             raise AlreadyExists("the tenant already has a seller with this phone") from exc
 
     def list(self, tenant_id: str) -> Sequence[Seller]:
