@@ -5,7 +5,6 @@ is reproducible, the rate limiter paces per sender number."""
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +13,9 @@ import pytest
 from adapters.memory.clock import FixedClock, SequentialIds, SteppingClock
 from adapters.memory.queue import MemoryInboundQueue
 from adapters.simulated.provider import SimulatedMessagingProvider
+from adapters.system.executor import ThreadPool
 from adapters.system.rate_limit import TokenBucketRateLimiter
+from adapters.system.waiting import ThreadWaiter
 from application.outbox import write_outbound_message
 from domain.outbox import OutboxStatus
 from domain.tenants import Tenant
@@ -221,8 +222,13 @@ class TestSendingConcurrently:
         time = FakeTime()
         limiter = TokenBucketRateLimiter(1000, monotonic=time.monotonic, sleep=time.sleep)
 
-        with ThreadPoolExecutor(max_workers=4) as executor:
-            batch = world.send_due(provider, batch_size=20, executor=executor, rate_limiter=limiter)
+        batch = world.send_due(
+            provider,
+            batch_size=20,
+            executor=ThreadPool(max_workers=4),
+            waiter=ThreadWaiter(),
+            rate_limiter=limiter,
+        )
 
         assert (20, 20) == (batch.claimed, batch.sent)
         assert [OutboxStatus.SENT] * 20 == [world.outbox(i).status for i in ids]
