@@ -1,10 +1,14 @@
 """The fakes the unit tier stands on, and the in-process system adapters: the unit of work rolls
 back unless committed, clocks and ids are deterministic, the queue is FIFO, the simulated provider
-is reproducible, the rate limiter paces per sender number."""
+is reproducible, the rate limiter paces per sender number, executors run every task, a waiter
+wakes early."""
 
 from __future__ import annotations
 
+import contextvars
 import json
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +17,7 @@ import pytest
 from adapters.memory.clock import FixedClock, SequentialIds, SteppingClock
 from adapters.memory.queue import MemoryInboundQueue
 from adapters.simulated.provider import SimulatedMessagingProvider
-from adapters.system.executor import ThreadPool
+from adapters.system.executor import InlineExecutor, ThreadPool
 from adapters.system.rate_limit import TokenBucketRateLimiter
 from adapters.system.waiting import ThreadWaiter
 from application.outbox import write_outbound_message
@@ -233,3 +237,70 @@ class TestSendingConcurrently:
         assert (20, 20) == (batch.claimed, batch.sent)
         assert [OutboxStatus.SENT] * 20 == [world.outbox(i).status for i in ids]
         assert sorted(ids) == sorted(r.outbox_id for r in provider.sent)
+
+
+WORKER: contextvars.ContextVar[str] = contextvars.ContextVar("worker", default="none")
+
+
+class TestTheExecutors:
+    def test_the_inline_executor_runs_each_task_at_once_in_order(self) -> None:
+        done: list[int] = []
+        executor = InlineExecutor()
+
+        for n in range(3):
+            executor.submit(lambda n=n: done.append(n))
+
+        assert [0, 1, 2] == done
+
+    def test_the_thread_pool_runs_every_task_on_its_threads_before_shutdown_returns(
+        self,
+    ) -> None:
+        names: list[str] = []
+        lock = threading.Lock()
+        pool = ThreadPool(2, thread_name_prefix="outbox-send")
+
+        def task() -> None:
+            time.sleep(0.01)
+            with lock:
+                names.append(threading.current_thread().name)
+
+        for _ in range(6):
+            pool.submit(task)
+        pool.shutdown()
+
+        assert 6 == len(names)
+        assert all(name.startswith("outbox-send") for name in names), names
+
+    def test_the_pool_threads_inherit_the_context_of_the_first_submitter(self) -> None:
+        seen: list[str] = []
+        pool = ThreadPool(1, inherit=[WORKER])
+        token = WORKER.set("outbox-sender")
+        try:
+            pool.submit(lambda: seen.append(WORKER.get()))
+        finally:
+            WORKER.reset(token)
+        pool.submit(lambda: seen.append(WORKER.get()))
+        pool.shutdown()
+
+        assert ["outbox-sender", "outbox-sender"] == seen
+
+
+class TestTheThreadWaiter:
+    def test_a_wake_from_another_thread_ends_the_wait(self) -> None:
+        waiter = ThreadWaiter()
+        threading.Timer(0.05, waiter.wake).start()
+        started = waiter.monotonic()
+
+        waiter.wait(5.0)
+
+        assert waiter.monotonic() - started < 2.0
+
+    def test_after_clear_the_wait_waits_again(self) -> None:
+        waiter = ThreadWaiter()
+        waiter.wake()
+        waiter.clear()
+        started = waiter.monotonic()
+
+        waiter.wait(0.05)
+
+        assert waiter.monotonic() - started >= 0.04
