@@ -1,32 +1,21 @@
 """The outbox sender: claim due messages, send them concurrently, record outcomes (ADR 0006).
 
-One coordinating loop (``OutboxSender.run``) runs a pipeline over ports:
+``OutboxSender.run`` is one coordinating loop over ports. It **claims** ``min(batch_size,
+concurrency)`` due rows whenever that many send slots are free (claimed and committed, with a
+lease, before anything is sent), so a claimed message starts at once and finishes well inside
+its lease; **dispatches** each claim to the ``Executor`` (a pool of ``concurrency`` threads in
+production; each send paced by the per-sender-number ``RateLimiter``; a claim past its last
+attempt is dead-lettered unsent); **collects** finished sends from the mailbox they post to and
+**records** them as soon as they finish, in groups of at most ``RECORD_GROUP_LIMIT`` outcomes per
+transaction. A full claim is followed by the next as soon as slots are free; otherwise it
+**schedules the next poll** after ``poll_interval``, or just after a retry it scheduled falls
+due, and waits, woken early by ``notify`` (a ``Wakeup``: Postgres LISTEN/NOTIFY) or a finished
+send. An unreachable store is logged and **backed off**; outcomes not yet recorded are kept (as
+copies of the claimed messages) until it is back. Once ``stop`` is set nothing new is claimed,
+in-flight sends finish and are recorded, then ``run`` returns.
 
-- **claim** ``min(batch_size, concurrency)`` due rows whenever that many send slots are free (the
-  repository claims with ``FOR UPDATE SKIP LOCKED`` where it can, sets the lease and commits
-  before anything is sent). Never more than ``concurrency`` messages are claimed and unfinished,
-  so a claimed message starts at once and finishes well inside its lease;
-- **dispatch** each claim to the ``Executor`` (a pool of ``concurrency`` threads in production),
-  each send paced by the per-sender-number ``RateLimiter`` before calling the provider; a claim
-  past its last attempt (its sender died mid-send) is not sent but dead-lettered;
-- **collect** finished sends from the mailbox the sends post to;
-- **record** them in groups of at most ``RECORD_GROUP_LIMIT``, each group one transaction with
-  its events and dead letters (``application.outbox.record_outcomes``), as soon as they finish:
-  the sends still in flight never wait for the slowest one of a batch.
-
-When a claim came back full the next claim follows as soon as slots are free; otherwise the loop
-**schedules the next poll** ``poll_interval`` later, or when a retry it scheduled falls due
-(``RETRY_MARGIN_SECONDS`` after), and waits, woken early by ``notify`` (a ``Wakeup``: Postgres
-LISTEN/NOTIFY) or by a finished send. A store that cannot be reached is logged and **backed
-off** (0.25 s doubling to ``MAX_STORE_BACKOFF_SECONDS``); outcomes not yet recorded are kept, as
-copies of the claimed messages, and recorded once it is back. When ``stop`` is set nothing new is
-claimed, in-flight sends finish and are recorded, then ``run`` returns.
-
-``run_once`` is one claim-dispatch-collect-record cycle of the same steps, waiting for its sends:
-what the simulation, the unit tests and one-off callers run.
-
-The rate limit holds per process: several sender processes sharing one sender number each pace
-at their own limit, so set it to the number's limit divided by the number of processes.
+``run_once`` is one claim-dispatch-collect-record cycle of the same steps (the simulation, the
+unit tests). The rate limit holds per process: sender processes sharing a number each pace at it.
 """
 
 from __future__ import annotations
@@ -44,6 +33,7 @@ from typing import Any, Final, Protocol
 import attrs
 
 from application.outbox import Attempt, BatchReport, claim_due_messages, deliver, record_outcomes
+from application.outbox_counters import SenderCounters
 from domain.outbox import OutboxMessage, OutboxStatus
 from domain.retry import RetryPolicy
 from ports.clock import Clock, IdGenerator
@@ -62,8 +52,6 @@ MAX_STORE_BACKOFF_SECONDS = 5.0
 STOP_RECORD_DEADLINE_SECONDS = 20.0
 """On stop, how long unrecorded outcomes are retried against an unreachable store (the runner
 allows 30 s in all)."""
-METRICS_EVERY_MESSAGES = 100
-METRICS_EVERY_SECONDS = 300.0
 RETRY_MARGIN_SECONDS = 0.02
 """Claim a retry this much after it falls due, so the claim's clock surely sees it due."""
 IDLE_TICK_SECONDS = 0.2
@@ -77,19 +65,6 @@ class OutboxObserver(Protocol):
     def message_sent(self, attempt: Attempt, seconds: float) -> None: ...
 
     def outcomes_recorded(self, report: BatchReport) -> None: ...
-
-
-@attrs.define
-class SenderCounters:
-    """What one sender did since it was made (the metrics log line, the stop line)."""
-
-    claimed: int = 0
-    sent: int = 0
-    retried: int = 0
-    dead: int = 0
-    lost: int = 0
-    since_metrics: int = 0
-    send_seconds: float = 0.0
 
 
 @attrs.frozen
@@ -175,10 +150,10 @@ class OutboxSender:
         self.heartbeat = heartbeat
         """Called every time round the loop (a part's sign of life)."""
         self.counters = SenderCounters()
+        self.counters.restart(waiter.monotonic())
         # Finished sends and notifications, posted from other threads. A deque's append and
         # popleft are thread-safe (https://docs.python.org/3/library/collections.html#deque).
         self._mailbox: deque[_Finished | str] = deque()
-        self._started = self._metrics_at = waiter.monotonic()
 
     def notify(self) -> None:
         """A message was written: claim now rather than at the next poll. Thread-safe."""
@@ -190,7 +165,7 @@ class OutboxSender:
     def run(self, stop: StopSignal) -> None:
         """Claim, send and record until ``stop`` is set; then finish and record the sends in
         flight and return. Store failures are logged and backed off, never raised."""
-        self._started = self._metrics_at = self.waiter.monotonic()
+        self.counters.restart(self.waiter.monotonic())
         state = _Pipeline()
         try:
             while not self._turn(state, stop):
@@ -339,7 +314,7 @@ class OutboxSender:
         total = _sum(reports)
         for observer in self.observers:
             observer.outcomes_recorded(total)
-        self._count(total)
+        self.counters.add(total)
         log.info(
             "Batch processed",
             extra={
@@ -393,7 +368,7 @@ class OutboxSender:
         if state.stop_deadline is None:
             state.stop_deadline = now + STOP_RECORD_DEADLINE_SECONDS
         if state.in_flight == 0 and not state.unstored:
-            log.info("Outbox sender stopped", extra={"context": self._totals()})
+            log.info("Outbox sender stopped", extra={"context": self.counters.totals()})
             return True
         if state.in_flight == 0 and now >= state.stop_deadline:
             log.error(
@@ -424,48 +399,20 @@ class OutboxSender:
         else:
             log.exception("Worker error", extra={"context": context})
 
-    # -- counters and the metrics log line ----------------------------------------------------
-
-    def _count(self, total: BatchReport) -> None:
-        self.counters.sent += total.sent
-        self.counters.retried += total.retried
-        self.counters.dead += total.dead
-        self.counters.lost += total.lost
-        self.counters.since_metrics += total.processed + total.lost
+    # -- the metrics log line -----------------------------------------------------------------
 
     def _maybe_log_metrics(self) -> None:
-        now = self.waiter.monotonic()
-        by_count = self.counters.since_metrics >= METRICS_EVERY_MESSAGES
-        by_time = now - self._metrics_at >= METRICS_EVERY_SECONDS
-        if not (by_count or by_time):
-            return
-        context: dict[str, Any] = {
-            "uptimeMs": round((now - self._started) * 1000),
-            **self._totals(),
-        }
-        if by_time:
-            try:
-                with self.uow_factory() as uow:
-                    depth = uow.outbox.count_by_status()
-                context["outbox"] = {str(status): count for status, count in depth.items()}
-            except Exception as exc:
-                context["outbox"] = f"unavailable: {type(exc).__name__}"
-        log.info("Worker metrics", extra={"context": context})
-        self.counters.since_metrics = 0
-        self._metrics_at = now
+        context = self.counters.metrics_line(self.waiter.monotonic(), self._outbox_depth)
+        if context is not None:
+            log.info("Worker metrics", extra={"context": context})
 
-    def _totals(self) -> dict[str, Any]:
-        c = self.counters
-        finished = c.sent + c.retried + c.dead
-        return {
-            "claimed": c.claimed,
-            "completed": c.sent,
-            "failed": c.retried + c.dead,
-            "deadLettered": c.dead,
-            "lost": c.lost,
-            "successRate": round(c.sent / finished, 4) if finished else None,
-            "avgSendMs": round(c.send_seconds * 1000 / finished, 1) if finished else None,
-        }
+    def _outbox_depth(self) -> dict[str, int] | str:
+        try:
+            with self.uow_factory() as uow:
+                depth = uow.outbox.count_by_status()
+        except Exception as exc:
+            return f"unavailable: {type(exc).__name__}"
+        return {str(status): count for status, count in depth.items()}
 
 
 def store_backoff(failures: int) -> float:

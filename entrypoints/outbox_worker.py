@@ -14,7 +14,8 @@ import threading
 from collections.abc import Callable
 
 from application.outbox import Attempt, BatchReport
-from application.outbox_sender import OutboxSender, SenderCounters
+from application.outbox_counters import SenderCounters
+from application.outbox_sender import OutboxSender
 from entrypoints.container import Container
 from entrypoints.heartbeat import Heartbeat
 from entrypoints.settings import Settings
