@@ -1,10 +1,10 @@
-"""Outbox use cases: write an outbound message; claim, send and record due messages."""
+"""Outbox use cases: write an outbound message; claim, send and record due messages (the steps
+``application.outbox_sender.OutboxSender`` runs)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Executor
 from datetime import datetime, timedelta
 
 import attrs
@@ -220,41 +220,6 @@ def _log_outcome(kind: str, message: OutboxMessage, policy: RetryPolicy) -> None
         log.warning("Message send failed, will retry", extra={"context": context})
     else:
         log.error("Creating DeadLetterJob after max retries", extra={"context": context})
-
-
-def send_due_messages(
-    *,
-    uow_factory: UnitOfWorkFactory,
-    provider: MessagingProvider,
-    clock: Clock,
-    ids: IdGenerator,
-    policy: RetryPolicy,
-    batch_size: int,
-    lease: timedelta = DEFAULT_LEASE,
-    executor: Executor | None = None,
-    rate_limiter: RateLimiter | None = None,
-) -> BatchReport:
-    """One claim-send-record cycle (SPEC §3 "Outbox").
-
-    Claims up to ``batch_size`` due messages (committed before any send), sends them, concurrently
-    when an ``executor`` is given and paced by ``rate_limiter``, then stores every outcome. A claim
-    that went past the last attempt (its previous sender died mid-send) is dead-lettered unsent.
-    """
-    claimed = claim_due_messages(
-        uow_factory=uow_factory, clock=clock, lease=lease, limit=batch_size
-    )
-    if not claimed:
-        return BatchReport(claimed=0, sent=0, retried=0, dead=0, lost=0)
-    to_send = [m for m in claimed if not m.over_budget(policy)]
-    abandoned = [m for m in claimed if m.over_budget(policy)]
-
-    def attempt(message: OutboxMessage) -> Attempt:
-        return deliver(message, provider=provider, rate_limiter=rate_limiter)
-
-    results = list(executor.map(attempt, to_send)) if executor else [attempt(m) for m in to_send]
-    return record_outcomes(
-        results, uow_factory=uow_factory, clock=clock, ids=ids, policy=policy, abandoned=abandoned
-    )
 
 
 def _context(message: OutboxMessage) -> dict[str, object]:

@@ -42,7 +42,10 @@ from adapters.sqlalchemy.engine import build_engine
 from adapters.sqlalchemy.tables import messages_out, tenants
 from adapters.sqlalchemy.unit_of_work import SqlUnitOfWorkFactory
 from adapters.system.clock import SystemClock, TimeOrderedIds
-from application.outbox import queue_outbound_message, send_due_messages
+from adapters.system.executor import InlineExecutor
+from adapters.system.waiting import ThreadWaiter
+from application.outbox import DEFAULT_LEASE, queue_outbound_message
+from application.outbox_sender import OutboxSender
 from domain.retry import RetryPolicy
 
 CLIENT = "+33612345678"
@@ -293,17 +296,24 @@ def original_design(engine: sa.Engine, seconds: float) -> dict[str, Any]:
     stop = threading.Event()
     started = time.monotonic()
 
+    sender = OutboxSender(  # the production sender's cycle, its sends one at a time
+        uow_factory=uow_factory,
+        provider=provider,
+        clock=SystemClock(),
+        ids=TimeOrderedIds(),
+        policy=RetryPolicy(),
+        lease=DEFAULT_LEASE,
+        batch_size=10,
+        concurrency=10,
+        poll_interval=5.0,
+        executor=InlineExecutor(),
+        waiter=ThreadWaiter(),
+    )
+
     def loop() -> None:
         cycle = 0
         while not stop.is_set():
-            send_due_messages(
-                uow_factory=uow_factory,
-                provider=provider,
-                clock=SystemClock(),
-                ids=TimeOrderedIds(),
-                policy=RetryPolicy(),
-                batch_size=10,
-            )
+            sender.run_once()
             cycle += 1  # setInterval(5000): a cycle starts every 5 s (its 10 sends take ~2 s)
             stop.wait(max(0.0, started + 5.0 * cycle - time.monotonic()))
 

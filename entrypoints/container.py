@@ -8,6 +8,7 @@ Tests and the simulation override providers (``container.uow_factory.override(..
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -24,11 +25,17 @@ from adapters.simulated.provider import SimulatedMessagingProvider
 from adapters.sqlalchemy.engine import build_engine, statement_timeout_for
 from adapters.sqlalchemy.unit_of_work import SqlUnitOfWorkFactory
 from adapters.system.clock import SystemClock, TimeOrderedIds
+from adapters.system.executor import ThreadPool
 from adapters.system.rate_limit import TokenBucketRateLimiter
+from adapters.system.waiting import ThreadWaiter
 from adapters.twilio.provider import TwilioMessagingProvider
+from application.outbox_sender import OutboxSender
 from domain.live_sessions import InactivityWindow
 from domain.retry import RetryPolicy
+from entrypoints.logs import current_worker
+from entrypoints.observability import job_scope
 from entrypoints.settings import Settings
+from ports.wakeup import Wakeup
 
 log = logging.getLogger("livesell.container")
 
@@ -51,6 +58,18 @@ def simulated_provider(settings: Settings | None, **options: Any) -> SimulatedMe
             extra={"context": {"messagingProvider": "simulated", "twilioVariablesSet": present}},
         )
     return SimulatedMessagingProvider(**options)
+
+
+def outbox_wakeup_kind(database_url: str) -> str:
+    """``listen_notify`` on Postgres, whose trigger notifies on every write to ``messages_out``
+    (ADR 0006); ``polling`` elsewhere (SQLite, the memory store: nobody notifies)."""
+    return "listen_notify" if database_url.startswith("postgresql") else "polling"
+
+
+def postgres_wakeup(database_url: str, on_wake: Callable[[], None]) -> Wakeup:
+    from adapters.sqlalchemy.notify import PostgresOutboxWakeup  # psycopg only where it listens
+
+    return PostgresOutboxWakeup(database_url, on_wake)
 
 
 class Container(containers.DeclarativeContainer):
@@ -110,6 +129,36 @@ class Container(containers.DeclarativeContainer):
     )
     rate_limiter = providers.Singleton(
         TokenBucketRateLimiter, rate=config.outbox_rate_limit_per_second
+    )
+
+    # The outbox sender (application.outbox_sender), one per part; its sizes are read from the
+    # settings when it is made. ``outbox_wakeup(on_wake=...)`` is None where nothing notifies.
+    outbox_wakeup = providers.Selector(
+        providers.Callable(outbox_wakeup_kind, config.database_url),
+        listen_notify=providers.Factory(postgres_wakeup, config.database_url),
+        polling=providers.Object(None),
+    )
+    outbox_executor = providers.Factory(
+        ThreadPool,
+        max_workers=settings.provided.outbox_send_concurrency,
+        thread_name_prefix="outbox-send",
+        inherit=providers.Object((current_worker,)),
+    )
+    outbox_sender = providers.Factory(
+        OutboxSender,
+        uow_factory=uow_factory,
+        provider=messaging_provider,
+        clock=clock,
+        ids=ids,
+        policy=retry_policy,
+        lease=outbox_lease,
+        batch_size=settings.provided.outbox_batch_size,
+        concurrency=settings.provided.outbox_send_concurrency,
+        poll_interval=settings.provided.outbox_poll_interval_seconds,
+        executor=outbox_executor,
+        waiter=providers.Factory(ThreadWaiter),
+        rate_limiter=rate_limiter,
+        job_scope=providers.Object(job_scope),
     )
 
     # Producers of webhook-processing jobs (the webhook, the inbox reconciler). Nothing connects

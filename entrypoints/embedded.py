@@ -42,7 +42,7 @@ from application.outbox import queue_outbound_message
 from application.tenants import add_seller, add_tenant
 from entrypoints.closer import SessionCloser
 from entrypoints.container import Container, build
-from entrypoints.outbox_worker import OutboxSender
+from entrypoints.outbox_worker import OutboxSenderPart
 from entrypoints.runner import WorkerPart
 from entrypoints.settings import Settings
 from entrypoints.simulation import Report, Scenario
@@ -248,7 +248,7 @@ def run_embedded(
     container.worker_redis.override(providers.Object(redis))
     parts: list[WorkerPart] = [
         WebhookWorker(container, processes=1),
-        OutboxSender(container),
+        OutboxSenderPart(container),
         SessionCloser(container),
     ]
     stop = threading.Event()

@@ -21,10 +21,13 @@ import attrs
 
 from adapters.memory.clock import FixedClock, SequentialIds
 from adapters.memory.store import MemoryStore, MemoryUnitOfWorkFactory
+from adapters.memory.waiting import VirtualWaiter
 from adapters.simulated.provider import SimulatedMessagingProvider
+from adapters.system.executor import InlineExecutor
 from application.inbound import Processed, Rejected, process_inbound_message
 from application.live_sessions import close_inactive_sessions
-from application.outbox import queue_outbound_message, send_due_messages
+from application.outbox import DEFAULT_LEASE, queue_outbound_message
+from application.outbox_sender import OutboxSender
 from application.tenants import add_seller, add_tenant
 from domain.errors import InvalidPhoneNumber
 from domain.live_sessions import InactivityWindow, SessionStatus
@@ -287,17 +290,24 @@ def run_scenario(
     first_results: dict[tuple[str, str], dict[str, Any]] = {}
     closed_ids: set[str] = set()
 
+    sender = OutboxSender(  # the production sender; its sends inline, so runs repeat exactly
+        uow_factory=uow_factory,
+        provider=provider,
+        clock=clock,
+        ids=ids,
+        policy=policy,
+        lease=DEFAULT_LEASE,
+        batch_size=scenario.batch_size,
+        concurrency=scenario.batch_size,
+        poll_interval=1.0,
+        executor=InlineExecutor(),
+        waiter=VirtualWaiter(clock),
+    )
+
     def send_due_until(limit: datetime) -> None:
-        """Run the sender every virtual second up to ``limit`` while anything is due."""
+        """Run the sender's cycles up to ``limit`` while anything is due."""
         while True:
-            report_batch = send_due_messages(
-                uow_factory=uow_factory,
-                provider=provider,
-                clock=clock,
-                ids=ids,
-                policy=policy,
-                batch_size=scenario.batch_size,
-            )
+            report_batch = sender.run_once()
             report.outbound["sent"] += report_batch.sent
             report.outbound["retried"] += report_batch.retried
             report.outbound["dead"] += report_batch.dead

@@ -21,15 +21,16 @@ from rq.job import Job
 
 from adapters.rq.spec import FAILURE_TTL_SECONDS, JOB_FUNCTION, JOB_TIMEOUT_SECONDS, QUEUE_NAME
 from adapters.simulated.provider import SimulatedMessagingProvider
+from adapters.system.executor import InlineExecutor
 from application.dead_letters import ReplayStatus, replay_dead_letter
-from application.outbox import send_due_messages
+from application.outbox import BatchReport
 from domain.dead_letters import DeadLetter, DeadLetterSource
 from domain.outbox import DeliveryFailure, OutboxMessage, OutboxStatus
 from domain.retry import RetryPolicy
 from entrypoints import cli
 from entrypoints.container import Container, build
 from entrypoints.jobs import install_container, process_webhook_message
-from ports.messaging import DeliveryFailed, SendReceipt, SendRequest
+from ports.messaging import DeliveryFailed, MessagingProvider, SendReceipt, SendRequest
 from ports.unit_of_work import UnitOfWorkFactory
 from tests.support.redis_db import RedisTestDb, redis_db, redis_test_db  # noqa: F401 - fixtures
 from tests.support.webhook import (
@@ -88,6 +89,17 @@ class Ops:
         assert found is not None
         return found
 
+    def send_due(self, provider: MessagingProvider) -> BatchReport:
+        """One cycle of the production outbox sender, its sends inline."""
+        sender = self.container.outbox_sender(
+            uow_factory=self.uow_factory,
+            provider=provider,
+            policy=RetryPolicy(),
+            batch_size=10,
+            executor=InlineExecutor(),
+        )
+        return sender.run_once()
+
     def dead_outbox_message(self, tenant_id: str = "shop-a") -> tuple[str, DeadLetter]:
         """``livesell outbox send``, then a provider that refuses it for good (Twilio 21211)."""
         code, out, _ = self.run(
@@ -95,14 +107,7 @@ class Ops:
         )
         assert 0 == code
         message_id = out.strip()
-        send_due_messages(
-            uow_factory=self.uow_factory,
-            provider=RefusingProvider(),
-            clock=self.container.clock(),
-            ids=self.container.ids(),
-            policy=RetryPolicy(),
-            batch_size=10,
-        )
+        self.send_due(RefusingProvider())
         (letter,) = self.letters(source=DeadLetterSource.MESSAGES_OUT, tenant_id=tenant_id)[:1]
         assert message_id == letter.source_id
         return message_id, letter
@@ -300,14 +305,7 @@ class TestReplayOutbox:
     def test_a_message_sent_meanwhile_is_skipped_with_exit_1(self, ops: Ops) -> None:
         message_id, letter = ops.dead_outbox_message()
         ops.run("dlq", "replay", letter.id)
-        send_due_messages(
-            uow_factory=ops.uow_factory,
-            provider=SimulatedMessagingProvider(),
-            clock=ops.container.clock(),
-            ids=ops.container.ids(),
-            policy=RetryPolicy(),
-            batch_size=10,
-        )
+        ops.send_due(SimulatedMessagingProvider())
         with ops.uow_factory() as uow:  # an operator un-marks it by hand
             uow.dead_letters.add(attrs.evolve(letter, id="dl-copy"))
             uow.commit()

@@ -34,7 +34,7 @@ from entrypoints.closer import SessionCloser
 from entrypoints.container import Container, build
 from entrypoints.jobs import install_container
 from entrypoints.metrics import MetricsServer, job_outcome, start_worker_metrics
-from entrypoints.outbox_worker import OutboxSender
+from entrypoints.outbox_worker import OutboxSenderPart
 from entrypoints.settings import ConfigError, Settings
 from ports.messaging import DeliveryFailed, SendReceipt, SendRequest
 from ports.unit_of_work import UnitOfWorkFactory
@@ -103,7 +103,7 @@ class Served:
     container: Container
     uow_factory: UnitOfWorkFactory
     webhook: Any
-    sender: OutboxSender
+    sender: OutboxSenderPart
     closer: SessionCloser
 
     def scrape(self) -> Samples:
@@ -123,7 +123,7 @@ def served(webhook_container: Container, pg_uow_factory: UnitOfWorkFactory) -> I
     seed_tenant(webhook_container, "shop-a")
     parts = [
         WebhookWorker(webhook_container),
-        OutboxSender(webhook_container),
+        OutboxSenderPart(webhook_container),
         SessionCloser(webhook_container),
     ]
     server = start_worker_metrics(
@@ -290,7 +290,7 @@ def running(part: Any) -> Iterator[None]:
     assert not thread.is_alive()
 
 
-def run_until(sender: OutboxSender, done: Callable[[], bool]) -> None:
+def run_until(sender: OutboxSenderPart, done: Callable[[], bool]) -> None:
     with running(sender):
         wait_until(done)
 

@@ -27,7 +27,7 @@ from application.outbox import claim_due_messages, queue_outbound_message
 from domain.outbox import DeliveryFailure
 from domain.tenants import Tenant
 from entrypoints.container import build
-from entrypoints.outbox_worker import OutboxSender
+from entrypoints.outbox_worker import OutboxSenderPart
 from entrypoints.settings import Settings
 from ports.messaging import DeliveryFailed, SendReceipt, SendRequest
 from ports.unit_of_work import UnitOfWorkFactory
@@ -84,7 +84,7 @@ def always_succeed(_request: SendRequest, _attempt: int) -> DeliveryFailure | No
 
 @attrs.define
 class RunningSender:
-    sender: OutboxSender
+    sender: OutboxSenderPart
     stop: threading.Event
     thread: threading.Thread
     errors: list[BaseException]
@@ -119,7 +119,7 @@ def start_sender(
         container = build(Settings(**options), store="memory")
         container.uow_factory.override(providers.Object(uow_factory or pg_uow_factory))
         container.messaging_provider.override(providers.Object(provider))
-        sender = OutboxSender(container)
+        sender = OutboxSenderPart(container)
         sender.start()
         stop = threading.Event()
         errors: list[BaseException] = []

@@ -1,5 +1,5 @@
-"""Builders for the unit tier: the in-memory store, a fixed clock, readable ids and a scripted
-provider; nothing else."""
+"""Builders for the unit tier: the in-memory store, a fixed clock, readable ids, a scripted
+provider and the production outbox sender on them (inline sends, virtual waits); nothing else."""
 
 from __future__ import annotations
 
@@ -10,15 +10,20 @@ from typing import Any
 
 from adapters.memory.clock import FixedClock, SequentialIds
 from adapters.memory.store import EventRow, MemoryStore, MemoryUnitOfWork, MemoryUnitOfWorkFactory
+from adapters.memory.waiting import VirtualWaiter
+from adapters.system.executor import InlineExecutor
 from application.inbound import InboundOutcome, Processed, process_inbound_message
 from application.live_sessions import CloseReport, close_inactive_sessions
-from application.outbox import BatchReport, queue_outbound_message, send_due_messages
+from application.outbox import DEFAULT_LEASE, BatchReport, queue_outbound_message
+from application.outbox_sender import OutboxSender
 from application.tenants import add_seller, add_tenant
 from domain.live_sessions import InactivityWindow, LiveSession, SessionStatus
 from domain.outbox import DeliveryFailure, OutboxMessage
 from domain.retry import RetryPolicy
 from domain.tenants import Seller, Tenant
-from ports.messaging import DeliveryFailed, MessagingProvider, SendReceipt, SendRequest
+from ports.executor import Executor
+from ports.messaging import DeliveryFailed, MessagingProvider, RateLimiter, SendReceipt, SendRequest
+from ports.wakeup import Waiter
 
 START = datetime(2026, 3, 2, 18, 0, tzinfo=UTC)
 SELLER_PHONE = "+33612345678"
@@ -158,18 +163,42 @@ class World:
             ids=self.ids,
         )
 
-    def send_due(
-        self, provider: MessagingProvider, *, batch_size: int = 10, **kwargs: Any
-    ) -> BatchReport:
-        return send_due_messages(
-            uow_factory=self.uow_factory,
+    def sender(
+        self,
+        provider: MessagingProvider,
+        *,
+        batch_size: int = 10,
+        concurrency: int | None = None,
+        poll_interval: float = 5.0,
+        policy: RetryPolicy | None = None,
+        lease: timedelta = DEFAULT_LEASE,
+        executor: Executor | None = None,
+        waiter: Waiter | None = None,
+        rate_limiter: RateLimiter | None = None,
+        uow_factory: Callable[[], MemoryUnitOfWork] | None = None,
+    ) -> OutboxSender:
+        """The production sender on this world: by default its sends run inline and its waits
+        move the world's clock."""
+        return OutboxSender(
+            uow_factory=uow_factory or self.uow_factory,
             provider=provider,
             clock=self.clock,
             ids=self.ids,
-            policy=kwargs.pop("policy", self.policy),
+            policy=policy or self.policy,
+            lease=lease,
             batch_size=batch_size,
-            **kwargs,
+            concurrency=concurrency or batch_size,
+            poll_interval=poll_interval,
+            executor=executor or InlineExecutor(),
+            waiter=waiter or VirtualWaiter(self.clock),
+            rate_limiter=rate_limiter,
         )
+
+    def send_due(
+        self, provider: MessagingProvider, *, batch_size: int = 10, **options: Any
+    ) -> BatchReport:
+        """One cycle of the production sender: claim, send, record."""
+        return self.sender(provider, batch_size=batch_size, **options).run_once()
 
     # -- reading the end state --------------------------------------------------------------------
     def sessions(self, tenant_id: str = "shop-a") -> list[LiveSession]:

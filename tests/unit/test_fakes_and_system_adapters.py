@@ -1,11 +1,14 @@
 """The fakes the unit tier stands on, and the in-process system adapters: the unit of work rolls
 back unless committed, clocks and ids are deterministic, the queue is FIFO, the simulated provider
-is reproducible, the rate limiter paces per sender number."""
+is reproducible, the rate limiter paces per sender number, executors run every task, a waiter
+wakes early."""
 
 from __future__ import annotations
 
+import contextvars
 import json
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +17,9 @@ import pytest
 from adapters.memory.clock import FixedClock, SequentialIds, SteppingClock
 from adapters.memory.queue import MemoryInboundQueue
 from adapters.simulated.provider import SimulatedMessagingProvider
+from adapters.system.executor import InlineExecutor, ThreadPool
 from adapters.system.rate_limit import TokenBucketRateLimiter
+from adapters.system.waiting import ThreadWaiter
 from application.outbox import write_outbound_message
 from domain.outbox import OutboxStatus
 from domain.tenants import Tenant
@@ -221,9 +226,81 @@ class TestSendingConcurrently:
         time = FakeTime()
         limiter = TokenBucketRateLimiter(1000, monotonic=time.monotonic, sleep=time.sleep)
 
-        with ThreadPoolExecutor(max_workers=4) as executor:
-            batch = world.send_due(provider, batch_size=20, executor=executor, rate_limiter=limiter)
+        batch = world.send_due(
+            provider,
+            batch_size=20,
+            executor=ThreadPool(max_workers=4),
+            waiter=ThreadWaiter(),
+            rate_limiter=limiter,
+        )
 
         assert (20, 20) == (batch.claimed, batch.sent)
         assert [OutboxStatus.SENT] * 20 == [world.outbox(i).status for i in ids]
         assert sorted(ids) == sorted(r.outbox_id for r in provider.sent)
+
+
+WORKER: contextvars.ContextVar[str] = contextvars.ContextVar("worker", default="none")
+
+
+class TestTheExecutors:
+    def test_the_inline_executor_runs_each_task_at_once_in_order(self) -> None:
+        done: list[int] = []
+        executor = InlineExecutor()
+
+        for n in range(3):
+            executor.submit(lambda n=n: done.append(n))
+
+        assert [0, 1, 2] == done
+
+    def test_the_thread_pool_runs_every_task_on_its_threads_before_shutdown_returns(
+        self,
+    ) -> None:
+        names: list[str] = []
+        lock = threading.Lock()
+        pool = ThreadPool(2, thread_name_prefix="outbox-send")
+
+        def task() -> None:
+            time.sleep(0.01)
+            with lock:
+                names.append(threading.current_thread().name)
+
+        for _ in range(6):
+            pool.submit(task)
+        pool.shutdown()
+
+        assert 6 == len(names)
+        assert all(name.startswith("outbox-send") for name in names), names
+
+    def test_the_pool_threads_inherit_the_context_of_the_first_submitter(self) -> None:
+        seen: list[str] = []
+        pool = ThreadPool(1, inherit=[WORKER])
+        token = WORKER.set("outbox-sender")
+        try:
+            pool.submit(lambda: seen.append(WORKER.get()))
+        finally:
+            WORKER.reset(token)
+        pool.submit(lambda: seen.append(WORKER.get()))
+        pool.shutdown()
+
+        assert ["outbox-sender", "outbox-sender"] == seen
+
+
+class TestTheThreadWaiter:
+    def test_a_wake_from_another_thread_ends_the_wait(self) -> None:
+        waiter = ThreadWaiter()
+        threading.Timer(0.05, waiter.wake).start()
+        started = waiter.monotonic()
+
+        waiter.wait(5.0)
+
+        assert waiter.monotonic() - started < 2.0
+
+    def test_after_clear_the_wait_waits_again(self) -> None:
+        waiter = ThreadWaiter()
+        waiter.wake()
+        waiter.clear()
+        started = waiter.monotonic()
+
+        waiter.wait(0.05)
+
+        assert waiter.monotonic() - started >= 0.04

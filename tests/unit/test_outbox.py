@@ -1,5 +1,6 @@
-"""The outbox (SPEC §3 "Outbox"): queue_outbound_message writes a pending row; send_due_messages
-claims, sends and records, retrying 1, 2, 4, 8 s and dead-lettering on the 5th failure."""
+"""The outbox (SPEC §3 "Outbox"): queue_outbound_message writes a pending row; one cycle of the
+production sender (``OutboxSender.run_once``) claims, sends and records, retrying 1, 2, 4, 8 s and
+dead-lettering on the 5th failure."""
 
 from __future__ import annotations
 
