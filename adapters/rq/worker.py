@@ -49,7 +49,6 @@ from rq.job import Job, JobStatus, Retry, _job_stack
 from rq.registry import (
     FailedJobRegistry,
     FinishedJobRegistry,
-    ScheduledJobRegistry,
     StartedJobRegistry,
 )
 from rq.utils import now
@@ -59,13 +58,13 @@ from rq.worker_registration import clean_worker_registry
 from adapters.rq.connection import UNAVAILABLE_ERRORS
 from adapters.rq.intake import UndecodableJob, fetch_jobs
 from adapters.rq.intermediate import requeue_stuck
-from adapters.rq.outcomes import JobOutcome, QueueDepth, store_failure, store_success
+from adapters.rq.outcomes import JobOutcome, store_failure, store_success
 from adapters.rq.parked import ParkedJobs
 from adapters.rq.registration import LeasedScheduler, Registration
 from adapters.rq.slots import NoSignalDeathPenalty, Slots, Watchdog
 from adapters.rq.spec import JobSpec
 
-__all__ = ["JobOutcome", "QueueDepth", "RetryReturned", "ThreadedRqWorker"]
+__all__ = ["JobOutcome", "RetryReturned", "ThreadedRqWorker"]
 
 log = logging.getLogger("livesell.rq.worker")
 
@@ -579,17 +578,6 @@ class ThreadedRqWorker:
                 extra={"context": {"jobIds": requeued}},
             )
         return True
-
-    def queue_depth(self) -> QueueDepth:
-        """Waiting, active (started), scheduled (retries), completed and failed jobs in RQ."""
-        with self.connection.pipeline(transaction=False) as pipe:
-            pipe.llen(self.queue.key)
-            pipe.zcard(StartedJobRegistry(queue=self.queue).key)
-            pipe.zcard(ScheduledJobRegistry(queue=self.queue).key)
-            pipe.zcard(FinishedJobRegistry(queue=self.queue).key)
-            pipe.zcard(FailedJobRegistry(queue=self.queue).key)
-            waiting, active, scheduled, completed, failed = pipe.execute()
-        return QueueDepth(waiting, active, scheduled, completed, failed)
 
 
 def _no_tick(_away: float) -> None:
