@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Protocol
 
 import attrs
 
@@ -91,6 +92,14 @@ class CloseReport:
     @property
     def closed_count(self) -> int:
         return len(self.closed)
+
+
+class CloseObserver(Protocol):
+    """Told of every closing run's report (metrics)."""
+
+    def sessions_closed(self, report: CloseReport) -> None:
+        """Called once a run has stored its closures; must not raise."""
+        ...
 
 
 def close_inactive_sessions(

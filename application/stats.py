@@ -2,7 +2,7 @@
 and how late the oldest due one is, recent dead letters, active sessions per tenant.
 
 ``livesell stats`` prints it and the metrics endpoint serves it as gauges; the queue's depths come
-from the queue itself, next to these figures, in the entrypoints.
+from the queue itself (``ports.queue_monitor``), read beside these figures.
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 
-from application.live_sessions import CloseReport, close_inactive_sessions
+from application.live_sessions import CloseObserver, close_inactive_sessions
 from entrypoints.container import Container
 from entrypoints.heartbeat import Heartbeat
 
@@ -15,18 +15,18 @@ log = logging.getLogger("livesell.closer")
 
 
 class SessionCloser:
-    """Runs ``close_inactive_sessions`` every ``CLOSE_INTERVAL_MINUTES``; safe in many processes."""
+    """Runs ``close_inactive_sessions`` every ``CLOSE_INTERVAL_MINUTES``; safe in many processes.
+    Each run's report goes to every one of ``observers`` (metrics)."""
 
     name = "close-inactive-live-sessions"
 
-    def __init__(self, container: Container) -> None:
+    def __init__(self, container: Container, observers: Sequence[CloseObserver] = ()) -> None:
         self.container = container
         settings = container.settings()
         assert settings is not None
         self.interval_seconds = settings.close_interval_minutes * 60
         self.batch_limit = settings.close_batch_limit
-        self.run_observers: list[Callable[[CloseReport], None]] = []
-        """Called with every run's report (Prometheus metrics, ``entrypoints.metrics``)."""
+        self.run_observers: list[CloseObserver] = list(observers)
         self.heartbeat = Heartbeat()
 
     def start(self) -> None:
@@ -45,8 +45,8 @@ class SessionCloser:
             batch_limit=self.batch_limit,
             run_id=run_id,
         )
-        for observe in self.run_observers:
-            observe(report)
+        for observer in self.run_observers:
+            observer.sessions_closed(report)
         log.info(
             "Close inactive live sessions run completed",
             extra={
@@ -91,4 +91,6 @@ class SessionCloser:
 
 
 def build_part(container: Container) -> SessionCloser:
-    return SessionCloser(container)
+    from entrypoints.metrics import part_observers
+
+    return SessionCloser(container, part_observers(container.settings()))

@@ -18,6 +18,7 @@ from dependency_injector import containers, providers
 from adapters.memory.store import MemoryStore, MemoryUnitOfWorkFactory
 from adapters.rq.connection import redis_connection
 from adapters.rq.health import RedisQueueHealth
+from adapters.rq.monitor import RqQueueMonitor
 from adapters.rq.queue import RqInboundQueue
 from adapters.rq.spec import JOB_TIMEOUT_SECONDS, JobSpec
 from adapters.rq.spool import RedisSpool
@@ -175,6 +176,9 @@ class Container(containers.DeclarativeContainer):
     # What the database could not take waits here (ADR 0013); the queue's liveness and epoch.
     spool = providers.Singleton(RedisSpool, queue_redis)
     queue_health = providers.Singleton(RedisQueueHealth, queue_redis)
+    # What the queue holds, for operators (livesell stats, /metrics); each reader has its own
+    # client, named at the call: ``container.queue_monitor(client_name="stats")``.
+    queue_monitor = providers.Factory(RqQueueMonitor.connect, config.redis_url, config.redis_token)
 
 
 def build(settings: Settings | None = None, *, store: str = "sql") -> Container:

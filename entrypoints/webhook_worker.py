@@ -32,21 +32,24 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from adapters.rq.connection import queue_errors
-from adapters.rq.spec import JobSpec
-from adapters.rq.worker import JobOutcome, QueueDepth, ThreadedRqWorker
+from adapters.rq.monitor import RqQueueMonitor
+from adapters.rq.outcomes import JobObserver
+from adapters.rq.spec import QUEUE_NAME, JobSpec
+from adapters.rq.worker import JobOutcome, ThreadedRqWorker
 from entrypoints.container import Container, build
 from entrypoints.heartbeat import Heartbeat
 from entrypoints.jobs import dead_letter_undecodable_job, install_container
 from entrypoints.logs import configure_logging, current_worker
 from entrypoints.observability import report_exception
 from entrypoints.settings import Settings
+from ports.queue_monitor import QueueDepths, QueueMonitor
 
 log = logging.getLogger("livesell.webhook")
 
@@ -116,7 +119,7 @@ class WorkerMetrics:
         with self._lock:
             return self.clock() - self._last_line >= self.every_seconds
 
-    def snapshot(self, depth: QueueDepth | None) -> dict[str, Any]:
+    def snapshot(self, depth: QueueDepths | None) -> dict[str, Any]:
         """The metrics line's context; starts a new window."""
         with self._lock:
             window, self._window = self._window, []
@@ -135,9 +138,9 @@ class WorkerMetrics:
         if depth is not None:
             context["queue"] = {
                 "waiting": depth.waiting,
-                "active": depth.active,
+                "active": depth.started,
                 "delayed": depth.scheduled,
-                "completed": depth.completed,
+                "completed": depth.finished,
                 "failed": depth.failed,
             }
         return context
@@ -155,20 +158,24 @@ def _ids(payload: object) -> dict[str, Any]:
 
 
 class WebhookProcessor:
-    """One process's share of the webhook worker: ``slots`` jobs in flight in its threads."""
+    """One process's share of the webhook worker: ``slots`` jobs in flight in its threads; each
+    job run's outcome goes to every one of ``observers`` (metrics)."""
 
     name = WORKER_NAME
 
-    def __init__(self, container: Container, slots: int) -> None:
+    def __init__(
+        self, container: Container, slots: int, observers: Sequence[JobObserver] = ()
+    ) -> None:
         self.container = container
         settings = container.settings()
         assert settings is not None
         self.settings = settings
         self.slots = slots
         self.metrics = WorkerMetrics()
-        self.job_observers: list[Callable[[JobOutcome], None]] = []
-        """Called with every job run's outcome (Prometheus metrics, ``entrypoints.metrics``)."""
+        self.job_observers: list[JobObserver] = list(observers)
         self.worker: ThreadedRqWorker | None = None
+        self.monitor: QueueMonitor | None = None
+        """Where the ``Worker metrics`` line reads the queue's depths (set by ``start``)."""
         self.heartbeat = Heartbeat()
 
     def start(self) -> None:
@@ -191,6 +198,7 @@ class WebhookProcessor:
             on_undecodable=dead_letter_undecodable_job,
             on_tick=lambda away: self.heartbeat.beat(away=away),
         )
+        self.monitor = RqQueueMonitor(connection)
         with queue_errors():
             self.worker.start()
         # Everything built so far (modules, container, pool) lives as long as the process: keep
@@ -236,12 +244,11 @@ class WebhookProcessor:
                 self._log_metrics()
 
     def _log_metrics(self) -> None:
-        depth: QueueDepth | None = None
-        if self.worker is not None:
+        depth: QueueDepths | None = None
+        if self.monitor is not None:
             try:
-                with queue_errors():
-                    depth = self.worker.queue_depth()
-            except ConnectionError as exc:
+                depth = self.monitor.depths(QUEUE_NAME)
+            except ConnectionError as exc:  # QueueUnavailable
                 log.warning("Queue depth unavailable", extra={"context": {"error": str(exc)}})
         log.info("Worker metrics", extra={"context": self.metrics.snapshot(depth)})
 
@@ -284,8 +291,8 @@ class WebhookProcessor:
                 )
             level = logging.WARNING if outcome.retry_scheduled else logging.ERROR
             log.log(level, "Job failed", extra={"context": context, "sentry_reported": reported})
-        for observe in self.job_observers:
-            observe(outcome)
+        for observer in self.job_observers:
+            observer.job_finished(outcome)
         if self.metrics.record(outcome):
             self._log_metrics()
 
@@ -296,26 +303,27 @@ class WebhookWorker:
 
     name = WORKER_NAME
 
-    def __init__(self, container: Container, processes: int | None = None) -> None:
+    def __init__(
+        self,
+        container: Container,
+        processes: int | None = None,
+        observers: Sequence[JobObserver] = (),
+    ) -> None:
         """``processes``: how many processes share the slots; by default one per usable CPU when
-        children can rebuild ``container`` from Settings, else one."""
+        children can rebuild ``container`` from Settings, else one. ``observers`` are told of this
+        process's job runs; each child builds its own (``run_child``)."""
         settings = container.settings()
         assert settings is not None
         self.settings = settings
         if processes is None and not rebuildable_from_settings(container):
             processes = 1
         self.plan = process_plan(settings.webhook_worker_concurrency, processes)
-        self.local = WebhookProcessor(container, self.plan[0])
+        self.local = WebhookProcessor(container, self.plan[0], observers)
         self._context = multiprocessing.get_context("spawn")
         self._children: list[BaseProcess] = []
         self._controls: list[Connection] = []
         """This end of each child's control pipe: "ready" comes back on it, "stop" goes out."""
         self._child_died = threading.Event()
-
-    @property
-    def job_observers(self) -> list[Callable[[JobOutcome], None]]:
-        """This process's observers; children attach their own (``entrypoints.metrics``)."""
-        return self.local.job_observers
 
     @property
     def metrics(self) -> WorkerMetrics:
@@ -448,7 +456,7 @@ def _first_message(child: BaseProcess, control: Connection) -> str:
 def _forget_child(pid: int | None) -> None:
     if pid is None:
         return
-    from entrypoints.metrics import mark_process_dead
+    from adapters.prometheus.metrics import mark_process_dead
 
     mark_process_dead(pid)
 
@@ -477,13 +485,14 @@ def run_child(
         threading.Thread(
             target=_exit_with_parent, args=(parent.sentinel,), name="parent-watch", daemon=True
         ).start()
-    from entrypoints.metrics import instrument, multiprocess_dir
+    from adapters.prometheus.metrics import multiprocess_dir
+    from entrypoints.metrics import part_observers
     from entrypoints.observability import init_sentry
 
     init_sentry(settings, component="worker")
-    processor = WebhookProcessor(build(settings), slots)
-    if settings.metrics_port is not None and multiprocess_dir():
-        instrument(processor)
+    # A child's counters reach the endpoint only through the multi-process directory.
+    observers = part_observers(settings) if multiprocess_dir() else []
+    processor = WebhookProcessor(build(settings), slots, observers)
     try:
         processor.start()
     except Exception as exc:
@@ -518,4 +527,6 @@ def rebuildable_from_settings(container: Container) -> bool:
 
 
 def build_part(container: Container) -> WebhookWorker:
-    return WebhookWorker(container)
+    from entrypoints.metrics import part_observers
+
+    return WebhookWorker(container, observers=part_observers(container.settings()))

@@ -4,6 +4,7 @@ in RQ's data model is ``adapters.rq.lifecycle``'s."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Protocol
 
 import attrs
 
@@ -28,12 +29,9 @@ class JobOutcome:
     """What the job raised (its traceback attached), for error reporting."""
 
 
-@attrs.frozen
-class QueueDepth:
-    """The queue's counters as RQ's registries hold them."""
+class JobObserver(Protocol):
+    """Told of every run of a job once its outcome is stored (metrics)."""
 
-    waiting: int
-    active: int
-    scheduled: int
-    completed: int
-    failed: int
+    def job_finished(self, outcome: JobOutcome) -> None:
+        """Called in the worker thread that ran the job; must not raise."""
+        ...

@@ -45,12 +45,6 @@ from typing import Any
 from redis import Redis
 from rq import Queue
 from rq.job import JobStatus, Retry
-from rq.registry import (
-    FailedJobRegistry,
-    FinishedJobRegistry,
-    ScheduledJobRegistry,
-    StartedJobRegistry,
-)
 from rq.utils import now
 from rq.worker import WorkerStatus
 
@@ -58,14 +52,14 @@ from adapters.rq import lifecycle
 from adapters.rq.connection import UNAVAILABLE_ERRORS
 from adapters.rq.housekeeping import WORKER_KEY_TTL_SECONDS, Housekeeping, sweep
 from adapters.rq.intake import DEQUEUE_BLOCK_SECONDS, JobIntake, UndecodableJob
-from adapters.rq.outcomes import JobOutcome, QueueDepth
+from adapters.rq.outcomes import JobOutcome
 from adapters.rq.parked import ParkedJobs
 from adapters.rq.registration import LeasedScheduler, Registration
 from adapters.rq.slots import Slots
 from adapters.rq.spec import JobSpec
 from adapters.rq.watchdog import Running, Watchdog
 
-__all__ = ["JobOutcome", "QueueDepth", "RetryReturned", "ThreadedRqWorker"]
+__all__ = ["JobOutcome", "RetryReturned", "ThreadedRqWorker"]
 
 log = logging.getLogger("livesell.rq.worker")
 
@@ -400,17 +394,6 @@ class ThreadedRqWorker:
         """One registry maintenance (``adapters.rq.housekeeping.sweep``); False when another
         worker swept recently."""
         return sweep(self.connection, self.queue, self.name, self.maintenance_seconds)
-
-    def queue_depth(self) -> QueueDepth:
-        """Waiting, active (started), scheduled (retries), completed and failed jobs in RQ."""
-        with self.connection.pipeline(transaction=False) as pipe:
-            pipe.llen(self.queue.key)
-            pipe.zcard(StartedJobRegistry(queue=self.queue).key)
-            pipe.zcard(ScheduledJobRegistry(queue=self.queue).key)
-            pipe.zcard(FinishedJobRegistry(queue=self.queue).key)
-            pipe.zcard(FailedJobRegistry(queue=self.queue).key)
-            waiting, active, scheduled, completed, failed = pipe.execute()
-        return QueueDepth(waiting, active, scheduled, completed, failed)
 
 
 def _no_tick(_away: float) -> None:

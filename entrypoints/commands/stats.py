@@ -2,7 +2,9 @@
 
 The two sources are read independently: with Redis unreachable the database figures still print
 and the queue section says ``unavailable`` (and the other way round). Exit codes: 0 when both were
-read, 1 when either was unavailable (what was read is still printed), 2 bad configuration.
+read, 1 when either was unavailable (what was read is still printed), 2 bad configuration. The
+queue is read through the ``QueueMonitor`` port, as ``/metrics`` reads it; this command imports no
+Prometheus code.
 """
 
 from __future__ import annotations
@@ -14,13 +16,12 @@ from typing import Any
 
 import attrs
 
-from adapters.rq.connection import redis_connection
 from adapters.rq.spec import QUEUE_NAME
 from application.stats import StoreStats, read_store_stats
 from entrypoints.container import build
-from entrypoints.metrics import QueueDepths, read_queue_depths
 from entrypoints.schema import require_schema_at_head
 from entrypoints.settings import mask_url
+from ports.queue_monitor import QueueDepths, QueueUnavailable
 
 EXIT_UNAVAILABLE = 1
 LABEL_WIDTH = 12
@@ -60,13 +61,13 @@ def stats_command(args: argparse.Namespace) -> int:
         )
     except ConnectionError as exc:  # StoreUnavailable
         store = Reading(error=str(exc))
-    connection = redis_connection(settings.redis_url, settings.redis_token, client_name="stats")
+    monitor = container.queue_monitor(client_name="stats")
     try:
-        queue = Reading(read_queue_depths(connection, QUEUE_NAME))
-    except ConnectionError as exc:  # QueueUnavailable
+        queue = Reading(monitor.depths(QUEUE_NAME))
+    except QueueUnavailable as exc:
         queue = Reading(error=str(exc))
     finally:
-        connection.close()
+        monitor.close()
     now = container.clock().now()
     if args.json:
         print(json.dumps(stats_json(now, queue, store), indent=2))
@@ -80,8 +81,7 @@ def stats_json(now: datetime, queue: Reading, store: Reading) -> dict[str, Any]:
     if queue.error:
         out["queue"] = {"name": QUEUE_NAME, "available": False, "error": queue.error}
     else:
-        depths: QueueDepths = queue.value
-        out["queue"] = {"name": QUEUE_NAME, "available": True, **depths.as_dict()}
+        out["queue"] = {"name": QUEUE_NAME, "available": True, **_shown(queue.value)}
     if store.error:
         out["store"] = {"available": False, "error": store.error}
         return out
@@ -108,7 +108,7 @@ def stats_text(now: datetime, queue: Reading, store: Reading, redis_url: str) ->
     if queue.error:
         lines.append(f"  unavailable: {queue.error}")
     else:
-        lines += _pairs(queue.value.as_dict())
+        lines += _pairs(_shown(queue.value))
     lines.append("")
     if store.error:
         lines += ["database", f"  unavailable: {store.error}"]
@@ -133,6 +133,16 @@ def stats_text(now: datetime, queue: Reading, store: Reading, redis_url: str) ->
     lines += ["", f"active sessions: {stats.active_sessions_total}"]
     lines += _pairs(stats.active_sessions)
     return "\n".join(lines)
+
+
+def _shown(depths: QueueDepths) -> dict[str, int]:
+    """The states this command shows, in this order."""
+    return {
+        "waiting": depths.waiting,
+        "started": depths.started,
+        "scheduled": depths.scheduled,
+        "failed": depths.failed,
+    }
 
 
 def _pairs(values: dict[str, int]) -> list[str]:

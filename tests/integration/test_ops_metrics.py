@@ -24,6 +24,7 @@ import pytest
 from dependency_injector import providers
 from prometheus_client.parser import text_string_to_metric_families
 
+from adapters.prometheus.observer import job_outcome
 from adapters.rq.connection import redis_connection
 from adapters.rq.queue import RqInboundQueue
 from adapters.rq.spec import JobSpec
@@ -33,7 +34,7 @@ from domain.retry import RetryPolicy
 from entrypoints.closer import SessionCloser
 from entrypoints.container import Container, build
 from entrypoints.jobs import install_container
-from entrypoints.metrics import MetricsServer, job_outcome, start_worker_metrics
+from entrypoints.metrics import MetricsServer, start_worker_metrics
 from entrypoints.outbox_worker import OutboxSenderPart
 from entrypoints.settings import ConfigError, Settings
 from ports.messaging import DeliveryFailed, SendReceipt, SendRequest
@@ -112,8 +113,9 @@ class Served:
 
 @pytest.fixture
 def served(webhook_container: Container, pg_uow_factory: UnitOfWorkFactory) -> Iterator[Served]:
-    """``start_worker_metrics`` as ``livesell worker`` calls it, with the three real parts."""
-    from entrypoints.webhook_worker import WebhookWorker
+    """``start_worker_metrics`` as ``livesell worker`` calls it, with the three real parts built
+    as it builds them."""
+    from entrypoints.runner import build_parts
 
     settings = webhook_container.settings()
     assert settings is not None
@@ -121,11 +123,7 @@ def served(webhook_container: Container, pg_uow_factory: UnitOfWorkFactory) -> I
     webhook_container.settings.override(providers.Object(settings))
     webhook_container.messaging_provider.override(providers.Object(RefuseThenAccept()))
     seed_tenant(webhook_container, "shop-a")
-    parts = [
-        WebhookWorker(webhook_container),
-        OutboxSenderPart(webhook_container),
-        SessionCloser(webhook_container),
-    ]
+    parts = build_parts(webhook_container, ["webhook", "outbox", "closer"])
     server = start_worker_metrics(
         settings, webhook_container, parts, addr="127.0.0.1", cache_seconds=0
     )
@@ -399,13 +397,14 @@ MULTIPROCESS_SCRIPT = textwrap.dedent(
     import multiprocessing, os, sys
     from datetime import UTC, datetime
 
+    from adapters.prometheus import metrics
     from adapters.rq.worker import JobOutcome
-    from entrypoints import metrics
+    from entrypoints.metrics import observer, serve
 
 
     def work(count):
         for _ in range(count):
-            metrics.observe_job(JobOutcome(
+            observer().job_finished(JobOutcome(
                 job_id="j", payload={}, succeeded=True, result={}, error=None,
                 processing_seconds=0.02, attempts_made=1, attempts_remaining=0,
                 retry_scheduled=False, enqueued_at=None, ended_at=datetime.now(UTC)))
@@ -413,7 +412,7 @@ MULTIPROCESS_SCRIPT = textwrap.dedent(
 
     if __name__ == "__main__":
         metrics.configure_multiprocess(sys.argv[1])
-        server = metrics.serve(0, addr="127.0.0.1")
+        server = serve(0, addr="127.0.0.1")
         work(1)
         children = [multiprocessing.get_context("spawn").Process(target=work, args=(n,))
                     for n in (2, 3)]
@@ -477,7 +476,9 @@ WORKER_PROCESSES_SCRIPT = textwrap.dedent(
     if __name__ == "__main__":  # the children are spawned: they import this file
         settings = Settings.from_env()
         container = build(settings)
-        part = WebhookWorker(container, processes=2)
+        part = WebhookWorker(
+            container, processes=2, observers=metrics.part_observers(settings)
+        )
         server = metrics.start_worker_metrics(
             settings, container, [part], addr="127.0.0.1", cache_seconds=0
         )

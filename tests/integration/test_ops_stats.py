@@ -215,6 +215,23 @@ class TestStats:
         assert "  unavailable: Redis is unavailable" in text
         assert "outbox (messages_out)" in text
 
+    def test_reads_the_queue_without_loading_prometheus(self, busy: Stats) -> None:
+        """The queue is read through the QueueMonitor port, as /metrics reads it."""
+        script = (
+            "import json, sys\n"
+            "from entrypoints import cli\n"
+            "code = cli.main(['stats', '--json'])\n"
+            "print(json.dumps([code, 'prometheus_client' in sys.modules]))\n"
+        )
+
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+        )
+
+        *report, verdict = done.stdout.strip().splitlines()
+        assert [0, False] == json.loads(verdict)
+        assert 3 == json.loads("\n".join(report))["queue"]["waiting"]
+
     def test_the_database_unreachable_still_prints_the_queue_and_exits_1(
         self, busy: Stats, monkeypatch: pytest.MonkeyPatch
     ) -> None:

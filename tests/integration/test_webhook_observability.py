@@ -15,11 +15,12 @@ from rq.job import Job
 
 from adapters.rq.queue import RqInboundQueue
 from adapters.rq.spec import FAILURE_CALLBACK, JOB_FUNCTION, QUEUE_NAME
-from adapters.rq.worker import JobOutcome, QueueDepth
+from adapters.rq.worker import JobOutcome
 from adapters.sqlalchemy.engine import build_engine
 from adapters.sqlalchemy.unit_of_work import SqlUnitOfWorkFactory
 from entrypoints.container import Container
 from entrypoints.webhook_worker import WebhookWorker, WorkerMetrics, process_plan
+from ports.queue_monitor import QueueDepths
 from tests.support.redis_db import RedisTestDb
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.webhook import (  # noqa: F401 - fixtures
@@ -185,7 +186,10 @@ class TestMetricsArithmetic:
         metrics = WorkerMetrics(clock=lambda: 10.0)
         for ms in range(1, 101):
             metrics.record(outcome(succeeded=ms % 10 != 0, seconds=ms / 1000))
-        line = metrics.snapshot(QueueDepth(3, 2, 1, 90, 10))
+        depths = QueueDepths(
+            waiting=3, started=2, scheduled=1, failed=10, finished=90, deferred=0, intermediate=0
+        )
+        line = metrics.snapshot(depths)
         assert (line["completed"], line["failed"], line["successRate"]) == (90, 10, 0.9)
         assert (line["avgProcessingTimeMs"], line["p95ProcessingTimeMs"]) == (50.5, 95.0)
         assert line["queue"] == {
