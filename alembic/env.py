@@ -1,8 +1,11 @@
 """Alembic environment: the same MetaData as the adapters (``adapters.sqlalchemy.tables``).
 
 The URL is, first found: ``config.attributes["url"]`` (set by ``adapters.sqlalchemy.migrations``
-and the tests), ``-x url=...``, ``DATABASE_URL``, else the embedded default. A caller may also
-hand over an open connection in ``config.attributes["connection"]``.
+for ``livesell migrate``, the embedded demo and the tests), ``-x url=...``, ``DATABASE_URL`` (for
+``alembic upgrade head`` run by hand), else the embedded default; normalised as the service does
+(``adapters.sqlalchemy.urls``). A caller may also hand over an open connection in
+``config.attributes["connection"]``. Nothing of ``entrypoints`` is imported: the migrations need
+the adapter's tables, not the service's settings.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from adapters.sqlalchemy.tables import metadata
+from adapters.sqlalchemy.urls import DEFAULT_DATABASE_URL, normalise_database_url
 from alembic import context
-from entrypoints.settings import DEFAULT_DATABASE_URL, normalise_database_url
 
 config = context.config
 target_metadata = metadata

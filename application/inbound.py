@@ -16,7 +16,7 @@ from domain.events import InboundRejected
 from domain.inbound import InboundMessage, InboundRecord, best_effort_ids
 from domain.live_sessions import InactivityWindow, received_instant
 from domain.phones import normalise_sender, phone_key
-from domain.senders import classify_sender
+from domain.senders import SenderType, classify_sender
 from ports.clock import Clock, IdGenerator
 from ports.repositories import DuplicateInboundMessage
 from ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -85,63 +85,125 @@ def process_inbound_message(
             clock=clock,
             ids=ids,
         )
-    for _ in range(RACE_RETRIES):
-        with uow_factory() as uow:
-            tenant = uow.tenants.get(message.tenant_id)
-            if tenant is None:
-                error: Exception = UnknownTenant(message.tenant_id)
-                reason = RejectReason.UNKNOWN_TENANT
-                break
-            try:
-                from_e164 = normalise_sender(
-                    message.from_address, tenant.default_region, wa_id=message.content.wa_id
-                )
-            except InvalidPhoneNumber as exc:
-                error, reason = exc, RejectReason.INVALID_PHONE
-                break
-            record = uow.inbound.get(tenant.id, message.provider_message_id)
-            if record is not None and record.is_processed:
-                return Processed(record.enriched(), duplicate=True)
-            sender = classify_sender(uow.sellers.find_by_key(tenant.id, phone_key(from_e164)))
-            session_id = attach_to_current_session(
-                uow,
-                tenant_id=tenant.id,
-                sender=sender,
-                at=received_instant(message.received_at, now),
-                now=now,
-                window=window,
-                ids=ids,
-                correlation_id=message.correlation_id,
-            )
-            if record is None:
-                record = InboundRecord(id=ids.new_id(), message=message)
-                record.mark_processed(
-                    from_e164=from_e164, sender=sender, live_session_id=session_id, now=now
-                )
-                try:
-                    uow.inbound.add(record)
-                except DuplicateInboundMessage:
-                    continue
-            else:
-                was = record.state
-                record.mark_processed(
-                    from_e164=from_e164, sender=sender, live_session_id=session_id, now=now
-                )
-                if not uow.inbound.save(record, was=was):
-                    continue
-            uow.commit()
-            return Processed(record.enriched())
-    else:
-        raise ContentionError(f"inbound message {message.provider_message_id!r} kept racing")
+    outcome = _process(message, uow_factory=uow_factory, now=now, ids=ids, window=window)
+    if isinstance(outcome, Processed):
+        return outcome
     return reject_inbound(
         payload,
-        reason,
-        str(error),
+        outcome.reason,
+        str(outcome.error),
         uow_factory=uow_factory,
         clock=clock,
         ids=ids,
-        tenant_id=message.tenant_id if reason == RejectReason.INVALID_PHONE else None,
+        tenant_id=outcome.tenant_id,
     )
+
+
+@attrs.frozen
+class _Refused:
+    """The message cannot be processed and is to be rejected for ``reason``; ``tenant_id``: the
+    tenant it names, when that tenant exists."""
+
+    reason: str
+    error: Exception
+    tenant_id: str | None = None
+
+
+def _process(
+    message: InboundMessage,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    now: datetime,
+    ids: IdGenerator,
+    window: InactivityWindow,
+) -> Processed | _Refused:
+    """``_process_once``, again from the start while a concurrent job of the same message writes
+    its record first. Raises ContentionError when that keeps happening."""
+    for _ in range(RACE_RETRIES):
+        with uow_factory() as uow:
+            outcome = _process_once(uow, message, now=now, ids=ids, window=window)
+        if outcome is not None:
+            return outcome
+    raise ContentionError(f"inbound message {message.provider_message_id!r} kept racing")
+
+
+def _process_once(
+    uow: UnitOfWork,
+    message: InboundMessage,
+    *,
+    now: datetime,
+    ids: IdGenerator,
+    window: InactivityWindow,
+) -> Processed | _Refused | None:
+    """Classify the sender, attach the message to the live session and record it processed,
+    committed in ``uow``. None when a concurrent job wrote the record first: nothing is committed
+    and the caller tries again."""
+    tenant = uow.tenants.get(message.tenant_id)
+    if tenant is None:
+        return _Refused(RejectReason.UNKNOWN_TENANT, UnknownTenant(message.tenant_id))
+    try:
+        from_e164 = normalise_sender(
+            message.from_address, tenant.default_region, wa_id=message.content.wa_id
+        )
+    except InvalidPhoneNumber as exc:
+        return _Refused(RejectReason.INVALID_PHONE, exc, tenant_id=message.tenant_id)
+    record = uow.inbound.get(tenant.id, message.provider_message_id)
+    if record is not None and record.is_processed:
+        return Processed(record.enriched(), duplicate=True)
+    sender = classify_sender(uow.sellers.find_by_key(tenant.id, phone_key(from_e164)))
+    session_id = attach_to_current_session(
+        uow,
+        tenant_id=tenant.id,
+        sender=sender,
+        at=received_instant(message.received_at, now),
+        now=now,
+        window=window,
+        ids=ids,
+        correlation_id=message.correlation_id,
+    )
+    record = _write_processed(
+        uow,
+        record,
+        message,
+        ids=ids,
+        from_e164=from_e164,
+        sender=sender,
+        live_session_id=session_id,
+        now=now,
+    )
+    if record is None:
+        return None
+    uow.commit()
+    return Processed(record.enriched())
+
+
+def _write_processed(
+    uow: UnitOfWork,
+    record: InboundRecord | None,
+    message: InboundMessage,
+    *,
+    ids: IdGenerator,
+    from_e164: str,
+    sender: SenderType,
+    live_session_id: str | None,
+    now: datetime,
+) -> InboundRecord | None:
+    """The message's record (a new one when it has none yet) moved to ``processed`` and written;
+    None when a concurrent job wrote it first."""
+    new = record is None
+    if record is None:
+        record = InboundRecord(id=ids.new_id(), message=message)
+    was = record.state
+    record.mark_processed(
+        from_e164=from_e164, sender=sender, live_session_id=live_session_id, now=now
+    )
+    if not new:
+        return record if uow.inbound.save(record, was=was) else None
+    try:
+        uow.inbound.add(record)
+    except DuplicateInboundMessage:
+        return None
+    return record
 
 
 def reject_inbound(

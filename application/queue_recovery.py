@@ -5,6 +5,9 @@ webhook recorded while it was down, instead of waiting for those records to grow
 queue answers again after failing, with the instant from which records may have missed their
 enqueue (the last time it answered, less a margin), or when the queue's epoch changed: the broker
 lost its data, so every job queued before is gone and every record still ``received`` needs one.
+``recovery_due()`` observes the same way and keeps a recovery owed until it is ``recovered()``:
+one that could not enqueue everything (the queue failed again half way) is run again at the next
+probe that finds the queue answering.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class QueueWatch:
         self._epoch: str | None = None
         self._last_ok: datetime | None = None
         self._down_since: datetime | None = None
+        self._owed: QueueRecovered | None = None
 
     @property
     def down(self) -> bool:
@@ -76,6 +80,16 @@ class QueueWatch:
         self._last_ok = now
         self._down_since = None
         return recovered
+
+    def recovery_due(self) -> QueueRecovered | None:
+        """Probe the queue once (``observe``); the recovery to run now, while the queue answers:
+        the one this probe noticed, else one noticed before and not ``recovered()`` yet."""
+        self._owed = self.observe() or self._owed
+        return None if self.down else self._owed
+
+    def recovered(self) -> None:
+        """The recovery ``recovery_due`` returned went through: none is owed any more."""
+        self._owed = None
 
     def _down_for(self, now: datetime) -> float:
         return 0.0 if self._down_since is None else (now - self._down_since).total_seconds()

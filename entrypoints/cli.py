@@ -1,4 +1,5 @@
-"""``livesell``: the one console script. Each subcommand lives in ``entrypoints/commands/``.
+"""``livesell``: the one console script. Each subcommand lives in ``entrypoints/commands/``, what
+they share (``UsageError``, ``store_errors``) in ``entrypoints/commands/support.py``.
 
 Conventions (DEVELOPERS.md, ADR 0016): exit 0 success, 1 a failure at run time, 2 bad input or
 configuration, printed as ONE line that starts with the full sub-command name
@@ -46,10 +47,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 COMMAND_MODULES = tuple(module for module, _help in COMMANDS.values())
 
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """Bad input from the operator; printed as one line, exit code 2."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -122,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     args.command_name = command_name(args)
     from domain.errors import DomainError
+    from entrypoints.commands.support import UsageError
     from entrypoints.settings import ConfigError
 
     try:

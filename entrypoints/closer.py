@@ -1,20 +1,21 @@
-"""The close-inactive-live-sessions worker part: one run at start, then every interval."""
+"""The close-inactive-live-sessions worker part: one run at start, then every interval; after a
+failed run 1 s, doubling, at most the interval (``application.periodic``)."""
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Sequence
 
 from application.live_sessions import CloseObserver, close_inactive_sessions
+from application.periodic import Pacing, PassOutcome
 from entrypoints.container import Container
-from entrypoints.heartbeat import Heartbeat
+from entrypoints.periodic_part import PeriodicPart, log_retry
 
 log = logging.getLogger("livesell.closer")
 
 
-class SessionCloser:
+class SessionCloser(PeriodicPart):
     """Runs ``close_inactive_sessions`` every ``CLOSE_INTERVAL_MINUTES``; safe in many processes.
     Each run's report goes to every one of ``observers`` (metrics)."""
 
@@ -27,7 +28,13 @@ class SessionCloser:
         self.interval_seconds = settings.close_interval_minutes * 60
         self.batch_limit = settings.close_batch_limit
         self.run_observers: list[CloseObserver] = list(observers)
-        self.heartbeat = Heartbeat()
+        super().__init__(
+            Pacing(
+                interval=self.interval_seconds,
+                backoff_base=1.0,
+                backoff_cap=self.interval_seconds,
+            )
+        )
 
     def start(self) -> None:
         self.uow_factory = self.container.uow_factory()
@@ -61,7 +68,14 @@ class SessionCloser:
         )
         return report.closed_count
 
-    def run(self, stop: threading.Event) -> None:
+    def run_pass(self) -> PassOutcome:
+        self.run_once()
+        return PassOutcome.DONE
+
+    def pass_failed(self, error: Exception, retry_in: float, failures: int) -> None:
+        log_retry(log, "Close inactive live sessions run failed, will retry", retry_in, failures)
+
+    def log_started(self) -> None:
         log.info(
             "Close inactive live sessions worker started",
             extra={
@@ -72,22 +86,6 @@ class SessionCloser:
                 }
             },
         )
-        failures = 0
-        while not stop.is_set():
-            self.heartbeat.beat()
-            try:
-                self.run_once()
-                failures = 0
-                wait = self.interval_seconds
-            except Exception:
-                failures += 1
-                wait = min(self.interval_seconds, 2.0 ** min(failures, 6))
-                log.exception(
-                    "Close inactive live sessions run failed, will retry",
-                    extra={"context": {"retryInSeconds": wait, "consecutiveFailures": failures}},
-                )
-            self.heartbeat.beat(away=wait)
-            stop.wait(wait)
 
 
 def build_part(container: Container) -> SessionCloser:

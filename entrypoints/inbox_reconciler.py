@@ -8,8 +8,9 @@ number of old records can starve a newer one (ADR 0010).
 Processing is idempotent, so a record whose first job is merely slow gets a harmless second one;
 a record enqueued again waits twice as long before the next time (``RequeueSchedule``, up to
 ``MAX_REQUEUE_WAIT``), so a queue backlog is not multiplied. Passes run every half threshold (at
-most ``MAX_INTERVAL_SECONDS`` apart). Safe in several processes: the worst case is a duplicate
-job.
+most ``MAX_INTERVAL_SECONDS`` apart, counted from the start of the one before; after a failed
+pass twice the interval, doubling, at most ``MAX_BACKOFF_SECONDS``: ``application.periodic``).
+Safe in several processes: the worst case is a duplicate job.
 
 Between passes the queue is probed every ``PROBE_SECONDS`` (``application.queue_recovery``,
 ADR 0013): when it answers again after an outage, the records received since just before the
@@ -21,14 +22,13 @@ seconds of Redis answering, not after the threshold.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from datetime import timedelta
 
 from application.inbox import ReconcileReport, RequeueSchedule, reconcile_inbox
+from application.periodic import Pacing, PassOutcome, Schedule
 from application.queue_recovery import QueueRecovered, QueueWatch
 from entrypoints.container import Container
-from entrypoints.heartbeat import Heartbeat
+from entrypoints.periodic_part import PeriodicPart, log_retry
 
 log = logging.getLogger("livesell.inbox_reconciler")
 
@@ -40,7 +40,7 @@ MAX_BACKOFF_SECONDS = 10.0
 PROBE_SECONDS = 1.0
 
 
-class InboxReconciler:
+class InboxReconciler(PeriodicPart):
     name = "inbox-reconciler"
 
     def __init__(self, container: Container, batch_limit: int = BATCH_LIMIT) -> None:
@@ -54,7 +54,15 @@ class InboxReconciler:
         )
         self.batch_limit = batch_limit
         self.schedule = RequeueSchedule(self.older_than, MAX_REQUEUE_WAIT)
-        self.heartbeat = Heartbeat()
+        super().__init__(
+            Pacing(
+                interval=self.interval_seconds,
+                backoff_base=self.interval_seconds,
+                backoff_cap=MAX_BACKOFF_SECONDS,
+                schedule=Schedule.FIXED_RATE,
+                tick=PROBE_SECONDS,
+            )
+        )
 
     def start(self) -> None:
         """Build what a pass needs; connects to nothing (Redis may well be down now)."""
@@ -114,7 +122,31 @@ class InboxReconciler:
             )
         return report
 
-    def run(self, stop: threading.Event) -> None:
+    def between_passes(self) -> None:
+        """Probe the queue; run the recovery it owes when it answers again (``QueueWatch``)."""
+        try:
+            recovery = self.watch.recovery_due()
+            if recovery is not None and self.recover(recovery).queue_error is None:
+                self.watch.recovered()
+        except Exception as exc:
+            log.warning(  # the regular pass logs the traceback of a lasting failure
+                "Inbox recovery pass failed, will retry",
+                extra={"context": {"error": f"{type(exc).__name__}: {exc}"[:300]}},
+            )
+
+    def run_pass(self) -> PassOutcome:
+        report = self.run_once()
+        if not report.complete and report.queue_error is None:
+            log.warning(
+                "Inbox reconciler pass full, the next pass goes on from where it stopped",
+                extra={"context": {"batchLimit": self.batch_limit}},
+            )
+        return PassOutcome.DONE
+
+    def pass_failed(self, error: Exception, retry_in: float, failures: int) -> None:
+        log_retry(log, "Inbox reconcile pass failed, will retry", retry_in, failures)
+
+    def log_started(self) -> None:
         log.info(
             "Inbox reconciler started",
             extra={
@@ -125,49 +157,8 @@ class InboxReconciler:
                 }
             },
         )
-        failures = 0
-        next_pass = 0.0
-        pending: QueueRecovered | None = None
-        while not stop.is_set():
-            self.heartbeat.beat()
-            try:
-                pending = self.watch.observe() or pending
-                if (
-                    pending is not None
-                    and not self.watch.down
-                    and self.recover(pending).queue_error is None
-                ):
-                    pending = None
-            except Exception as exc:
-                log.warning(  # the regular pass below logs the traceback of a lasting failure
-                    "Inbox recovery pass failed, will retry",
-                    extra={"context": {"error": f"{type(exc).__name__}: {exc}"[:300]}},
-                )
-            moment = time.monotonic()
-            if moment >= next_pass:
-                try:
-                    report = self.run_once()
-                except Exception:
-                    failures += 1
-                    wait = min(MAX_BACKOFF_SECONDS, self.interval_seconds * 2.0 ** min(failures, 6))
-                    log.exception(
-                        "Inbox reconcile pass failed, will retry",
-                        extra={
-                            "context": {"retryInSeconds": wait, "consecutiveFailures": failures}
-                        },
-                    )
-                else:
-                    failures = 0
-                    wait = self.interval_seconds
-                    if not report.complete and report.queue_error is None:
-                        log.warning(
-                            "Inbox reconciler pass full, the next pass goes on from where it "
-                            "stopped",
-                            extra={"context": {"batchLimit": self.batch_limit}},
-                        )
-                next_pass = moment + wait
-            self.heartbeat.beat(away=min(PROBE_SECONDS, max(0.0, next_pass - time.monotonic())))
-            stop.wait(min(PROBE_SECONDS, max(0.0, next_pass - time.monotonic())))
+
+    def log_stopped(self) -> None:
         log.info("Inbox reconciler stopped")
 
 

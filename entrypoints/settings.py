@@ -13,13 +13,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
+from adapters.sqlalchemy import urls
+from adapters.sqlalchemy.urls import DEFAULT_DATABASE_URL
 from domain.errors import InvalidPhoneNumber, InvalidSetting
 from domain.live_sessions import InactivityWindow
 from domain.phones import normalise_phone
 
 T = TypeVar("T")
 
-DEFAULT_DATABASE_URL = "sqlite:///livesell.db"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 SECRET_FIELDS = frozenset({"twilio_auth_token", "redis_token", "sentry_dsn"})
 TWILIO_VARIABLES = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_WHATSAPP_NUMBER")
@@ -70,18 +71,12 @@ class _Env:
 
 
 def normalise_database_url(url: str) -> str:
-    """``postgres://`` and ``postgresql://`` (as Neon and Railway hand them out) use psycopg 3."""
-    scheme, _, rest = url.partition("://")
-    if not rest:
-        raise ConfigError("DATABASE_URL", "is not a URL (use postgresql://… or sqlite:///path)")
-    if scheme in ("postgres", "postgresql", "postgresql+psycopg"):
-        return "postgresql+psycopg://" + rest
-    if scheme in ("sqlite", "sqlite+pysqlite"):
-        return url
-    raise ConfigError(
-        "DATABASE_URL",
-        f"scheme {scheme!r} is not supported (use postgresql://, postgres:// or sqlite:///path)",
-    )
+    """``adapters.sqlalchemy.urls.normalise_database_url`` (``postgres://`` and ``postgresql://``
+    use psycopg 3), its refusal raised as the ConfigError of ``DATABASE_URL``."""
+    try:
+        return urls.normalise_database_url(url)
+    except urls.UnsupportedDatabaseUrl as exc:
+        raise ConfigError("DATABASE_URL", str(exc)) from exc
 
 
 def mask_url(url: str) -> str:

@@ -3,21 +3,22 @@ the durable spool while it was down (webhook requests it could not record, dead 
 not write), once each, and enqueues the drained messages.
 
 A pass takes up to ``BATCH_LIMIT`` entries; an empty spool is looked at again every
-``IDLE_SECONDS``; a database still down is tried again after a backoff of at most
-``MAX_BACKOFF_SECONDS``. Every ``RECOVER_SECONDS`` (and at start) the entries claimed by a drainer
-that died are given back. Safe in several processes: each entry is claimed by one drainer, and
-applying one twice records nothing twice.
+``IDLE_SECONDS``, a full pass is followed by the next at once; a database still down is tried
+again after a backoff of at most ``MAX_BACKOFF_SECONDS`` (``application.periodic``). Every
+``RECOVER_SECONDS`` (and at start) the entries claimed by a drainer that died are given back.
+Safe in several processes: each entry is claimed by one drainer, and applying one twice records
+nothing twice.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
+from application.periodic import Pacing, PassOutcome
 from application.spool import DrainReport, drain_spool
 from entrypoints.container import Container
-from entrypoints.heartbeat import Heartbeat
+from entrypoints.periodic_part import PeriodicPart
 from ports.clock import Clock, IdGenerator
 from ports.queue import InboundQueue
 from ports.spool import Spool, SpoolUnavailable
@@ -31,7 +32,7 @@ MAX_BACKOFF_SECONDS = 5.0
 RECOVER_SECONDS = 10.0
 
 
-class SpoolDrainer:
+class SpoolDrainer(PeriodicPart):
     name = "spool-drainer"
 
     def __init__(
@@ -53,7 +54,15 @@ class SpoolDrainer:
         self.idle_seconds = idle_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self.drained = 0
-        self.heartbeat = Heartbeat()
+        self.next_recover = 0.0
+        """Monotonic time from which the entries of dead drainers are due to be given back."""
+        super().__init__(
+            Pacing(
+                interval=idle_seconds,
+                backoff_base=idle_seconds,
+                backoff_cap=max_backoff_seconds,
+            )
+        )
 
     def start(self) -> None:
         """Connects to nothing that must answer now: Redis may be down; the first pass says."""
@@ -85,40 +94,35 @@ class SpoolDrainer:
             )
         return report
 
-    def run(self, stop: threading.Event) -> None:
+    def run_pass(self) -> PassOutcome:
+        self.recover_if_due()
+        report = self.run_once()
+        if report.store_error:
+            return PassOutcome.FAILED
+        return PassOutcome.MORE if report.drained >= BATCH_LIMIT else PassOutcome.DONE
+
+    def recover_if_due(self) -> None:
+        """Give back the entries a drainer that died had claimed, every ``RECOVER_SECONDS``."""
+        if time.monotonic() < self.next_recover:
+            return
+        recovered = self.spool.recover()
+        self.next_recover = time.monotonic() + RECOVER_SECONDS
+        if recovered:
+            log.warning(
+                "Spool entries of a stopped drainer given back",
+                extra={"context": {"entries": recovered}},
+            )
+
+    def pass_failed(self, error: Exception, retry_in: float, failures: int) -> None:
+        if isinstance(error, SpoolUnavailable):
+            log.warning("Spool unavailable", extra={"context": {"error": str(error)}})
+        else:
+            log.exception("Worker error", extra={"context": {"part": self.name}})
+
+    def log_started(self) -> None:
         log.info("Spool drainer started")
-        failures = 0
-        next_recover = 0.0
-        while not stop.is_set():
-            wait = self.idle_seconds
-            try:
-                if time.monotonic() >= next_recover:
-                    recovered = self.spool.recover()
-                    next_recover = time.monotonic() + RECOVER_SECONDS
-                    if recovered:
-                        log.warning(
-                            "Spool entries of a stopped drainer given back",
-                            extra={"context": {"entries": recovered}},
-                        )
-                report = self.run_once()
-            except SpoolUnavailable as exc:
-                failures += 1
-                wait = min(self.max_backoff_seconds, self.idle_seconds * 2 ** min(failures, 6))
-                log.warning("Spool unavailable", extra={"context": {"error": str(exc)}})
-            except Exception:
-                failures += 1
-                wait = min(self.max_backoff_seconds, self.idle_seconds * 2 ** min(failures, 6))
-                log.exception("Worker error", extra={"context": {"part": self.name}})
-            else:
-                if report.store_error:
-                    failures += 1
-                    wait = min(self.max_backoff_seconds, self.idle_seconds * 2 ** min(failures, 6))
-                else:
-                    failures = 0
-                    if report.drained >= BATCH_LIMIT:
-                        wait = 0.0
-            self.heartbeat.beat(away=wait)
-            stop.wait(wait)
+
+    def log_stopped(self) -> None:
         log.info("Spool drainer stopped", extra={"context": {"drained": self.drained}})
 
 

@@ -27,7 +27,7 @@ from application.dead_letters import (
 )
 from domain.dead_letters import DeadLetter, DeadLetterSource
 from domain.phones import mask_phones_in
-from entrypoints.commands.sellers import store_errors
+from entrypoints.commands.support import UsageError, add_actions, store_errors, utc_timestamp
 from entrypoints.container import build
 
 EXIT_NOT_REPLAYED = 1
@@ -53,7 +53,7 @@ def register(sub: Any) -> None:
             "webhook-processing) given up on. List them, then replay them once the cause is fixed."
         ),
     )
-    actions = parser.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
+    actions = add_actions(parser, "dlq")
 
     listing = actions.add_parser(
         "list",
@@ -156,8 +156,6 @@ def list_command(args: argparse.Namespace) -> int:
 def parse_since(value: str, now: datetime) -> datetime:
     """``30m``, ``1h``, ``2d``, ``1w`` (before ``now``) or an ISO-8601 instant (UTC when it has no
     offset). Raises UsageError otherwise."""
-    from entrypoints.cli import UsageError
-
     relative = _RELATIVE.match(value)
     if relative:
         amount, unit = float(relative.group(1)), relative.group(2).lower()
@@ -197,8 +195,8 @@ def dead_letter_table(letters: Sequence[DeadLetter]) -> str:
             d.error_code or "-",
             _cut(mask_phones_in(" ".join(d.error.split())), ERROR_WIDTH),
             str(d.attempts),
-            _when(d.created_at),
-            _when(d.replayed_at) if d.replayed_at else "-",
+            utc_timestamp(d.created_at),
+            utc_timestamp(d.replayed_at) if d.replayed_at else "-",
         )
         for d in letters
     ]
@@ -209,8 +207,6 @@ def dead_letter_table(letters: Sequence[DeadLetter]) -> str:
 
 
 def _check_replay(args: argparse.Namespace) -> None:
-    from entrypoints.cli import UsageError
-
     if not args.all and not args.ids:
         raise UsageError(
             "name the dead letter ids to replay (see `livesell dlq list`), or --all for every "
@@ -224,8 +220,6 @@ def _check_replay(args: argparse.Namespace) -> None:
 
 @store_errors(check=_check_replay)
 def replay_command(args: argparse.Namespace) -> int:
-    from entrypoints.cli import UsageError
-
     container = build()
     uow_factory = container.uow_factory()
     limited = False
@@ -313,15 +307,9 @@ def replay_json(result: ReplayResult) -> dict[str, Any]:
 
 
 def _positive(value: int, flag: str) -> int:
-    from entrypoints.cli import UsageError
-
     if value < 1:
         raise UsageError(f"{flag} must be at least 1, got {value}")
     return value
-
-
-def _when(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _cut(text: str, width: int) -> str:

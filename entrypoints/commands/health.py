@@ -16,6 +16,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from entrypoints.commands.support import UsageError, port_number
+
 PORT_VARIABLES = ("HEALTH_PORT", "PORT")
 EXIT_UNHEALTHY = 1
 
@@ -42,8 +44,6 @@ def register(sub: Any) -> None:
 def ports_to_probe(explicit: int | None, environ: dict[str, str] | os._Environ[str]) -> list[int]:
     """``--port``, else the ports in HEALTH_PORT then PORT, once each. Raises UsageError for a
     value that is not a port number."""
-    from entrypoints.cli import UsageError
-
     if explicit is not None:
         candidates = [("--port", str(explicit))]
     else:
@@ -52,10 +52,11 @@ def ports_to_probe(explicit: int | None, environ: dict[str, str] | os._Environ[s
     for name, raw in candidates:
         if not raw:
             continue
-        if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        port = port_number(raw)
+        if port is None:
             raise UsageError(f"{name} must be a port number in 1..65535, got {raw!r}")
-        if int(raw) not in ports:
-            ports.append(int(raw))
+        if port not in ports:
+            ports.append(port)
     return ports
 
 

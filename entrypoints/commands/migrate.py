@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 
 from adapters.sqlalchemy import migrations
+from entrypoints.commands.support import UsageError
 from entrypoints.container import build
 from entrypoints.settings import mask_url
 
@@ -27,8 +28,6 @@ def register(sub: Any) -> None:
 
 def migrate(args: argparse.Namespace) -> int:
     from alembic.util import CommandError
-
-    from entrypoints.cli import UsageError
 
     url: str = build().config.database_url()
     try:

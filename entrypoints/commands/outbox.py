@@ -12,13 +12,14 @@ from typing import Any
 
 from application.outbox import queue_outbound_message
 from domain.errors import DomainError
+from entrypoints.commands.support import UsageError, add_actions
 from entrypoints.container import build
 from entrypoints.schema import require_schema_at_head
 
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser("outbox", help="the outbound message outbox")
-    actions = parser.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
+    actions = add_actions(parser, "outbox")
     send = actions.add_parser(
         "send",
         help="write one outbound WhatsApp message to the outbox",
@@ -38,8 +39,6 @@ def register(sub: Any) -> None:
 
 
 def send_message(args: argparse.Namespace) -> int:
-    from entrypoints.cli import UsageError
-
     container = build()
     require_schema_at_head(container.config.database_url())
     ids = container.ids()

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import functools
-import sys
-from collections.abc import Callable
-from typing import Any, overload
+from typing import Any
 
 from application.tenants import add_seller
 from domain.errors import UnknownTenant
+from entrypoints.commands.support import add_actions, store_errors
 from entrypoints.container import build
-from entrypoints.schema import require_schema_at_head
-from entrypoints.settings import Settings
-from ports.repositories import AlreadyExists, StoreUnavailable
-
-Handler = Callable[[argparse.Namespace], int]
 
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser("sellers", help="register and list sellers")
-    actions = parser.add_subparsers(dest="sellers_command", metavar="ACTION", required=True)
+    actions = add_actions(parser, "sellers")
     add = actions.add_parser(
         "add",
         help="register a seller's phone",
@@ -35,42 +28,6 @@ def register(sub: Any) -> None:
     listing = actions.add_parser("list", help="list a tenant's sellers")
     listing.add_argument("--tenant", required=True, help="the tenant id")
     listing.set_defaults(handler=list_command)
-
-
-@overload
-def store_errors(handler: Handler) -> Handler: ...
-@overload
-def store_errors(
-    *, check: Callable[[argparse.Namespace], None]
-) -> Callable[[Handler], Handler]: ...
-def store_errors(
-    handler: Handler | None = None, *, check: Callable[[argparse.Namespace], None] | None = None
-) -> Handler | Callable[[Handler], Handler]:
-    """A schema not at head (``SchemaNotAtHead``, exit 2 naming ``livesell migrate``) and a
-    duplicate are the operator's to fix (exit 2); an unreachable store is one line on stderr and
-    exit 1. ``check`` validates the arguments first: a usage error needs no database."""
-
-    def decorate(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        def run(args: argparse.Namespace) -> int:
-            from entrypoints.cli import UsageError
-
-            if check is not None:
-                check(args)
-            require_schema_at_head(Settings.from_env().database_url)
-            try:
-                return handler(args)
-            except AlreadyExists as exc:
-                raise UsageError(str(exc)) from exc
-            except StoreUnavailable as exc:
-                hint = " (has `livesell migrate` been run?)" if "table" in str(exc) else ""
-                name = getattr(args, "command_name", f"livesell {args.command}")
-                print(f"{name}: {exc}{hint}", file=sys.stderr)
-                return 1
-
-        return run
-
-    return decorate(handler) if handler is not None else decorate
 
 
 @store_errors

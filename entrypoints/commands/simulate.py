@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from entrypoints.commands.support import UsageError
+
 EXIT_INVARIANT_BROKEN = 1
 MEMORY_ONLY = ("tenants", "minutes", "window")
 
@@ -82,8 +84,6 @@ def register(sub: Any) -> None:
 
 def check_options(args: argparse.Namespace) -> None:
     """Raise UsageError for options the chosen engine cannot run."""
-    from entrypoints.cli import UsageError
-
     for flag, rate in (
         ("--transient-rate", args.transient_rate),
         ("--permanent-rate", args.permanent_rate),
@@ -152,8 +152,6 @@ class Progress:
 
 
 def run(args: argparse.Namespace) -> int:
-    from entrypoints.cli import UsageError
-
     check_options(args)
     from entrypoints.logs import configure_logging
 

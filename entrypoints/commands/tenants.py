@@ -7,13 +7,13 @@ from typing import Any
 
 from application.tenants import add_tenant
 from domain.tenants import DEFAULT_REGION, check_tenant_id
-from entrypoints.commands.sellers import store_errors
+from entrypoints.commands.support import add_actions, store_errors
 from entrypoints.container import build
 
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser("tenants", help="register and list tenants")
-    actions = parser.add_subparsers(dest="tenants_command", metavar="ACTION", required=True)
+    actions = add_actions(parser, "tenants")
     add = actions.add_parser(
         "add",
         help="register a tenant",

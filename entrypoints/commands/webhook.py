@@ -13,6 +13,8 @@ import signal
 from collections.abc import Mapping
 from typing import Any
 
+from entrypoints.commands.support import UsageError, port_number
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 GRACEFUL_SHUTDOWN_SECONDS = 25
@@ -54,7 +56,6 @@ def register(sub: Any) -> None:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from entrypoints.cli import UsageError
     from entrypoints.logs import configure_logging, current_worker
     from entrypoints.schema import require_schema_at_head
     from entrypoints.settings import ConfigError, Settings
@@ -104,9 +105,10 @@ def resolve_port(explicit: int | None, environ: Mapping[str, str]) -> int:
     raw = (environ.get("PORT") or "").strip()
     if not raw:
         return DEFAULT_PORT
-    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+    port = port_number(raw)
+    if port is None:
         raise ConfigError("PORT", f"must be a port number in 1..65535, got {raw!r}")
-    return int(raw)
+    return port
 
 
 def _stopped(_signum: int, _frame: object) -> None:

@@ -12,6 +12,7 @@ import importlib.util
 import sys
 from typing import Any
 
+from entrypoints.commands.support import UsageError
 from entrypoints.runner import PARTS
 
 DEFAULT_PARTS = ("webhook", "outbox", "closer", "reconciler", "spool")
@@ -46,8 +47,6 @@ def register(sub: Any) -> None:
 def parse_parts(value: str) -> list[str]:
     """The parts named in ``--only``, in order, once each. Raises UsageError for an empty list, an
     unknown name or a part whose module is missing from this build."""
-    from entrypoints.cli import UsageError
-
     names: list[str] = []
     for raw in value.split(","):
         name = raw.strip().lower()

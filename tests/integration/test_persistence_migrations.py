@@ -1,7 +1,13 @@
-"""Alembic builds the schema of SPEC §2 on Postgres and SQLite, both ways, without drift."""
+"""Alembic builds the schema of SPEC §2 on Postgres and SQLite, both ways, without drift; run by
+hand in a checkout (``alembic upgrade head``, which reads ``alembic.ini`` in the current folder:
+https://alembic.sqlalchemy.org/en/latest/tutorial.html#running-our-first-migration) it migrates
+``DATABASE_URL``, normalised as the service does."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -14,6 +20,8 @@ from alembic.runtime.migration import MigrationContext
 from adapters.sqlalchemy import migrations
 from adapters.sqlalchemy.tables import metadata
 from tests.conftest import create_postgres_database, drop_postgres_database
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SPEC_TABLES = {
     "tenants": {"id", "name", "whatsapp_number", "default_region", "created_at"},
@@ -117,6 +125,29 @@ class TestMigrations:
         inspector = inspect(empty_database)
         columns = {t: {c["name"] for c in inspector.get_columns(t)} for t in SPEC_TABLES}
         assert all(SPEC_TABLES[t] <= columns[t] for t in SPEC_TABLES), columns
+        assert migrations.head() == migrations.current(empty_database)
+
+    def test_alembic_run_by_hand_migrates_database_url_without_the_service_s_settings(
+        self, empty_database: str
+    ) -> None:
+        handed_out = empty_database.replace("postgresql+psycopg://", "postgres://")  # as Neon does
+        script = (
+            "import sys\n"
+            "from alembic.config import main\n"
+            "main(['upgrade', 'head'])\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'entrypoints'))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": handed_out},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+        assert (0, "[]") == (done.returncode, done.stdout.strip()), done.stderr
         assert migrations.head() == migrations.current(empty_database)
 
     def test_the_active_session_key_is_a_partial_unique_index(self, empty_database: str) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from entrypoints import runner
-from entrypoints.cli import UsageError, build_parser
+from entrypoints.cli import build_parser
+from entrypoints.commands.support import UsageError
 from entrypoints.commands.worker import DEFAULT_PARTS, parse_parts
 
 LIVESELL = str(Path(sys.executable).with_name("livesell"))

@@ -39,6 +39,7 @@ from entrypoints.runner import Runner
 from entrypoints.settings import ConfigError
 
 T0 = datetime(2026, 3, 14, 18, 0, tzinfo=UTC)
+HEAVY = {"sqlalchemy", "alembic", "fakeredis", "rq", "redis", "twilio", "phonenumbers"}
 
 
 @pytest.fixture(autouse=True)
@@ -252,8 +253,7 @@ class TestHelp:
     def test_help_imports_none_of_the_engines_or_adapters(self) -> None:
         imported = modules_after("--help")
 
-        heavy = {"sqlalchemy", "alembic", "fakeredis", "rq", "redis", "twilio", "phonenumbers"}
-        assert set() == heavy & imported
+        assert set() == HEAVY & imported
         ours = {m for m in imported if m.split(".")[0] in {"entrypoints", "adapters", "domain"}}
         assert {"entrypoints", "entrypoints.cli"} == ours
 
@@ -261,7 +261,21 @@ class TestHelp:
         imported = modules_after("health", "--help")
 
         commands = {m for m in imported if m.startswith("entrypoints.commands.")}
-        assert {"entrypoints.commands.health"} == commands
+        assert {"entrypoints.commands.health", "entrypoints.commands.support"} == commands
+
+    def test_what_the_commands_share_imports_only_the_standard_library(self) -> None:
+        script = (
+            "import sys\n"
+            "before = set(sys.modules)\n"
+            "import entrypoints.commands.support\n"
+            "print('\\n'.join(sorted(set(sys.modules) - before)), file=sys.stderr)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        )
+
+        outside = {m for m in done.stderr.split() if m.split(".")[0] not in sys.stdlib_module_names}
+        assert {"entrypoints", "entrypoints.commands", "entrypoints.commands.support"} == outside
 
 
 def modules_after(*argv: str) -> set[str]:

@@ -307,6 +307,34 @@ class TestQueueWatch:
         assert recovered is not None
         assert started - timedelta(seconds=60) - MARGIN == recovered.since
 
+    def test_a_recovery_is_due_again_until_it_went_through(self, world: World) -> None:
+        health = FlakyHealth()
+        watch = QueueWatch(health, world.clock, lookback=timedelta(seconds=60))
+        watch.observe()
+        health.up = False
+        watch.observe()
+        world.advance(seconds=5)
+        health.up = True
+        first = watch.recovery_due()
+        world.advance(seconds=1)
+
+        again = watch.recovery_due()  # its enqueues failed: not recovered()
+        watch.recovered()
+        world.advance(seconds=1)
+
+        assert first is not None
+        assert (first, None) == (again, watch.recovery_due())
+
+    def test_no_recovery_is_due_while_the_queue_is_down(self, world: World) -> None:
+        health = FlakyHealth()
+        watch = QueueWatch(health, world.clock, lookback=timedelta(seconds=60))
+        watch.observe()
+        health.value = "epoch-2"
+        assert watch.recovery_due() is not None
+        health.up = False
+
+        assert None is watch.recovery_due()
+
 
 class TestSpoolDrainerPart:
     def test_it_warns_at_start_when_redis_may_evict_the_spool(
