@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     progress = None if args.no_progress else Progress(sys.stderr, label=args.command_name)
     try:
         if args.engine == "embedded":
-            from entrypoints.embedded import EmbeddedOptions, run_embedded
+            from entrypoints.demo.embedded import EmbeddedOptions, run_embedded
 
             report = run_embedded(
                 EmbeddedOptions(
@@ -174,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
                 progress=progress,
             )
         else:
-            from entrypoints.simulation import Scenario, run_scenario
+            from entrypoints.demo.scenario import Scenario
+            from entrypoints.demo.simulation import run_scenario
 
             try:
                 scenario = Scenario(

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from entrypoints.cli import main
-from entrypoints.embedded import EmbeddedOptions, run_embedded
-from entrypoints.simulation import Scenario, run_scenario
+from entrypoints.demo.embedded import EmbeddedOptions, run_embedded
+from entrypoints.demo.scenario import Scenario
+from entrypoints.demo.simulation import run_scenario
 
 
 class TestEmbeddedDemo:

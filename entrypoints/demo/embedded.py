@@ -42,10 +42,11 @@ from application.outbox import queue_outbound_message
 from application.tenants import add_seller, add_tenant
 from entrypoints.closer import SessionCloser
 from entrypoints.container import Container, build
+from entrypoints.demo.report import Report
+from entrypoints.demo.scenario import Scenario
 from entrypoints.outbox_worker import OutboxSender
 from entrypoints.runner import WorkerPart
 from entrypoints.settings import Settings
-from entrypoints.simulation import Report, Scenario
 from entrypoints.webhook_worker import WebhookWorker
 
 SPEED = 20.0
