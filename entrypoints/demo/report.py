@@ -9,6 +9,8 @@ import attrs
 
 from entrypoints.demo.scenario import Scenario
 
+MAX_VIOLATIONS = 20
+
 
 @attrs.define
 class Report:
@@ -18,18 +20,26 @@ class Report:
     outbound: Counter[str] = attrs.field(factory=Counter)
     invariants: dict[str, bool] = attrs.field(factory=dict)
     violations: list[str] = attrs.field(factory=list)
+    """The first breaches, ``name: what breaks it``."""
+    failures: list[str] = attrs.field(factory=list)
+    """What stopped the run itself: a stage not done in time, a worker part that died."""
     virtual_minutes: float = 0.0
     wall_seconds: float = 0.0
     title: str | None = None
 
     @property
     def ok(self) -> bool:
-        return all(self.invariants.values())
+        return all(self.invariants.values()) and not self.failures
 
-    def check(self, name: str, holds: bool, detail: str = "") -> None:
-        self.invariants[name] = self.invariants.get(name, True) and holds
-        if not holds and len(self.violations) < 20:
-            self.violations.append(f"{name}: {detail}" if detail else name)
+    def record(self, breaches: dict[str, list[str]]) -> None:
+        """Each invariant's breaches, by name (an empty list: it held)."""
+        for name, found in breaches.items():
+            self.invariants[name] = not found
+            room = MAX_VIOLATIONS - len(self.violations)
+            self.violations += [f"{name}: {detail}" for detail in found[: max(room, 0)]]
+
+    def fail(self, what: str) -> None:
+        self.failures.append(what)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +49,7 @@ class Report:
             "outbound": dict(self.outbound),
             "invariants": self.invariants,
             "violations": self.violations,
+            "failures": self.failures,
             "ok": self.ok,
             "virtualMinutes": round(self.virtual_minutes, 1),
             "wallSeconds": round(self.wall_seconds, 3),
@@ -61,12 +72,18 @@ class Report:
             f"  {'ok  ' if held else 'FAIL'} {name}" for name, held in self.invariants.items()
         ]
         lines += [f"  ! {v}" for v in self.violations]
+        lines += [f"  ! {f}" for f in self.failures]
         lines += [
             "",
             f"{self.virtual_minutes:.0f} virtual minutes in {self.wall_seconds:.2f} s wall time"
-            f" — {'all invariants held' if self.ok else 'INVARIANTS BROKEN'}",
+            f" — {self._verdict()}",
         ]
         return "\n".join(lines)
+
+    def _verdict(self) -> str:
+        if self.failures:
+            return "RUN FAILED"
+        return "all invariants held" if self.ok else "INVARIANTS BROKEN"
 
 
 def _pairs(counter: Counter[str], order: tuple[str, ...]) -> str:

@@ -68,7 +68,8 @@ class Script:
         for t in tenants:
             clients = t["clients"]
             for client in rng.sample(clients, k=min(5, len(clients))):
-                self.say(t, client, START + timedelta(seconds=rng.uniform(0, 90)), "bonjour ?")
+                at = START + timedelta(seconds=rng.uniform(0, 90))
+                self.say(t, client, at, "bonjour ?", early=True)
             live_start = START + timedelta(minutes=2)
             self.say(t, t["sellers"][0], live_start, "Bonsoir ! Le live commence", seller=True)
             product = 0
@@ -110,6 +111,7 @@ class Script:
         *,
         seller: bool = False,
         order: bool = False,
+        early: bool = False,
     ) -> None:
         self.seq += 1
         payload: dict[str, Any] = {
@@ -121,7 +123,7 @@ class Script:
             "correlationId": f"sim-{self.seq}",
         }
         kind = "seller" if seller else "client"
-        self.add(at, "inbound", payload=payload, sender=kind, order=order)
+        self.add(at, "inbound", payload=payload, sender=kind, order=order, early=early)
         if self.rng.random() < self.s.duplicate_rate:
             self.add(
                 at + timedelta(seconds=self.rng.uniform(1, 30)),
