@@ -9,8 +9,9 @@ A short live: clients write before it starts (no session), a seller goes live an
 clients order in bursts (each order that joined the live gets a confirmation through the outbox),
 Twilio redelivers some messages, a malformed payload and an unknown tenant are rejected, the
 provider fails now and then, the seller goes quiet past the window and the closing job ends the
-live. The invariants (``invariants.py``, the memory engine's own) read the database through the
-unit of work while the workers run and once they have stopped.
+live. The worker parts run under ``Runner``, as in ``livesell worker``; the script stops them. The
+invariants (``invariants.py``, the memory engine's own) read the database through the unit of
+work while the workers run and once they have stopped.
 
 A seed gives the same counts on every run: the provider draws each attempt's fate from (seed,
 outbox id, attempt), so the confirmations get ids from a sequence in script order (the real
@@ -47,7 +48,7 @@ from entrypoints.demo.invariants import EVERYTHING, FINAL, InvariantChecker, Led
 from entrypoints.demo.report import Report
 from entrypoints.demo.scenario import Scenario
 from entrypoints.outbox_worker import OutboxSender
-from entrypoints.runner import WorkerPart
+from entrypoints.runner import EXIT_OK, Runner, Shutdown, WorkerPart
 from entrypoints.settings import Settings
 from entrypoints.webhook_worker import WebhookWorker
 
@@ -56,6 +57,7 @@ WINDOW_MINUTES = 1
 TENANT = "shop-demo"
 TENANT_NUMBER = "+33757000001"
 SELLER = "+33612000001"
+GRACE_SECONDS = 10.0
 
 
 @attrs.frozen(kw_only=True)
@@ -89,35 +91,54 @@ def _settings(directory: Path, options: EmbeddedOptions) -> Settings:
     )
 
 
+class _ScriptStops(Shutdown):
+    """The demo's ``Runner`` is stopped by its script, not by signals: it runs in a thread (where
+    signal handlers cannot be installed) and Ctrl-C interrupts the script itself."""
+
+    def install(self) -> Shutdown:
+        return self
+
+
 class _Workers:
-    """The worker parts, each in its own thread while the script runs."""
+    """The worker parts under ``Runner``, in a background thread while the script runs."""
 
     def __init__(self, container: Container) -> None:
-        self.parts: list[WorkerPart] = [
+        parts: list[WorkerPart] = [
+            # one process: children would build their own container from Settings, without the
+            # in-process Redis and the accelerated clock
             WebhookWorker(container, processes=1),
             OutboxSender(container),
             SessionCloser(container),
         ]
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self.runner = Runner(parts, shutdown=_ScriptStops(GRACE_SECONDS))
+        self.exit_code: int | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="livesell-demo", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.exit_code = self.runner.run()
+        except BaseException as exc:  # a part that could not start: the report says so
+            self.error = exc
+        finally:
+            self.runner.stop.set()
 
     def start(self) -> None:
-        for part in self.parts:
-            part.start()
-            thread = threading.Thread(
-                target=part.run, args=(self._stop,), name=part.name, daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
+        self._thread.start()
 
     @property
     def stopped(self) -> bool:
-        return False
+        """The runner stopped on its own: a part died or could not start."""
+        return self.runner.stop.is_set()
 
     def stop(self) -> str | None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(10)
+        """Stop the parts (in-flight work finishes); what went wrong, if anything did."""
+        self.runner.stop.set()
+        self._thread.join(GRACE_SECONDS + 5)
+        if self.error is not None:
+            return f"the worker parts did not start: {type(self.error).__name__}: {self.error}"
+        if self._thread.is_alive() or self.exit_code != EXIT_OK:
+            return f"the worker parts did not stop cleanly (runner exit code {self.exit_code})"
         return None
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from entrypoints.cli import main
+from entrypoints.closer import SessionCloser
 from entrypoints.demo.embedded import EmbeddedOptions, run_embedded
 from entrypoints.demo.invariants import INVARIANTS
 from entrypoints.demo.scenario import Scenario
@@ -44,6 +46,23 @@ class TestEmbeddedDemo:
 
         assert report.ok, report.violations
         assert report.outbound["retried"] > 0
+
+    def test_a_worker_part_that_dies_fails_the_run_at_once(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def die(_self: SessionCloser, _stop: threading.Event) -> None:
+            raise RuntimeError("the closing job fell over")
+
+        monkeypatch.setattr(SessionCloser, "run", die)
+
+        report = run_embedded(EmbeddedOptions(clients=5, products=1, timeout_seconds=30))
+
+        assert not report.ok
+        assert report.failures[-1] == (
+            "the worker parts did not stop cleanly (runner exit code 1)"
+        ), report.failures
+        assert report.wall_seconds < 20
+        assert report.render().endswith("RUN FAILED")
 
 
 README = Path(__file__).resolve().parents[2] / "README.md"
