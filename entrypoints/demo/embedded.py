@@ -44,7 +44,7 @@ from domain.outbox import OutboxStatus
 from domain.senders import SenderType
 from entrypoints.closer import SessionCloser
 from entrypoints.container import Container, build
-from entrypoints.demo.invariants import EVERYTHING, FINAL, InvariantChecker, Ledger
+from entrypoints.demo.invariants import FINAL, InvariantChecker, Ledger, events_of
 from entrypoints.demo.report import Report
 from entrypoints.demo.scenario import Scenario
 from entrypoints.outbox_worker import OutboxSender
@@ -377,10 +377,7 @@ def _final_report(demo: _Demo, directory: Path) -> None:
         statuses = uow.outbox.count_by_status()
 
         def events(kind: str) -> int:
-            return sum(
-                len(uow.events.list(tenant_id=tenant, event_type=kind, limit=EVERYTHING))
-                for tenant in (TENANT, None)
-            )
+            return len(events_of(uow, kind))
 
         report.inbound["duplicate"] = demo.redelivered
         report.inbound["rejected"] = events("inbound.rejected")

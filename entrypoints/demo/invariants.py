@@ -28,6 +28,21 @@ EVERYTHING = 1_000_000_000
 FINAL = frozenset({OutboxStatus.SENT, OutboxStatus.DEAD})
 
 
+EventSeen = tuple[str | None, str, dict[str, object], str]
+"""(tenant id, subject id, payload, correlation id) of a stored event."""
+
+
+def events_of(uow: UnitOfWork, event_type: str) -> list[EventSeen]:
+    """Every stored event of this type, of every tenant and of none."""
+    return [
+        (tenant, subject, payload, correlation)
+        for tenant_id in [*(tenant.id for tenant in uow.tenants.list()), None]
+        for _type, tenant, subject, payload, correlation in uow.events.list(
+            tenant_id=tenant_id, event_type=event_type, limit=EVERYTHING
+        )
+    ]
+
+
 @attrs.frozen
 class Scripted:
     """One inbound message the script sent (a redelivery sends the same one again)."""
@@ -99,7 +114,7 @@ class Evidence:
         self.accepted = accepted
         """outbox id -> how many times the provider accepted it"""
         self.sessions = sessions
-        self._events: dict[str, list[tuple[str | None, str, dict[str, object], str]]] = {}
+        self._events: dict[str, list[EventSeen]] = {}
 
     @cached_property
     def tenant_ids(self) -> list[str]:
@@ -124,17 +139,9 @@ class Evidence:
             if tenant is not None
         }
 
-    def events(self, event_type: str) -> list[tuple[str | None, str, dict[str, object], str]]:
-        """(tenant id, subject id, payload, correlation id) of every event of this type, of every
-        tenant and of none."""
+    def events(self, event_type: str) -> list[EventSeen]:
         if event_type not in self._events:
-            self._events[event_type] = [
-                (tenant, subject, payload, correlation)
-                for tenant_id in [*self.tenant_ids, None]
-                for _type, tenant, subject, payload, correlation in self.uow.events.list(
-                    tenant_id=tenant_id, event_type=event_type, limit=EVERYTHING
-                )
-            ]
+            self._events[event_type] = events_of(self.uow, event_type)
         return self._events[event_type]
 
     def scripted_records(self) -> Iterator[tuple[Scripted, InboundRecord]]:

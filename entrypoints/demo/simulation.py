@@ -27,7 +27,7 @@ from domain.live_sessions import InactivityWindow
 from domain.outbox import OutboxStatus
 from domain.retry import RetryPolicy
 from domain.senders import SenderType
-from entrypoints.demo.invariants import EVERYTHING, InvariantChecker, Ledger
+from entrypoints.demo.invariants import InvariantChecker, Ledger, events_of
 from entrypoints.demo.report import Report
 from entrypoints.demo.scenario import START, Scenario, Script, Step, distinct_phones
 
@@ -127,8 +127,9 @@ def run_scenario(
         progress(len(steps), len(steps))
 
     report.record(checker.at_end(r.outbox_id for r in provider.sent))
-    opened, ended = _session_events(uow_factory, [t["id"] for t in tenants])
-    report.sessions["opened"] = opened
+    with uow_factory() as uow:
+        report.sessions["opened"] = len(events_of(uow, "live_session.opened"))
+        ended = len(events_of(uow, "live_session.closed"))
     report.sessions["closed_stale"] = ended - report.sessions["closed_by_job"]
     report.virtual_minutes = (clock.now() - START).total_seconds() / 60
     report.wall_seconds = time.perf_counter() - wall
@@ -177,19 +178,6 @@ def _inbound(
         )
         ledger.queued(payload["tenantId"], message_id)
         report.outbound["queued"] += 1
-
-
-def _session_events(uow_factory: MemoryUnitOfWorkFactory, tenants: list[str]) -> tuple[int, int]:
-    """How many sessions were opened and closed, from the event log."""
-    with uow_factory() as uow:
-
-        def count(kind: str) -> int:
-            return sum(
-                len(uow.events.list(tenant_id=t, event_type=kind, limit=EVERYTHING))
-                for t in tenants
-            )
-
-        return count("live_session.opened"), count("live_session.closed")
 
 
 def _next_due(store: MemoryStore) -> datetime | None:
