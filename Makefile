@@ -22,13 +22,14 @@ $(STAMP): pyproject.toml setup.py requirements-dev.lock
 setup: $(STAMP)
 
 # The lock files, from pyproject.toml's direct pins: requirements.lock for the image (the sentry
-# extra), requirements-dev.lock for CI and `make setup` (dev too, the same versions). For the
-# image's platform: Linux x86_64, Python 3.11.
+# and demo extras: the image runs the embedded demo, ADR 0016), requirements-dev.lock for CI and
+# `make setup` (dev too, the same versions). For the image's platform: Linux x86_64, Python 3.11.
 LOCK := $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock'
 lock: $(STAMP)
-	$(LOCK) --extra sentry --upgrade -o requirements.lock
-	$(LOCK) --extra sentry --extra dev -c requirements.lock --upgrade -o requirements-dev.lock
+	$(LOCK) --extra sentry --extra demo --upgrade -o requirements.lock
+	$(LOCK) --extra sentry --extra demo --extra dev -c requirements.lock --upgrade \
+		-o requirements-dev.lock
 
 demo: $(STAMP)
 	$(BIN)/livesell simulate --engine embedded

@@ -159,8 +159,15 @@ def run(args: argparse.Namespace) -> int:
     progress = None if args.no_progress else Progress(sys.stderr, label=args.command_name)
     try:
         if args.engine == "embedded":
-            from entrypoints.embedded import EmbeddedOptions, run_embedded
-
+            try:
+                from entrypoints.demo.embedded import EmbeddedOptions, run_embedded
+            except ModuleNotFoundError as exc:
+                if exc.name != "fakeredis":
+                    raise
+                raise UsageError(
+                    "the embedded engine needs fakeredis, from the demo extra: "
+                    "pip install 'livesell[demo]'"
+                ) from exc
             report = run_embedded(
                 EmbeddedOptions(
                     clients=args.clients or 40,
@@ -172,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
                 progress=progress,
             )
         else:
-            from entrypoints.simulation import Scenario, run_scenario
+            from entrypoints.demo.scenario import Scenario
+            from entrypoints.demo.simulation import run_scenario
 
             try:
                 scenario = Scenario(

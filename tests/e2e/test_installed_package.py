@@ -208,34 +208,50 @@ class TestTheImageIsBuiltAsTheDockerfileSays:
         assert {"sqlalchemy", "alembic", "rq", "twilio", "sentry-sdk", "mako", "greenlet"} <= {
             n.lower() for n in names
         }
+        # the demo extra too: the image runs the embedded demo (ADR 0016)
+        assert "fakeredis" in {n.lower() for n in names}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    directory = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(directory), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (built,) = directory.glob("livesell-*.whl")
+    return zipfile.ZipFile(built)
 
 
 class TestTheWheel:
-    def test_the_wheel_carries_every_revision_and_no_alembic_folder(self, tmp_path: Path) -> None:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "wheel",
-                "--no-deps",
-                "-q",
-                "-w",
-                str(tmp_path),
-                str(ROOT),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-        (wheel,) = tmp_path.glob("livesell-*.whl")
-        names = zipfile.ZipFile(wheel).namelist()
+    def test_the_wheel_carries_every_revision_and_no_alembic_folder(
+        self, wheel: zipfile.ZipFile
+    ) -> None:
+        names = wheel.namelist()
 
         assert REVISIONS == sorted(
             n.rsplit("/", 1)[1] for n in names if n.startswith("livesell_migrations/versions/")
         )
         assert {"livesell_migrations/env.py", "livesell_migrations/script.py.mako"} <= set(names)
         assert not [n for n in names if n.startswith("alembic/")], "would shadow the library"
+
+    def test_the_wheel_ships_the_demo_with_fakeredis_in_its_demo_extra_only(
+        self, wheel: zipfile.ZipFile
+    ) -> None:
+        names = set(wheel.namelist())
+        (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        requires = [
+            line.removeprefix("Requires-Dist: ")
+            for line in wheel.read(metadata).decode().splitlines()
+            if line.startswith("Requires-Dist: ")
+        ]
+
+        assert {"entrypoints/demo/embedded.py", "entrypoints/demo/invariants.py"} <= names
+        assert ['fakeredis[lua]==2.41.0; extra == "demo"'] == [
+            r for r in requires if r.startswith("fakeredis")
+        ]
 
 
 class TestTheInstalledPackage:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from entrypoints.cli import main
-from entrypoints.simulation import Scenario, run_scenario
+from entrypoints.demo.simulation import Scenario, run_scenario
 
 
 class TestSimulatedLive:

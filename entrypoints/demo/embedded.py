@@ -9,7 +9,9 @@ A short live: clients write before it starts (no session), a seller goes live an
 clients order in bursts (each order that joined the live gets a confirmation through the outbox),
 Twilio redelivers some messages, a malformed payload and an unknown tenant are rejected, the
 provider fails now and then, the seller goes quiet past the window and the closing job ends the
-live. The report reads the database.
+live. The worker parts run under ``Runner``, as in ``livesell worker``; the script stops them. The
+invariants (``invariants.py``, the memory engine's own) read the database through the unit of
+work while the workers run and once they have stopped.
 
 A seed gives the same counts on every run: the provider draws each attempt's fate from (seed,
 outbox id, attempt), so the confirmations get ids from a sequence in script order (the real
@@ -25,27 +27,29 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import attrs
 import fakeredis
-import sqlalchemy as sa
 from dependency_injector import providers
 
 from adapters.memory.clock import SequentialIds
-from adapters.sqlalchemy import migrations, tables
+from adapters.sqlalchemy import migrations
 from adapters.system.clock import AcceleratedClock
 from application.outbox import queue_outbound_message
 from application.tenants import add_seller, add_tenant
+from domain.inbound import InboundStatus
+from domain.outbox import OutboxStatus
+from domain.senders import SenderType
 from entrypoints.closer import SessionCloser
 from entrypoints.container import Container, build
+from entrypoints.demo.invariants import FINAL, InvariantChecker, Ledger, events_of
+from entrypoints.demo.report import Report
+from entrypoints.demo.scenario import Scenario
 from entrypoints.outbox_worker import OutboxSenderPart
-from entrypoints.runner import WorkerPart
+from entrypoints.runner import EXIT_OK, Runner, Shutdown, WorkerPart
 from entrypoints.settings import Settings
-from entrypoints.simulation import Report, Scenario
 from entrypoints.webhook_worker import WebhookWorker
 
 SPEED = 20.0
@@ -53,6 +57,7 @@ WINDOW_MINUTES = 1
 TENANT = "shop-demo"
 TENANT_NUMBER = "+33757000001"
 SELLER = "+33612000001"
+GRACE_SECONDS = 10.0
 
 
 @attrs.frozen(kw_only=True)
@@ -86,37 +91,87 @@ def _settings(directory: Path, options: EmbeddedOptions) -> Settings:
     )
 
 
+class _ScriptStops(Shutdown):
+    """The demo's ``Runner`` is stopped by its script, not by signals: it runs in a thread (where
+    signal handlers cannot be installed) and Ctrl-C interrupts the script itself."""
+
+    def install(self) -> Shutdown:
+        return self
+
+
+class _Workers:
+    """The worker parts under ``Runner``, in a background thread while the script runs."""
+
+    def __init__(self, container: Container) -> None:
+        parts: list[WorkerPart] = [
+            # one process: children would build their own container from Settings, without the
+            # in-process Redis and the accelerated clock
+            WebhookWorker(container, processes=1),
+            OutboxSenderPart(container),
+            SessionCloser(container),
+        ]
+        self.runner = Runner(parts, shutdown=_ScriptStops(GRACE_SECONDS))
+        self.exit_code: int | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="livesell-demo", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.exit_code = self.runner.run()
+        except BaseException as exc:  # a part that could not start: the report says so
+            self.error = exc
+        finally:
+            self.runner.stop.set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def stopped(self) -> bool:
+        """The runner stopped on its own: a part died or could not start."""
+        return self.runner.stop.is_set()
+
+    def stop(self) -> str | None:
+        """Stop the parts (in-flight work finishes); what went wrong, if anything did."""
+        self.runner.stop.set()
+        self._thread.join(GRACE_SECONDS + 5)
+        if self.error is not None:
+            return f"the worker parts did not start: {type(self.error).__name__}: {self.error}"
+        if self._thread.is_alive() or self.exit_code != EXIT_OK:
+            return f"the worker parts did not stop cleanly (runner exit code {self.exit_code})"
+        return None
+
+
 class _Demo:
-    def __init__(self, container: Container, options: EmbeddedOptions, report: Report) -> None:
+    def __init__(
+        self, container: Container, settings: Settings, options: EmbeddedOptions, report: Report
+    ) -> None:
         self.container = container
+        self.uow_factory = container.uow_factory()
         self.options = options
         self.report = report
         self.rng = random.Random(options.seed)
-        self.engine: sa.Engine = container.engine()
         self.queue = container.inbound_queue()
         self.sequence = 0
         self.redelivered = 0
-        self.expected: set[str] = set()
-        self.closed_seen: set[str] = set()
+        self.ledger = Ledger(max_attempts=settings.outbox_max_attempts)
+        self.checker = InvariantChecker(self.uow_factory, self.ledger)
+        self.processed: set[str] = set()
         self.outbox_ids = SequentialIds(f"demo{options.seed}-out")
 
     # -- the shop's side ---------------------------------------------------------------------
 
     def setup(self) -> list[str]:
-        uow_factory, clock, ids = (
-            self.container.uow_factory(),
-            self.container.clock(),
-            self.container.ids(),
-        )
+        clock, ids = self.container.clock(), self.container.ids()
         add_tenant(
-            uow_factory=uow_factory,
+            uow_factory=self.uow_factory,
             clock=clock,
             tenant_id=TENANT,
             name="Boutique démo",
             whatsapp_number=TENANT_NUMBER,
         )
         add_seller(
-            uow_factory=uow_factory,
+            uow_factory=self.uow_factory,
             clock=clock,
             ids=ids,
             tenant_id=TENANT,
@@ -125,7 +180,7 @@ class _Demo:
         )
         return [f"+336{20000000 + n * 7919:08d}" for n in range(self.options.clients)]
 
-    def say(self, phone: str, body: str, *, redeliver: bool = False) -> str:
+    def say(self, phone: str, body: str, *, redeliver: bool = False, early: bool = False) -> str:
         self.sequence += 1
         provider_id = f"SMdemo{self.sequence:06d}"
         payload = {
@@ -136,11 +191,12 @@ class _Demo:
             "body": body,
             "correlationId": f"demo-{self.sequence}",
         }
+        sender = SenderType.SELLER if phone == SELLER else SenderType.CLIENT
+        self.ledger.wrote(TENANT, provider_id, payload["correlationId"], sender, early=early)
         self.queue.enqueue(payload)
         if redeliver:
             self.queue.enqueue(dict(payload))
             self.redelivered += 1
-        self.expected.add(provider_id)
         return provider_id
 
     def reject_some(self) -> None:
@@ -154,61 +210,62 @@ class _Demo:
                 "correlationId": "demo-x",
             }
         )
+        self.ledger.sent_bad()
+        self.ledger.sent_bad()
 
     def confirm_orders(self, orders: list[str]) -> None:
-        rows = self.query(
-            sa.select(
-                tables.inbound_messages.c.provider_message_id,
-                tables.inbound_messages.c.from_phone,
-                tables.inbound_messages.c.correlation_id,
-            )
-            .where(
-                tables.inbound_messages.c.provider_message_id.in_(orders),
-                tables.inbound_messages.c.live_session_id.is_not(None),
-            )
-            .order_by(tables.inbound_messages.c.provider_message_id)
-        )
-        for _provider_id, phone, correlation_id in rows:
-            queue_outbound_message(
-                uow_factory=self.container.uow_factory(),
+        with self.uow_factory() as uow:
+            joined = [uow.inbound.get(TENANT, provider_id) for provider_id in sorted(orders)]
+        for record in joined:
+            if record is None or record.live_session_id is None:
+                continue
+            message_id = queue_outbound_message(
+                uow_factory=self.uow_factory,
                 tenant_id=TENANT,
-                to=phone,
+                to=record.message.from_address,
                 body="Merci ! Votre commande est notée.",
-                correlation_id=correlation_id,
+                correlation_id=record.message.correlation_id,
                 clock=self.container.clock(),
                 ids=self.outbox_ids,
             )
+            self.ledger.queued(TENANT, message_id)
             self.report.outbound["queued"] += 1
 
-    # -- watching the database ---------------------------------------------------------------
+    # -- watching the store ------------------------------------------------------------------
 
-    def query(self, statement: Any) -> list[Any]:
-        with self.engine.connect() as connection:
-            return list(connection.execute(statement))
+    def all_processed(self) -> bool:
+        """Every message sent so far is processed (each one read until it is)."""
+        waiting = [pid for _tenant, pid in self.ledger.messages if pid not in self.processed]
+        with self.uow_factory() as uow:
+            for provider_id in waiting:
+                record = uow.inbound.get(TENANT, provider_id)
+                if record is not None and record.status is InboundStatus.PROCESSED:
+                    self.processed.add(provider_id)
+        return len(self.processed) == len(self.ledger.messages)
 
-    def processed(self) -> int:
-        statement = sa.select(sa.func.count()).where(
-            tables.inbound_messages.c.status == "processed"
-        )
-        return int(self.query(statement)[0][0])
+    def outbox_drained(self) -> bool:
+        with self.uow_factory() as uow:
+            statuses = uow.outbox.count_by_status()
+        return all(n == 0 for s, n in statuses.items() if s not in FINAL)
 
-    def watch_sessions(self) -> None:
-        sessions = self.query(sa.select(tables.live_sessions.c.id, tables.live_sessions.c.status))
-        active = [sid for sid, status in sessions if status == "active"]
-        self.report.check("at most one active session per tenant", len(active) <= 1, str(active))
-        self.report.check(
-            "a closed session is never reopened", not set(active) & self.closed_seen, str(active)
-        )
-        self.closed_seen |= {sid for sid, status in sessions if status == "closed"}
+    def live_closed(self) -> bool:
+        with self.uow_factory() as uow:
+            return not uow.sessions.count_active()
 
-    def wait(self, what: str, done: Callable[[], bool], deadline: float) -> None:
+    def wait(self, what: str, done: Callable[[], bool], deadline: float, workers: _Workers) -> bool:
+        """Wait until ``done()``, checking the invariants that always hold meanwhile; False (and
+        a failure in the report) when the deadline passes or the workers stop first."""
         while not done():
-            self.watch_sessions()
+            self.checker.while_running()
+            if workers.stopped:
+                self.report.fail(f"{what}: the worker parts stopped before")
+                return False
             if time.monotonic() > deadline:
-                self.report.check(f"{what} in time", False)
-                return
+                self.report.fail(f"{what}: not within {self.options.timeout_seconds:g} s")
+                return False
             time.sleep(0.05)
-        self.watch_sessions()
+        self.checker.while_running()
+        return True
 
 
 def run_embedded(
@@ -246,27 +303,17 @@ def run_embedded(
     redis = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     container.queue_redis.override(providers.Object(redis))
     container.worker_redis.override(providers.Object(redis))
-    parts: list[WorkerPart] = [
-        WebhookWorker(container, processes=1),
-        OutboxSenderPart(container),
-        SessionCloser(container),
-    ]
-    stop = threading.Event()
-    demo = _Demo(container, options, report)
+    demo = _Demo(container, settings, options, report)
     clients = demo.setup()
+    workers = _Workers(container)
     deadline = time.monotonic() + options.timeout_seconds
-    threads: list[threading.Thread] = []
     try:
-        for part in parts:
-            part.start()
-            thread = threading.Thread(target=part.run, args=(stop,), name=part.name, daemon=True)
-            thread.start()
-            threads.append(thread)
-        _script(demo, clients, deadline, progress or (lambda _done, _total: None))
+        workers.start()
+        _script(demo, clients, deadline, workers, progress or (lambda _done, _total: None))
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join(10)
+        failure = workers.stop()
+        if failure is not None:
+            report.fail(failure)
         _final_report(demo, directory)
         container.engine().dispose()
         shutil.rmtree(directory, ignore_errors=True)
@@ -276,17 +323,28 @@ def run_embedded(
 
 
 def _script(
-    demo: _Demo, clients: list[str], deadline: float, progress: Callable[[int, int], None]
+    demo: _Demo,
+    clients: list[str],
+    deadline: float,
+    workers: _Workers,
+    progress: Callable[[int, int], None],
 ) -> None:
     rng = demo.rng
     stages = demo.options.products + 4
-    early = [demo.say(phone, "bonjour ? c'est quand le live ?") for phone in clients[:3]]
-    demo.wait("early messages processed", lambda: demo.processed() >= len(early), deadline)
+
+    def wait(what: str, done: Callable[[], bool]) -> bool:
+        return demo.wait(what, done, deadline, workers)
+
+    for phone in clients[:3]:
+        demo.say(phone, "bonjour ? c'est quand le live ?", early=True)
+    if not wait("early messages processed", demo.all_processed):
+        return
     progress(1, stages)
     demo.say(SELLER, "Bonsoir ! Le live commence")
     demo.reject_some()
     # The orders follow the live's opening, as on a phone: none may overtake it in the workers.
-    demo.wait("the live opened", lambda: demo.processed() >= len(demo.expected), deadline)
+    if not wait("the live opened", demo.all_processed):
+        return
     progress(2, stages)
     for product in range(1, demo.options.products + 1):
         demo.say(SELLER, f"Article {product} : robe en lin, 35 EUR")
@@ -294,83 +352,37 @@ def _script(
             demo.say(phone, f"je prends {product}", redeliver=rng.random() < 0.1)
             for phone in rng.sample(clients, k=max(1, len(clients) // 2))
         ]
-        demo.wait("orders processed", lambda: demo.processed() >= len(demo.expected), deadline)
+        if not wait("orders processed", demo.all_processed):
+            return
         demo.confirm_orders(orders)
         progress(2 + product, stages)
-    demo.wait(
-        "outbox drained",
-        lambda: (
-            not demo.query(
-                sa.select(tables.messages_out.c.id).where(
-                    tables.messages_out.c.status.not_in(("sent", "dead"))
-                )
-            )
-        ),
-        deadline,
-    )
+    if not wait("outbox drained", demo.outbox_drained):
+        return
     progress(stages - 1, stages)
-    demo.wait(
-        "the live closed after the seller went quiet",
-        lambda: (
-            not demo.query(
-                sa.select(tables.live_sessions.c.id).where(
-                    tables.live_sessions.c.status == "active"
-                )
-            )
-        ),
-        deadline,
-    )
-    progress(stages, stages)
+    if wait("the live closed after the seller went quiet", demo.live_closed):
+        progress(stages, stages)
 
 
 def _final_report(demo: _Demo, directory: Path) -> None:
+    """The counts, read from the store through the unit of work, and every invariant."""
     report = demo.report
-    c = tables.inbound_messages.c
-    for message_type, count in demo.query(
-        sa.select(c.message_type, sa.func.count()).group_by(c.message_type)
-    ):
-        report.inbound[message_type or "unprocessed"] += count
-    early = demo.query(sa.select(c.live_session_id).where(c.body.like("bonjour%")))
-    recorded = sum(report.inbound.values())
-    report.inbound["duplicate"] = demo.redelivered
-    report.check(
-        "clients writing before the live join no session", all(row[0] is None for row in early)
-    )
-    report.check("every message is recorded once", len(demo.expected) == recorded)
-    sellers = demo.query(sa.select(c.live_session_id).where(c.message_type == "seller"))
-    report.check(
-        "a seller message always lands in a session", all(row[0] is not None for row in sellers)
-    )
-    events = Counter(t for (t,) in demo.query(sa.select(tables.event_logs.c.event_type)))
-    report.inbound["rejected"] = events["inbound.rejected"]
-    report.check(
-        "malformed payloads and unknown tenants are rejected, never retried",
-        events["inbound.rejected"] == 2,
-    )
-    report.sessions["opened"] = events["live_session.opened"]
-    report.sessions["closed_by_job"] = events["live_session.closed"]
-    report.check(
-        "the live closed once after the seller went quiet",
-        (events["live_session.opened"], events["live_session.closed"]) == (1, 1),
-    )
-    statuses = Counter(s for (s,) in demo.query(sa.select(tables.messages_out.c.status)))
-    report.outbound["sent"] = statuses["sent"]
-    report.outbound["dead"] = statuses["dead"]
-    report.outbound["retried"] = events["message.retry_scheduled"]
-    report.check(
-        "every outbound message ends sent or dead",
-        set(statuses) <= {"sent", "dead"},
-        str(dict(statuses)),
-    )
     sent_log = directory / "sent.jsonl"
     lines = sent_log.read_text().splitlines() if sent_log.exists() else []
-    sent_ids = Counter(json.loads(line)["outboxId"] for line in lines)
-    report.check("no message is sent twice", all(n == 1 for n in sent_ids.values()))
-    report.check(
-        "the provider's accepted sends are the sent rows", len(sent_ids) == statuses["sent"]
-    )
-    dead_letters = demo.query(sa.select(tables.dead_letter_jobs.c.source))
-    report.check(
-        "every dead message has its dead letter",
-        sum(1 for (s,) in dead_letters if s == "messages_out") == statuses["dead"],
-    )
+    report.record(demo.checker.at_end(json.loads(line)["outboxId"] for line in lines))
+    with demo.uow_factory() as uow:
+        for _tenant, provider_id in demo.ledger.messages:
+            record = uow.inbound.get(TENANT, provider_id)
+            kind = record.message_type if record is not None else None
+            report.inbound[kind or "unprocessed"] += 1
+        statuses = uow.outbox.count_by_status()
+
+        def events(kind: str) -> int:
+            return len(events_of(uow, kind))
+
+        report.inbound["duplicate"] = demo.redelivered
+        report.inbound["rejected"] = events("inbound.rejected")
+        report.sessions["opened"] = events("live_session.opened")
+        report.sessions["closed_by_job"] = events("live_session.closed")
+        report.outbound["sent"] = statuses.get(OutboxStatus.SENT, 0)
+        report.outbound["dead"] = statuses.get(OutboxStatus.DEAD, 0)
+        report.outbound["retried"] = events("message.retry_scheduled")
