@@ -268,9 +268,12 @@ def failure_of(error: GraphError, retry_after_header: str | None = None) -> Deli
     text = f"Meta Graph HTTP {error.status}"
     if error.code is not None:
         text += f" (#{error.code})"
-    if error.message:
-        text += f": {error.message}"
-    if error.details and error.details != error.message:
+    message = error.message
+    if error.code is not None:
+        message = message.removeprefix(f"(#{error.code})").strip()  # Meta's "(#130429) Rate ..."
+    if message:
+        text += f": {message}"
+    if error.details and error.details != message:
         text += f"; {error.details}"
     if entry is not None:
         text += f" ({entry.meaning})"
