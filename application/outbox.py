@@ -14,6 +14,7 @@ from domain.errors import UnknownTenant
 from domain.outbox import DeadLettered, DeliveryFailure, OutboxMessage
 from domain.phones import mask_phone, normalise_phone
 from domain.retry import RetryPolicy
+from domain.service_window import SendTemplate
 from ports.clock import Clock, IdGenerator
 from ports.messaging import (
     DeliveryFailed,
@@ -117,11 +118,9 @@ def claim_due_messages(
     return claimed
 
 
-def deliver(
-    message: OutboxMessage, *, provider: MessagingProvider, rate_limiter: RateLimiter | None
-) -> Attempt:
-    """Send one claimed message. Never raises: every failure becomes a DeliveryFailure."""
-    request = SendRequest(
+def request_for(message: OutboxMessage) -> SendRequest:
+    """The provider request of a message as it was written."""
+    return SendRequest(
         outbox_id=message.id,
         tenant_id=message.tenant_id,
         to_phone=message.to_phone,
@@ -129,10 +128,29 @@ def deliver(
         correlation_id=message.correlation_id,
         from_phone=message.from_phone,
     )
-    log.info(
-        "Processing outbound message",
-        extra={"context": _context(message)},
-    )
+
+
+def deliver(
+    message: OutboxMessage,
+    *,
+    provider: MessagingProvider,
+    rate_limiter: RateLimiter | None,
+    template: SendTemplate | None = None,
+) -> Attempt:
+    """Send one claimed message, as written or, outside the customer-service window, as the
+    tenant's fallback ``template`` (ADR 0021). Never raises: every failure becomes a
+    DeliveryFailure."""
+    request = request_for(message)
+    context = _context(message)
+    if template is not None:
+        request = attrs.evolve(
+            request,
+            content_sid=template.content_sid,
+            content_variables=template.content_variables,
+        )
+        context["contentSid"] = template.content_sid
+        context["window"] = "outside: the tenant's fallback template"
+    log.info("Processing outbound message", extra={"context": context})
     try:
         if rate_limiter is not None:
             rate_limiter.acquire(provider.sender_key(request))

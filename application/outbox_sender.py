@@ -32,10 +32,12 @@ from typing import Any, Final, Protocol
 
 import attrs
 
-from application.outbox import Attempt, BatchReport, claim_due_messages, deliver, record_outcomes
+from application.outbox import Attempt, BatchReport, deliver, record_outcomes
 from application.outbox_counters import SenderCounters
+from application.service_window import Claim, claim_due_in_window, outside_window_failure
 from domain.outbox import OutboxMessage, OutboxStatus
 from domain.retry import RetryPolicy
+from domain.service_window import DropOutsideWindow, SendTemplate
 from ports.clock import Clock, IdGenerator
 from ports.executor import Executor
 from ports.job_scope import JobScope
@@ -217,8 +219,8 @@ class OutboxSender:
         free = self.concurrency - state.in_flight
         return due and free >= self.claim_size and now >= state.store_ok_at
 
-    def _claim(self) -> Sequence[OutboxMessage]:
-        claimed = claim_due_messages(
+    def _claim(self) -> Sequence[Claim]:
+        claimed = claim_due_in_window(
             uow_factory=self.uow_factory, clock=self.clock, lease=self.lease, limit=self.claim_size
         )
         self.counters.claimed += len(claimed)
@@ -236,16 +238,21 @@ class OutboxSender:
         if not state.backlog:
             self._schedule_next_poll(state)
 
-    def _dispatch(self, state: _Pipeline, claimed: Sequence[OutboxMessage]) -> None:
-        """Hand each claim to the executor; keep those past their last attempt to dead-letter."""
-        for message in claimed:
+    def _dispatch(self, state: _Pipeline, claimed: Sequence[Claim]) -> None:
+        """Hand each claim to the executor; keep those past their last attempt to dead-letter,
+        and record those the window policy drops as failed without a send (ADR 0021)."""
+        for claim in claimed:
+            message, window = claim.message, claim.window
             if message.over_budget(self.policy):
                 state.abandoned.append(message)
+            elif isinstance(window, DropOutsideWindow):
+                state.unrecorded.append(Attempt(message, outside_window_failure(window)))
             else:
+                template = window if isinstance(window, SendTemplate) else None
                 state.in_flight += 1
-                self.executor.submit(partial(self._send, message))
+                self.executor.submit(partial(self._send, message, template))
 
-    def _send(self, message: OutboxMessage) -> None:
+    def _send(self, message: OutboxMessage, template: SendTemplate | None = None) -> None:
         """One send, on an executor's thread: deliver, tell the observers, post the attempt."""
         started = self.waiter.monotonic()
         tags = {  # what the send logs at ERROR reaches Sentry with these tags (ADR 0014)
@@ -255,7 +262,9 @@ class OutboxSender:
             "tenant": message.tenant_id,
         }
         with self.job_scope(tags):
-            attempt = deliver(message, provider=self.provider, rate_limiter=self.rate_limiter)
+            attempt = deliver(
+                message, provider=self.provider, rate_limiter=self.rate_limiter, template=template
+            )
         elapsed = self.waiter.monotonic() - started
         for observer in self.observers:
             observer.message_sent(attempt, elapsed)

@@ -106,6 +106,22 @@ def phone_key(e164: str) -> str:
     return e164
 
 
+def phone_forms(e164: str) -> frozenset[str]:
+    """Every E.164 form of the number that has its ``phone_key``: the number, its key and the
+    key's other WhatsApp variant (``+52 1 ...``, ``+54 9 ...``, Brazil's mobile without its
+    ninth digit). A lookup by any form of a number searches these."""
+    key = phone_key(e164)
+    digits = key.removeprefix("+")
+    forms = {e164, key}
+    if digits.startswith("52") and len(digits) == 12:
+        forms.add("+521" + digits[2:])
+    elif digits.startswith("54") and len(digits) == 12:
+        forms.add("+549" + digits[2:])
+    elif digits.startswith("55") and len(digits) == 13 and digits[4] == "9" and digits[5] in "6789":
+        forms.add("+55" + digits[2:4] + digits[5:])
+    return frozenset(form for form in forms if phone_key(form) == key)
+
+
 def _normalise(raw: str, value: str, region: str) -> str:
     if not value:
         raise InvalidPhoneNumber(raw, "empty")

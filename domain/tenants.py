@@ -9,6 +9,7 @@ import attrs
 
 from domain.errors import InvalidSetting
 from domain.phones import is_valid_region, normalise_phone, phone_key
+from domain.service_window import DEFAULT_FALLBACK_VARIABLE, FallbackTemplate, WindowPolicy
 
 DEFAULT_REGION = "FR"
 # A tenant id travels in URLs (the status callback), log lines, metric labels and Redis job ids:
@@ -19,13 +20,48 @@ TENANT_ID_RULE = "1 to 63 lower-case letters, digits, '-' or '_', starting with 
 
 @attrs.frozen(kw_only=True)
 class Tenant:
-    """A shop that goes live on WhatsApp. ``default_region`` reads numbers written without ``+``."""
+    """A shop that goes live on WhatsApp. ``default_region`` reads numbers written without ``+``.
+
+    ``window_policy`` says what its free-form messages do outside the customer-service window;
+    ``fallback_content_sid`` (required by ``template``) is the template sent instead, its
+    variable ``fallback_variable`` taking the message's body (``domain.service_window``)."""
 
     id: str
     name: str
     whatsapp_number: str | None = None
     default_region: str = DEFAULT_REGION
     created_at: datetime
+    window_policy: WindowPolicy = WindowPolicy.SEND
+    fallback_content_sid: str | None = None
+    fallback_variable: str = DEFAULT_FALLBACK_VARIABLE
+
+    def __attrs_post_init__(self) -> None:
+        if self.window_policy is WindowPolicy.TEMPLATE and self.fallback_content_sid is None:
+            raise InvalidSetting("window policy 'template' needs a fallback template (HX...)")
+        self.fallback_template()  # checks the SID and the variable
+
+    def fallback_template(self) -> FallbackTemplate | None:
+        if self.fallback_content_sid is None:
+            return None
+        return FallbackTemplate(
+            content_sid=self.fallback_content_sid, variable=self.fallback_variable
+        )
+
+    def with_window_policy(
+        self,
+        policy: WindowPolicy | None = None,
+        *,
+        fallback_content_sid: str | None = None,
+        fallback_variable: str | None = None,
+    ) -> Tenant:
+        """This tenant with another window policy and/or fallback template (None: unchanged).
+        Raises InvalidSetting for ``template`` without a fallback or a malformed SID."""
+        return attrs.evolve(
+            self,
+            window_policy=self.window_policy if policy is None else policy,
+            fallback_content_sid=fallback_content_sid or self.fallback_content_sid,
+            fallback_variable=fallback_variable or self.fallback_variable,
+        )
 
     @classmethod
     def register(
@@ -36,6 +72,9 @@ class Tenant:
         now: datetime,
         whatsapp_number: str | None = None,
         default_region: str = DEFAULT_REGION,
+        window_policy: WindowPolicy = WindowPolicy.SEND,
+        fallback_content_sid: str | None = None,
+        fallback_variable: str = DEFAULT_FALLBACK_VARIABLE,
     ) -> Tenant:
         """A new tenant; the region is checked and the WhatsApp number normalised to E.164."""
         check_tenant_id(id)
@@ -51,6 +90,9 @@ class Tenant:
             whatsapp_number=number,
             default_region=region,
             created_at=now,
+            window_policy=window_policy,
+            fallback_content_sid=fallback_content_sid,
+            fallback_variable=fallback_variable,
         )
 
 

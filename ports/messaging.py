@@ -15,7 +15,10 @@ callback URL, and the webhook serves it."""
 
 @attrs.frozen(kw_only=True)
 class SendRequest:
-    """One outbound message. ``from_phone`` None means the provider's default sender number."""
+    """One outbound message. ``from_phone`` None means the provider's default sender number.
+
+    ``content_sid`` set: an approved template (Twilio Content API), filled with
+    ``content_variables``; ``body`` is then not what the customer reads."""
 
     outbox_id: str
     tenant_id: str
@@ -23,6 +26,8 @@ class SendRequest:
     body: str
     correlation_id: str
     from_phone: str | None = None
+    content_sid: str | None = None
+    content_variables: dict[str, str] | None = None
 
 
 @attrs.frozen

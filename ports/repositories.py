@@ -7,7 +7,7 @@ Errors a repository raises on purpose are defined here; an adapter never leaks i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -56,6 +56,15 @@ class TenantRepository(Protocol):
 
     def list(self) -> Sequence[Tenant]:
         """Every tenant, by id (operators' view)."""
+        ...
+
+    def get_many(self, tenant_ids: Collection[str]) -> dict[str, Tenant]:
+        """The tenants with these ids, by id, in one read (unknown ids are left out)."""
+        ...
+
+    def update_window_policy(self, tenant: Tenant) -> bool:
+        """Store the tenant's ``window_policy``, ``fallback_content_sid`` and
+        ``fallback_variable``, nothing else; False when no tenant has its id."""
         ...
 
 
@@ -152,6 +161,15 @@ class InboundMessageRepository(Protocol):
     def has_waiting(self, tenant_id: str, since: datetime, until: datetime) -> bool:
         """Whether a record of the tenant received in ``[since, until]`` is still ``received``
         (not processed yet): a live session whose window holds one is not closed (ADR 0012)."""
+        ...
+
+    def last_received_from(
+        self, recipients: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], datetime]:
+        """System read, one query for a claimed batch: for each ``(tenant_id, phone)`` asked, when
+        the tenant last received a message from that phone, whatever its state, in any of the
+        number's forms (``domain.phones.phone_forms``). Phones that never wrote are left out
+        (the customer-service window, ADR 0021)."""
         ...
 
 

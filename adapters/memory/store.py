@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -24,6 +24,7 @@ from domain.events import Event
 from domain.inbound import RECEIVED_STATE, InboundRecord, InboundState, InboundStatus
 from domain.live_sessions import LiveSession, SessionStatus
 from domain.outbox import OutboxMessage, OutboxStatus
+from domain.phones import phone_key
 from domain.senders import SenderType
 from domain.tenants import Seller, Tenant
 from ports.repositories import ActiveSessionExists, AlreadyExists, DuplicateInboundMessage
@@ -123,6 +124,22 @@ class MemoryTenantRepository(_Repo):
 
     def list(self) -> Sequence[Tenant]:
         return sorted(self._store.tenants.values(), key=lambda t: t.id)
+
+    def get_many(self, tenant_ids: Collection[str]) -> dict[str, Tenant]:
+        return {i: self._store.tenants[i] for i in tenant_ids if i in self._store.tenants}
+
+    def update_window_policy(self, tenant: Tenant) -> bool:
+        stored = self._store.tenants.get(tenant.id)
+        if stored is None:
+            return False
+        changed = attrs.evolve(
+            stored,
+            window_policy=tenant.window_policy,
+            fallback_content_sid=tenant.fallback_content_sid,
+            fallback_variable=tenant.fallback_variable,
+        )
+        self._journal.put(self._store.tenants, tenant.id, changed)
+        return True
 
 
 class MemorySellerDirectory(_Repo):
@@ -245,6 +262,19 @@ class MemoryInboundMessageRepository(_Repo):
 
     def has_waiting(self, tenant_id: str, since: datetime, until: datetime) -> bool:
         return _has_waiting(self._store, tenant_id, since, until)
+
+    def last_received_from(
+        self, recipients: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], datetime]:
+        asked: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+        for tenant_id, phone in recipients:
+            asked[(tenant_id, phone_key(phone))].append((tenant_id, phone))
+        last: dict[tuple[str, str], datetime] = {}
+        for r in self._store.inbound.values():
+            for recipient in asked.get((r.tenant_id, phone_key(r.from_e164 or "")), ()):
+                if recipient not in last or last[recipient] < r.message.received_at:
+                    last[recipient] = r.message.received_at
+        return last
 
 
 def _has_waiting(store: MemoryStore, tenant_id: str, since: datetime, until: datetime) -> bool:

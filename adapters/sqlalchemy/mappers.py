@@ -16,6 +16,7 @@ from domain.inbound_content import InboundContent
 from domain.live_sessions import CloseReason, LiveSession, SessionStatus
 from domain.outbox import OutboxMessage, OutboxStatus
 from domain.senders import SenderType
+from domain.service_window import WindowPolicy
 from domain.tenants import Seller, Tenant
 
 Row = RowMapping
@@ -28,6 +29,15 @@ def tenant_to_row(tenant: Tenant) -> dict[str, Any]:
         "whatsapp_number": tenant.whatsapp_number,
         "default_region": tenant.default_region,
         "created_at": tenant.created_at,
+        **tenant_window_to_row(tenant),
+    }
+
+
+def tenant_window_to_row(tenant: Tenant) -> dict[str, Any]:
+    return {
+        "window_policy": tenant.window_policy.value,
+        "fallback_content_sid": tenant.fallback_content_sid,
+        "fallback_variable": tenant.fallback_variable,
     }
 
 
@@ -38,6 +48,9 @@ def tenant_to_domain(row: Row) -> Tenant:
         whatsapp_number=row["whatsapp_number"],
         default_region=row["default_region"],
         created_at=row["created_at"],
+        window_policy=WindowPolicy(row["window_policy"]),
+        fallback_content_sid=row["fallback_content_sid"],
+        fallback_variable=row["fallback_variable"],
     )
 
 

@@ -45,6 +45,11 @@ tenants = sa.Table(
     sa.Column("whatsapp_number", sa.Text, nullable=True, unique=True),
     sa.Column("default_region", sa.Text, nullable=False, server_default="FR"),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # The customer-service window policy and its fallback template (alembic 0014, ADR 0021).
+    sa.Column("window_policy", sa.Text, nullable=False, server_default="send"),
+    sa.Column("fallback_content_sid", sa.Text, nullable=True),
+    sa.Column("fallback_variable", sa.Text, nullable=False, server_default="1"),
+    _status_check("window_policy", ("send", "template", "drop")),
 )
 
 sellers = sa.Table(
@@ -142,6 +147,13 @@ inbound_messages = sa.Table(
     _status_check("message_type", ("seller", "client"), nullable=True),
 )
 RECEIVED = inbound_messages.c.status == "received"
+# When each customer last wrote to the tenant (the customer-service window, ADR 0021).
+sa.Index(
+    "inbound_messages_tenant_id_from_e164_received_at_idx",
+    inbound_messages.c.tenant_id,
+    inbound_messages.c.from_e164,
+    inbound_messages.c.received_at,
+)
 # The reconciler's scan of records still waiting in the durable inbox.
 sa.Index(
     "inbound_messages_received_idx",

@@ -1,14 +1,18 @@
-"""``livesell tenants add|list``: the shops an operator registers before their first message."""
+"""``livesell tenants add|set|list``: the shops an operator registers before their first message,
+and what their free-form messages do outside the customer-service window (ADR 0021)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from application.tenants import add_tenant
-from domain.tenants import DEFAULT_REGION, check_tenant_id
-from entrypoints.commands.support import add_actions, store_errors
+from application.tenants import add_tenant, set_window_policy
+from domain.service_window import DEFAULT_FALLBACK_VARIABLE, WindowPolicy, check_content_sid
+from domain.tenants import DEFAULT_REGION, Tenant, check_tenant_id
+from entrypoints.commands.support import UsageError, add_actions, store_errors
 from entrypoints.container import build
+
+POLICIES = "|".join(p.value for p in WindowPolicy)
 
 
 def register(sub: Any) -> None:
@@ -29,13 +33,68 @@ def register(sub: Any) -> None:
         default=DEFAULT_REGION,
         help=f"region for numbers written without + (default {DEFAULT_REGION})",
     )
+    _window_arguments(add)
     add.set_defaults(handler=add_command)
+    change = actions.add_parser(
+        "set",
+        help="change a tenant's customer-service window policy",
+        description="Change what a tenant's free-form messages do outside WhatsApp's 24-hour "
+        "customer-service window, and its fallback template.",
+    )
+    change.add_argument("--id", required=True, dest="tenant_id", help="the tenant id (tenantId)")
+    _window_arguments(change)
+    change.set_defaults(handler=set_command)
     listing = actions.add_parser("list", help="list every tenant")
     listing.set_defaults(handler=list_command)
 
 
+def _window_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--window-policy",
+        metavar=POLICIES,
+        help="a free-form message to a customer outside the 24-hour window: send it as written "
+        "(the default), send the fallback template instead, or drop it (dead, outside_window)",
+    )
+    parser.add_argument(
+        "--fallback-template",
+        metavar="HX...",
+        help="the Content SID of the approved template sent outside the window",
+    )
+    parser.add_argument(
+        "--fallback-variable",
+        metavar="NAME",
+        help="the template variable the message's body fills "
+        f"(default {DEFAULT_FALLBACK_VARIABLE})",
+    )
+
+
+def _policy(args: argparse.Namespace) -> WindowPolicy | None:
+    """``--window-policy`` read; raises UsageError for an unknown one."""
+    if args.window_policy is None:
+        return None
+    try:
+        return WindowPolicy(args.window_policy.strip().lower())
+    except ValueError:
+        raise UsageError(
+            f"--window-policy must be one of {POLICIES}, got {args.window_policy!r}"
+        ) from None
+
+
+def _check_window(args: argparse.Namespace) -> None:
+    _policy(args)
+    if args.fallback_template is not None:
+        check_content_sid(args.fallback_template)
+
+
 def _check_add(args: argparse.Namespace) -> None:
     check_tenant_id(args.tenant_id)
+    _check_window(args)
+
+
+def _check_set(args: argparse.Namespace) -> None:
+    _check_window(args)
+    if (args.window_policy, args.fallback_template, args.fallback_variable) == (None,) * 3:
+        raise UsageError("nothing to change: give --window-policy, --fallback-template or both")
 
 
 @store_errors(check=_check_add)
@@ -48,10 +107,35 @@ def add_command(args: argparse.Namespace) -> int:
         name=args.name,
         whatsapp_number=args.whatsapp_number,
         region=args.region,
+        window_policy=_policy(args) or WindowPolicy.SEND,
+        fallback_content_sid=args.fallback_template,
+        fallback_variable=args.fallback_variable or DEFAULT_FALLBACK_VARIABLE,
     )
     number = tenant.whatsapp_number or "no WhatsApp number"
     print(f"Tenant {tenant.id} added ({tenant.name}, region {tenant.default_region}, {number})")
     return 0
+
+
+@store_errors(check=_check_set)
+def set_command(args: argparse.Namespace) -> int:
+    container = build()
+    tenant = set_window_policy(
+        uow_factory=container.uow_factory(),
+        tenant_id=args.tenant_id,
+        policy=_policy(args),
+        fallback_content_sid=args.fallback_template,
+        fallback_variable=args.fallback_variable,
+    )
+    print(f"Tenant {tenant.id}: outside the window, {_window(tenant)}")
+    return 0
+
+
+def _window(tenant: Tenant) -> str:
+    template = tenant.fallback_content_sid
+    if tenant.window_policy is WindowPolicy.TEMPLATE:
+        return f"template {template} (body as {{{{{tenant.fallback_variable}}}}})"
+    fallback = f", fallback template {template}" if template else ""
+    return f"{tenant.window_policy.value}{fallback}"
 
 
 @store_errors
@@ -62,5 +146,6 @@ def list_command(args: argparse.Namespace) -> int:
     for tenant in tenants:
         print(
             f"{tenant.id}\t{tenant.name}\t{tenant.default_region}\t{tenant.whatsapp_number or '-'}"
+            f"\twindow: {_window(tenant)}"
         )
     return 0

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -11,6 +12,7 @@ from adapters.sqlalchemy import mappers
 from adapters.sqlalchemy.repositories.base import Repository
 from adapters.sqlalchemy.tables import inbound_messages
 from domain.inbound import RECEIVED_STATE, InboundRecord, InboundState
+from domain.phones import phone_forms, phone_key
 from ports.repositories import DuplicateInboundMessage
 
 
@@ -80,3 +82,31 @@ class SqlInboundMessageRepository(Repository):
             .exists()
         )
         return bool(self._tx.execute(statement).scalar())
+
+    def last_received_from(
+        self, recipients: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], datetime]:
+        """One grouped query on ``(tenant_id, from_e164, received_at)``: the pairs asked are
+        widened to every form of each number, the rows narrowed back to the pairs asked."""
+        if not recipients:
+            return {}
+        asked: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+        forms: set[str] = set()
+        for tenant_id, phone in recipients:
+            asked[(tenant_id, phone_key(phone))].append((tenant_id, phone))
+            forms |= phone_forms(phone)
+        c = inbound_messages.c
+        statement = (
+            sa.select(c.tenant_id, c.from_e164, sa.func.max(c.received_at).label("last"))
+            .where(
+                c.tenant_id.in_(sorted({t for t, _ in recipients})),
+                c.from_e164.in_(sorted(forms)),
+            )
+            .group_by(c.tenant_id, c.from_e164)
+        )
+        last: dict[tuple[str, str], datetime] = {}
+        for tenant_id, from_e164, received_at in self._tx.execute(statement):
+            for recipient in asked.get((tenant_id, phone_key(from_e164)), ()):
+                if recipient not in last or last[recipient] < received_at:
+                    last[recipient] = received_at
+        return last

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -37,3 +37,18 @@ class SqlTenantRepository(Repository):
     def list(self) -> Sequence[Tenant]:
         rows = self._tx.execute(sa.select(tenants).order_by(tenants.c.id))
         return [mappers.tenant_to_domain(r._mapping) for r in rows]
+
+    def get_many(self, tenant_ids: Collection[str]) -> dict[str, Tenant]:
+        if not tenant_ids:
+            return {}
+        statement = sa.select(tenants).where(tenants.c.id.in_(sorted(tenant_ids)))
+        found = (mappers.tenant_to_domain(r._mapping) for r in self._tx.execute(statement))
+        return {tenant.id: tenant for tenant in found}
+
+    def update_window_policy(self, tenant: Tenant) -> bool:
+        statement = (
+            sa.update(tenants)
+            .where(tenants.c.id == tenant.id)
+            .values(mappers.tenant_window_to_row(tenant))
+        )
+        return bool(self._tx.execute(statement).rowcount == 1)
