@@ -346,6 +346,9 @@ class OutboxMessage:
     ) -> RetryScheduled:
         self.status = OutboxStatus.FAILED
         self.next_attempt_at = now + delay
+        if self.expires_at is not None and self.next_attempt_at > self.expires_at:
+            # Due again when it expires, so it ends ``expired`` then rather than at a later retry.
+            self.next_attempt_at = max(self.expires_at, now)
         self.events.append(
             MessageRetryScheduled(
                 tenant_id=self.tenant_id,
