@@ -171,15 +171,16 @@ messages_out = sa.Table(
     sa.Column("sent_at", UtcDateTime, nullable=True),
     # When the provider first answered "rate limited" (ADR 0015; alembic 0011).
     sa.Column("rate_limited_since", UtcDateTime, nullable=True),
-    # A template (Twilio Content API; body then ''), media and expiry (alembic 0012).
-    sa.Column("content_sid", sa.Text, nullable=True),
-    sa.Column("content_variables", json_type(), nullable=True),
-    sa.Column("media_urls", json_type(), nullable=True),
-    sa.Column("expires_at", UtcDateTime, nullable=True),
     # The provider's delivery report (status callbacks, forward only; domain.delivery).
     sa.Column("delivery_status", sa.Text, nullable=True),
     sa.Column("delivery_error_code", sa.Text, nullable=True),
     sa.Column("delivery_updated_at", UtcDateTime, nullable=True),
+    # A template (Twilio Content API; body then ''), media and expiry (alembic 0012), last as
+    # the migration appends them.
+    sa.Column("content_sid", sa.Text, nullable=True),
+    sa.Column("content_variables", json_type(), nullable=True),
+    sa.Column("media_urls", json_type(), nullable=True),
+    sa.Column("expires_at", UtcDateTime, nullable=True),
     _status_check("status", ("pending", "sending", "sent", "failed", "dead", "expired")),
 )
 WAITING = messages_out.c.status.in_(("pending", "failed"))
