@@ -12,11 +12,14 @@ Twilio's rules the domain applies (``domain.outbox.check_content``):
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from adapters.simulated.provider import SimulatedMessagingProvider
 from application.outbox import queue_outbound_message
 from domain.errors import InvalidOutboundContent
 from domain.outbox import EXPIRED_CODE, OutboxMessage, OutboxStatus
@@ -271,3 +274,28 @@ class TestExpiry:
             sender.counters.expired,
             outbox.outbox(message_id).status,
         )
+
+
+class TestTheSimulatedProviderLog:
+    def test_its_sent_log_names_the_template_the_media_and_the_validity(
+        self, outbox: World, tmp_path: Path
+    ) -> None:
+        log = tmp_path / "sent.jsonl"
+        provider = SimulatedMessagingProvider(sent_log=str(log))
+        queue(outbox, content_sid=TEMPLATE, content_variables={"1": "Robe"})
+        queue(outbox, "La robe", media_urls=[PHOTO], expires_in=timedelta(minutes=10))
+        queue(outbox, "Bonjour")
+
+        outbox.send_due(provider)
+        provider.close()
+
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+        extras = [
+            {k: v for k, v in line.items() if k not in ("outboxId", "to", "correlationId", "at")}
+            for line in lines
+        ]
+        assert [
+            {"contentSid": TEMPLATE, "contentVariables": {"1": "Robe"}},
+            {"mediaUrls": [PHOTO], "validityPeriod": 600},
+            {},
+        ] == extras
