@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import enum
 import logging
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import attrs
@@ -39,19 +41,31 @@ def write_outbound_message(
     correlation_id: str,
     clock: Clock,
     ids: IdGenerator,
+    content_sid: str | None = None,
+    content_variables: Mapping[str, str] | None = None,
+    media_urls: Sequence[str] = (),
+    expires_in: timedelta | None = None,
 ) -> OutboxMessage:
-    """Add a pending outbox row in the caller's transaction (the caller commits)."""
+    """Add a pending outbox row in the caller's transaction (the caller commits).
+
+    A free-form ``body`` (with optional ``media_urls``) or a template (``content_sid`` and its
+    ``content_variables``); ``expires_in``: not handed to the provider after that long."""
     tenant = uow.tenants.get(tenant_id)
     if tenant is None:
         raise UnknownTenant(tenant_id)
+    now = clock.now()
     message = OutboxMessage.new(
         id=ids.new_id(),
         tenant_id=tenant.id,
         to_phone=normalise_phone(to, tenant.default_region),
         body=body,
         correlation_id=correlation_id,
-        now=clock.now(),
+        now=now,
         from_phone=tenant.whatsapp_number,
+        content_sid=content_sid,
+        content_variables=content_variables,
+        media_urls=media_urls,
+        expires_at=now + expires_in if expires_in is not None else None,
     )
     uow.outbox.add(message)
     return message
@@ -66,11 +80,16 @@ def queue_outbound_message(
     correlation_id: str,
     clock: Clock,
     ids: IdGenerator,
+    content_sid: str | None = None,
+    content_variables: Mapping[str, str] | None = None,
+    media_urls: Sequence[str] = (),
+    expires_in: timedelta | None = None,
 ) -> str:
     """Write one outbound message to the outbox and commit; returns its id.
 
-    Raises UnknownTenant, InvalidPhoneNumber (number read with the tenant's region) or ValueError
-    for an oversize body.
+    Raises UnknownTenant, InvalidPhoneNumber (number read with the tenant's region) or
+    InvalidOutboundContent (a ValueError: oversize body, neither body, media nor template, bad
+    media URL, non-positive expiry).
     """
     with uow_factory() as uow:
         message = write_outbound_message(
@@ -81,6 +100,10 @@ def queue_outbound_message(
             correlation_id=correlation_id,
             clock=clock,
             ids=ids,
+            content_sid=content_sid,
+            content_variables=content_variables,
+            media_urls=media_urls,
+            expires_in=expires_in,
         )
         uow.commit()
     return message.id
@@ -95,6 +118,13 @@ class Attempt:
 
 
 @attrs.frozen
+class Expired:
+    """A claimed message found past its ``expires_at`` before the provider call: not sent."""
+
+    message: OutboxMessage
+
+
+@attrs.frozen
 class BatchReport:
     claimed: int
     sent: int
@@ -102,10 +132,12 @@ class BatchReport:
     dead: int
     lost: int
     """Outcomes not stored because a later claim took the row over (lease passed mid-send)."""
+    expired: int = 0
+    """Claims ended ``expired`` without a provider call."""
 
     @property
     def processed(self) -> int:
-        return self.sent + self.retried + self.dead
+        return self.sent + self.retried + self.dead + self.expired
 
 
 def claim_due_messages(
@@ -118,8 +150,12 @@ def claim_due_messages(
     return claimed
 
 
-def request_for(message: OutboxMessage) -> SendRequest:
-    """The provider request of a message as it was written."""
+def send_request(message: OutboxMessage, now: datetime) -> SendRequest:
+    """What the provider is asked to send, as the message was written; an expiring message
+    carries the seconds it has left (at least 1) as ``validity_period``."""
+    validity = None
+    if message.expires_at is not None:
+        validity = max(1, math.ceil((message.expires_at - now).total_seconds()))
     return SendRequest(
         outbox_id=message.id,
         tenant_id=message.tenant_id,
@@ -127,6 +163,10 @@ def request_for(message: OutboxMessage) -> SendRequest:
         body=message.body,
         correlation_id=message.correlation_id,
         from_phone=message.from_phone,
+        content_sid=message.content_sid,
+        content_variables=message.content_variables,
+        media_urls=message.media_urls,
+        validity_period=validity,
     )
 
 
@@ -135,25 +175,40 @@ def deliver(
     *,
     provider: MessagingProvider,
     rate_limiter: RateLimiter | None,
+    clock: Clock,
     template: SendTemplate | None = None,
-) -> Attempt:
+) -> Attempt | Expired:
     """Send one claimed message, as written or, outside the customer-service window, as the
-    tenant's fallback ``template`` (ADR 0021). Never raises: every failure becomes a
+    tenant's fallback ``template`` (ADR 0021), unless it expired (checked after the rate-limit
+    wait, just before the provider call). Never raises: every failure becomes a
     DeliveryFailure."""
-    request = request_for(message)
     context = _context(message)
     if template is not None:
-        request = attrs.evolve(
-            request,
-            content_sid=template.content_sid,
-            content_variables=template.content_variables,
-        )
         context["contentSid"] = template.content_sid
         context["window"] = "outside: the tenant's fallback template"
     log.info("Processing outbound message", extra={"context": context})
+
+    def request_at(now: datetime) -> SendRequest:
+        request = send_request(message, now)
+        if template is None:
+            return request
+        # A template replaces the body and the media (Twilio: a template's content is its own).
+        return attrs.evolve(
+            request,
+            content_sid=template.content_sid,
+            content_variables=template.content_variables,
+            media_urls=(),
+        )
+
+    request = request_at(clock.now())
     try:
         if rate_limiter is not None:
             rate_limiter.acquire(provider.sender_key(request))
+        now = clock.now()
+        if message.is_expired(now):
+            return Expired(message)
+        if request.validity_period is not None:
+            request = request_at(now)
         return Attempt(message, provider.send(request))
     except DeliveryFailed as exc:
         return Attempt(message, exc.failure)
@@ -172,20 +227,24 @@ def record_outcomes(
     ids: IdGenerator,
     policy: RetryPolicy,
     abandoned: Iterable[OutboxMessage] = (),
+    expired: Iterable[OutboxMessage] = (),
 ) -> BatchReport:
     """Store each attempt's outcome with its event (and dead letter) in one transaction.
 
     ``abandoned`` are claims past the last attempt (their sender died mid-send): dead-lettered.
+    ``expired`` are claims past their ``expires_at``, never handed to the provider: ``expired``,
+    with their event and no dead letter.
     An outcome whose row was claimed again meanwhile (lease passed) is dropped and counted ``lost``.
     """
-    counts = {"claimed": 0, "sent": 0, "retried": 0, "dead": 0, "lost": 0}
+    counts = {"claimed": 0, "sent": 0, "retried": 0, "dead": 0, "lost": 0, "expired": 0}
     stored: list[tuple[str, OutboxMessage]] = []
     with uow_factory() as uow:
         now = clock.now()
-        work: list[tuple[OutboxMessage, SendReceipt | DeliveryFailure | None]] = [
+        work: list[tuple[OutboxMessage, SendReceipt | DeliveryFailure | _Ending]] = [
             (a.message, a.result) for a in attempts
         ]
-        work.extend((message, None) for message in abandoned)
+        work.extend((message, _Ending.ABANDONED) for message in abandoned)
+        work.extend((message, _Ending.EXPIRED) for message in expired)
         applied = [(m, *_apply(m, result, now, policy, ids)) for m, result in work]
         saved = uow.outbox.save_outcomes([message for message, _, _ in applied])
         for (message, kind, dead_letter), was_saved in zip(applied, saved, strict=True):
@@ -203,16 +262,27 @@ def record_outcomes(
     return BatchReport(**counts)
 
 
+class _Ending(enum.Enum):
+    """A claim that ends without a provider call."""
+
+    ABANDONED = "abandoned"
+    EXPIRED = "expired"
+
+
 def _apply(
     message: OutboxMessage,
-    result: SendReceipt | DeliveryFailure | None,
+    result: SendReceipt | DeliveryFailure | _Ending,
     now: datetime,
     policy: RetryPolicy,
     ids: IdGenerator,
 ) -> tuple[str, DeadLetter | None]:
-    """Apply one attempt's result to the message: ("sent" | "retried" | "dead", dead letter)."""
-    if result is None:
+    """Apply one attempt's result to the message: ("sent" | "retried" | "dead" | "expired",
+    dead letter)."""
+    if result is _Ending.ABANDONED:
         return "dead", message.abandon(now, policy, ids.new_id()).dead_letter
+    if result is _Ending.EXPIRED:
+        message.expire(now)
+        return "expired", None
     if isinstance(result, SendReceipt):
         message.mark_sent(result.provider_message_id, now)
         return "sent", None
@@ -227,6 +297,10 @@ def _log_outcome(kind: str, message: OutboxMessage, policy: RetryPolicy) -> None
     if kind == "sent":
         context["providerMessageId"] = message.provider_message_id
         log.info("Message sent successfully", extra={"context": context})
+        return
+    if kind == "expired":
+        context["expiresAt"] = message.expires_at.isoformat() if message.expires_at else None
+        log.warning("Message expired before it was sent", extra={"context": context})
         return
     context.update(error=message.last_error, errorCode=message.last_error_code)
     if kind == "retried":

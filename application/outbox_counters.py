@@ -23,6 +23,7 @@ class SenderCounters:
     retried: int = 0
     dead: int = 0
     lost: int = 0
+    expired: int = 0
     since_metrics: int = 0
     send_seconds: float = 0.0
     started: float = 0.0
@@ -37,6 +38,7 @@ class SenderCounters:
         self.retried += report.retried
         self.dead += report.dead
         self.lost += report.lost
+        self.expired += report.expired
         self.since_metrics += report.processed + report.lost
 
     def totals(self) -> dict[str, Any]:
@@ -47,6 +49,7 @@ class SenderCounters:
             "failed": self.retried + self.dead,
             "deadLettered": self.dead,
             "lost": self.lost,
+            "expired": self.expired,
             "successRate": round(self.sent / finished, 4) if finished else None,
             "avgSendMs": round(self.send_seconds * 1000 / finished, 1) if finished else None,
         }

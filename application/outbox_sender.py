@@ -32,7 +32,7 @@ from typing import Any, Final, Protocol
 
 import attrs
 
-from application.outbox import Attempt, BatchReport, deliver, record_outcomes
+from application.outbox import Attempt, BatchReport, Expired, deliver, record_outcomes
 from application.outbox_counters import SenderCounters
 from application.service_window import Claim, claim_due_in_window, outside_window_failure
 from domain.outbox import OutboxMessage, OutboxStatus
@@ -71,9 +71,10 @@ class OutboxObserver(Protocol):
 
 @attrs.frozen
 class _Finished:
-    """A send's attempt and how long it took, posted by the send to the loop."""
+    """A send's attempt (or the expiry found before the provider call) and how long it took,
+    posted by the send to the loop."""
 
-    attempt: Attempt
+    attempt: Attempt | Expired
     seconds: float
 
 
@@ -89,6 +90,8 @@ class _Pipeline:
     unrecorded: list[Attempt] = attrs.field(factory=list)
     abandoned: list[OutboxMessage] = attrs.field(factory=list)
     """Claims past their last attempt, to dead-letter unsent."""
+    expired: list[OutboxMessage] = attrs.field(factory=list)
+    """Claims past their ``expires_at``, to record ``expired`` unsent."""
     backlog: bool = True
     """The last claim came back full (true at start: claim at once)."""
     notified: bool = False
@@ -100,8 +103,12 @@ class _Pipeline:
     stop_deadline: float | None = None
 
     @property
+    def unstored_count(self) -> int:
+        return len(self.unrecorded) + len(self.abandoned) + len(self.expired)
+
+    @property
     def unstored(self) -> bool:
-        return bool(self.unrecorded or self.abandoned)
+        return self.unstored_count > 0
 
 
 def _no_beat() -> None:
@@ -189,7 +196,7 @@ class OutboxSender:
             self._collect(state)
             if state.in_flight:
                 self.waiter.wait(IDLE_TICK_SECONDS)
-        report, _ = self._record(state.unrecorded, state.abandoned, in_flight=0)
+        report, _ = self._record(state, in_flight=0)
         return report
 
     def _turn(self, state: _Pipeline, stop: StopSignal) -> bool:
@@ -240,11 +247,15 @@ class OutboxSender:
 
     def _dispatch(self, state: _Pipeline, claimed: Sequence[Claim]) -> None:
         """Hand each claim to the executor; keep those past their last attempt to dead-letter,
-        and record those the window policy drops as failed without a send (ADR 0021)."""
+        those past their ``expires_at`` to record ``expired``, unsent, and record those the
+        window policy drops as failed without a send (ADR 0021)."""
+        now = self.clock.now()
         for claim in claimed:
             message, window = claim.message, claim.window
             if message.over_budget(self.policy):
                 state.abandoned.append(message)
+            elif message.is_expired(now):
+                state.expired.append(message)
             elif isinstance(window, DropOutsideWindow):
                 state.unrecorded.append(Attempt(message, outside_window_failure(window)))
             else:
@@ -263,11 +274,16 @@ class OutboxSender:
         }
         with self.job_scope(tags):
             attempt = deliver(
-                message, provider=self.provider, rate_limiter=self.rate_limiter, template=template
+                message,
+                provider=self.provider,
+                rate_limiter=self.rate_limiter,
+                clock=self.clock,
+                template=template,
             )
         elapsed = self.waiter.monotonic() - started
-        for observer in self.observers:
-            observer.message_sent(attempt, elapsed)
+        if isinstance(attempt, Attempt):  # an expired message made no provider call
+            for observer in self.observers:
+                observer.message_sent(attempt, elapsed)
         self._mailbox.append(_Finished(attempt, elapsed))
         self.waiter.wake()
 
@@ -276,7 +292,10 @@ class OutboxSender:
         while self._mailbox:
             item = self._mailbox.popleft()
             if isinstance(item, _Finished):
-                state.unrecorded.append(item.attempt)
+                if isinstance(item.attempt, Expired):
+                    state.expired.append(item.attempt.message)
+                else:
+                    state.unrecorded.append(item.attempt)
                 state.in_flight -= 1
                 self.counters.send_seconds += item.seconds
             else:
@@ -284,7 +303,7 @@ class OutboxSender:
 
     def _record_finished(self, state: _Pipeline, now: float) -> None:
         try:
-            _, retry_times = self._record(state.unrecorded, state.abandoned, state.in_flight)
+            _, retry_times = self._record(state, state.in_flight)
             state.store_failures = 0
         except Exception as exc:
             self._back_off(state, now, exc, "record", pending=len(state.unrecorded))
@@ -293,16 +312,15 @@ class OutboxSender:
             heapq.heappush(state.retries, retry_at)
             state.next_poll = min(state.next_poll, retry_at)
 
-    def _record(
-        self, attempts: list[Attempt], abandoned: list[OutboxMessage], in_flight: int
-    ) -> tuple[BatchReport, list[float]]:
-        """Store outcomes in groups, removing each stored group from the lists (a failure leaves
-        the rest for the next try). Returns what was stored and when (monotonic) each retry it
-        scheduled falls due."""
+    def _record(self, state: _Pipeline, in_flight: int) -> tuple[BatchReport, list[float]]:
+        """Store outcomes in groups, removing each stored group from the state's lists (a
+        failure leaves the rest for the next try). Returns what was stored and when (monotonic)
+        each retry it scheduled falls due."""
+        attempts, abandoned, expired = state.unrecorded, state.abandoned, state.expired
         started = self.waiter.monotonic()
         reports: list[BatchReport] = []
         retry_times: list[float] = []
-        while attempts or abandoned:
+        while attempts or abandoned or expired:
             group = attempts[:RECORD_GROUP_LIMIT]
             # record_outcomes changes the messages it is given: hand it copies, so a group whose
             # transaction failed can be recorded again from the claimed state.
@@ -315,10 +333,12 @@ class OutboxSender:
                     ids=self.ids,
                     policy=self.policy,
                     abandoned=[_copy(m) for m in abandoned],
+                    expired=[_copy(m) for m in expired],
                 )
             )
             del attempts[: len(group)]
             abandoned.clear()
+            expired.clear()
             retry_times.extend(self._retry_times(fresh))
         total = _sum(reports)
         for observer in self.observers:
@@ -332,6 +352,7 @@ class OutboxSender:
                     "sent": total.sent,
                     "retried": total.retried,
                     "dead": total.dead,
+                    "expired": total.expired,
                     "lost": total.lost,
                     "inFlight": in_flight,
                     "durationMs": round((self.waiter.monotonic() - started) * 1000, 1),
@@ -383,7 +404,7 @@ class OutboxSender:
             log.error(
                 "Outbox sender stopped with outcomes it could not record; those messages "
                 "are sent again when their lease passes",
-                extra={"context": {"unrecorded": len(state.unrecorded) + len(state.abandoned)}},
+                extra={"context": {"unrecorded": state.unstored_count}},
             )
             return True
         self.waiter.wait(min(IDLE_TICK_SECONDS, max(state.store_ok_at - now, 0.01)))
@@ -440,4 +461,5 @@ def _sum(reports: Sequence[BatchReport]) -> BatchReport:
         retried=sum(r.retried for r in reports),
         dead=sum(r.dead for r in reports),
         lost=sum(r.lost for r in reports),
+        expired=sum(r.expired for r in reports),
     )

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from application.outbox import request_for
 from domain.outbox import DeliveryFailure, OutboxMessage
 from domain.service_window import (
     OUTSIDE_WINDOW_CODE,
@@ -59,7 +58,7 @@ def window_decisions(
         for m in messages
         if m.tenant_id in tenants
         and tenants[m.tenant_id].window_policy is not WindowPolicy.SEND
-        and request_for(m).content_sid is None
+        and m.content_sid is None
     ]
     if not guarded:
         return {}

@@ -51,3 +51,8 @@ class InvalidSetting(DomainError, ValueError):
 
 class IllegalTransition(DomainError, RuntimeError):
     """An aggregate was asked to move to a state its rules forbid (e.g. touch a closed session)."""
+
+
+class InvalidOutboundContent(DomainError, ValueError):
+    """An outbound message's content is not one Twilio would send: neither a body, media nor a
+    template; a template with a body or media; bad media URLs; or an expiry not in the future."""

@@ -105,6 +105,16 @@ class MessageDeadLettered(Event):
 
 
 @attrs.frozen(kw_only=True)
+class MessageExpired(Event):
+    """An outbound message reached its ``expires_at`` before it was handed to the provider: it
+    will not be sent (no dead letter: nothing is wrong with it, it is too late)."""
+
+    event_type: ClassVar[str] = "message.expired"
+    attempts: int
+    expires_at: datetime
+
+
+@attrs.frozen(kw_only=True)
 class InboundRejected(Event):
     """An inbound job was rejected for good (bad payload, unknown tenant, invalid phone)."""
 

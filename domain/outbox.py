@@ -3,18 +3,98 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
 from domain.dead_letters import DeadLetter, DeadLetterSource
-from domain.errors import IllegalTransition
-from domain.events import Event, MessageDeadLettered, MessageRetryScheduled, MessageSent
+from domain.errors import IllegalTransition, InvalidOutboundContent
+from domain.events import (
+    Event,
+    MessageDeadLettered,
+    MessageExpired,
+    MessageRetryScheduled,
+    MessageSent,
+)
 from domain.retry import GiveUp, RetryPolicy
 
 MAX_BODY_LENGTH = 4096
 LEASE_EXPIRED_CODE = "lease_expired"
+EXPIRED_CODE = "expired"
+
+MAX_MEDIA_URLS = 1
+"""WhatsApp takes one attachment per message: "unlike MMS, a WhatsApp media message can only
+contain one media attachment. Any additional attachments will be ignored" (Twilio, "Sending and
+Receiving Media with WhatsApp Messaging on Twilio",
+https://support.twilio.com/hc/en-us/articles/360017961894). More is refused rather than dropped
+in silence."""
+MAX_CONTENT_VARIABLES = 100
+""""You can include up to 100 key-value pairs per request" (Twilio, "Send templates created with
+the Content Template Builder",
+https://www.twilio.com/docs/content/send-templates-created-with-the-content-template-builder)."""
+CONTENT_SID_PREFIX = "HX"
+"""A Content resource's SID starts ``HX`` (https://www.twilio.com/docs/content/content-api-resources)."""
+
+
+def _as_tuple(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
+
+
+def check_content(
+    *,
+    body: str,
+    content_sid: str | None,
+    content_variables: Mapping[str, str] | None,
+    media_urls: Sequence[str],
+) -> None:
+    """Raise ``InvalidOutboundContent`` unless the message is a free-form body (with optional
+    media) or a template.
+
+    Twilio's rules: a message needs "a Body, Media URL or Content SID" (error 21619,
+    https://www.twilio.com/docs/api/errors/21619); with a ContentSid, "Body and MediaUrl should be
+    excluded ... They are both superseded by the ContentSid"
+    (https://www.twilio.com/docs/content-api/send-templates-created-with-content-api);
+    ContentVariables need a ContentSid (error 21654, https://www.twilio.com/docs/api/errors/21654).
+    """
+    if len(body) > MAX_BODY_LENGTH:
+        raise InvalidOutboundContent(
+            f"body is {len(body)} characters, at most {MAX_BODY_LENGTH} allowed"
+        )
+    if content_sid is not None:
+        if not (content_sid.startswith(CONTENT_SID_PREFIX) and len(content_sid) > 2):
+            raise InvalidOutboundContent(
+                f"content_sid {content_sid!r} is not a Twilio Content SID (HX...)"
+            )
+        if body or media_urls:
+            raise InvalidOutboundContent(
+                "a template message (content_sid) has no body and no media: the template "
+                "supersedes both"
+            )
+    elif content_variables is not None:
+        raise InvalidOutboundContent("content_variables need a content_sid (a template)")
+    elif not body and not media_urls:
+        raise InvalidOutboundContent("a message needs a body, a media URL or a template")
+    if content_variables is not None:
+        if len(content_variables) > MAX_CONTENT_VARIABLES:
+            raise InvalidOutboundContent(
+                f"{len(content_variables)} content variables, at most {MAX_CONTENT_VARIABLES}"
+            )
+        for key, value in content_variables.items():
+            if not isinstance(key, str) or not key or not isinstance(value, str):
+                raise InvalidOutboundContent(
+                    f"content variable {key!r}: names and values are non-empty text"
+                )
+    if len(media_urls) > MAX_MEDIA_URLS:
+        raise InvalidOutboundContent(
+            f"{len(media_urls)} media URLs, WhatsApp takes at most {MAX_MEDIA_URLS} per message"
+        )
+    for url in media_urls:
+        parsed = urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise InvalidOutboundContent(f"media URL {url!r} is not an http(s) URL")
 
 
 class OutboxStatus(enum.StrEnum):
@@ -23,6 +103,8 @@ class OutboxStatus(enum.StrEnum):
     SENT = "sent"
     FAILED = "failed"
     DEAD = "dead"
+    EXPIRED = "expired"
+    """Not handed to the provider before its ``expires_at``: terminal, no dead letter."""
 
 
 @attrs.frozen(kw_only=True)
@@ -84,6 +166,13 @@ class OutboxMessage:
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None = None
+    content_sid: str | None = None
+    """A Twilio Content API template (``HX...``) sent instead of a body (``check_content``)."""
+    content_variables: dict[str, str] | None = None
+    """The template's variables (``{"1": "Robe"}``), sent as a JSON string."""
+    media_urls: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple)
+    expires_at: datetime | None = None
+    """Not handed to the provider at or after this instant: the message ends ``expired``."""
     rate_limited_since: datetime | None = None
     """When the provider first answered this message "rate limited" (None: never). The time since
     is what ``RetryPolicy.rate_limited_ceiling`` bounds."""
@@ -105,10 +194,25 @@ class OutboxMessage:
         correlation_id: str,
         now: datetime,
         from_phone: str | None = None,
+        content_sid: str | None = None,
+        content_variables: Mapping[str, str] | None = None,
+        media_urls: Sequence[str] = (),
+        expires_at: datetime | None = None,
     ) -> OutboxMessage:
-        """A ``pending`` message due at once. ``to_phone`` must already be E.164."""
-        if len(body) > MAX_BODY_LENGTH:
-            raise ValueError(f"body is {len(body)} characters, at most {MAX_BODY_LENGTH} allowed")
+        """A ``pending`` message due at once. ``to_phone`` must already be E.164.
+
+        Raises ``InvalidOutboundContent`` (a ``ValueError``) for content Twilio would refuse
+        (``check_content``) or an ``expires_at`` not after ``now``."""
+        check_content(
+            body=body,
+            content_sid=content_sid,
+            content_variables=content_variables,
+            media_urls=media_urls,
+        )
+        if expires_at is not None and expires_at <= now:
+            raise InvalidOutboundContent(
+                f"expires_at {expires_at.isoformat()} is not after now ({now.isoformat()})"
+            )
         return cls(
             id=id,
             tenant_id=tenant_id,
@@ -117,8 +221,39 @@ class OutboxMessage:
             correlation_id=correlation_id,
             next_attempt_at=now,
             from_phone=from_phone,
+            content_sid=content_sid,
+            content_variables=dict(content_variables) if content_variables is not None else None,
+            media_urls=tuple(media_urls),
+            expires_at=expires_at,
             created_at=now,
             updated_at=now,
+        )
+
+    def is_expired(self, now: datetime) -> bool:
+        """True when ``now`` is at or past ``expires_at``: too late to hand it to the provider."""
+        return self.expires_at is not None and now >= self.expires_at
+
+    def expire(self, now: datetime) -> None:
+        """End a claimed message that was not handed to the provider before ``expires_at``:
+        ``expired``, terminal, with its event and no dead letter."""
+        self._require_sending()
+        if not self.is_expired(now):
+            raise IllegalTransition(f"outbox message {self.id} has not expired")
+        assert self.expires_at is not None
+        self.status = OutboxStatus.EXPIRED
+        self.locked_until = None
+        self.last_error = f"expired at {self.expires_at.isoformat()} before it was sent"
+        self.last_error_code = EXPIRED_CODE
+        self.updated_at = now
+        self.events.append(
+            MessageExpired(
+                tenant_id=self.tenant_id,
+                subject_id=self.id,
+                correlation_id=self.correlation_id,
+                occurred_at=now,
+                attempts=self.attempts,
+                expires_at=self.expires_at,
+            )
         )
 
     def is_due(self, now: datetime) -> bool:
@@ -211,6 +346,9 @@ class OutboxMessage:
     ) -> RetryScheduled:
         self.status = OutboxStatus.FAILED
         self.next_attempt_at = now + delay
+        if self.expires_at is not None and self.next_attempt_at > self.expires_at:
+            # Due again when it expires, so it ends ``expired`` then rather than at a later retry.
+            self.next_attempt_at = max(self.expires_at, now)
         self.events.append(
             MessageRetryScheduled(
                 tenant_id=self.tenant_id,
@@ -254,13 +392,19 @@ class OutboxMessage:
         return events
 
     def to_dead_letter_payload(self) -> dict[str, Any]:
-        return {
+        payload: dict[str, Any] = {
             "outboxId": self.id,
             "tenantId": self.tenant_id,
             "to": self.to_phone,
             "body": self.body,
             "correlationId": self.correlation_id,
         }
+        if self.content_sid is not None:
+            payload["contentSid"] = self.content_sid
+            payload["contentVariables"] = self.content_variables
+        if self.media_urls:
+            payload["mediaUrls"] = list(self.media_urls)
+        return payload
 
     def _die(self, now: datetime, dead_letter_id: str, *, permanent: bool) -> DeadLettered:
         self.status = OutboxStatus.DEAD

@@ -17,8 +17,10 @@ callback URL, and the webhook serves it."""
 class SendRequest:
     """One outbound message. ``from_phone`` None means the provider's default sender number.
 
-    ``content_sid`` set: an approved template (Twilio Content API), filled with
-    ``content_variables``; ``body`` is then not what the customer reads."""
+    Either a free-form ``body`` (with optional ``media_urls``) or a template: ``content_sid`` (a
+    Twilio Content API SID, ``HX...``) and its ``content_variables`` (``domain.outbox.
+    check_content``). ``validity_period``: when the message expires, the seconds the provider may
+    still queue it (a Messaging Service honours it); None for no expiry."""
 
     outbox_id: str
     tenant_id: str
@@ -28,6 +30,8 @@ class SendRequest:
     from_phone: str | None = None
     content_sid: str | None = None
     content_variables: dict[str, str] | None = None
+    media_urls: tuple[str, ...] = ()
+    validity_period: int | None = None
 
 
 @attrs.frozen

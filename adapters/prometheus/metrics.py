@@ -71,7 +71,8 @@ class Metrics:
         )
         self.outbox_outcomes = Counter(
             "livesell_outbox_outcomes_total",
-            "Outbox outcomes recorded: sent, retried, dead, lost (a later claim took the row).",
+            "Outbox outcomes recorded: sent, retried, dead, expired, lost (a later claim took "
+            "the row).",
             ["outcome"],
             registry=registry,
         )

@@ -53,6 +53,8 @@ class RecordedOutcomes(Protocol):
     def dead(self) -> int: ...
     @property
     def lost(self) -> int: ...
+    @property
+    def expired(self) -> int: ...
 
 
 class ClosedSessions(Protocol):
@@ -96,6 +98,7 @@ class PrometheusObserver:
             "retried": report.retried,
             "dead": report.dead,
             "lost": report.lost,
+            "expired": report.expired,
         }
         _safely(metrics().outcomes_recorded, counts)
 

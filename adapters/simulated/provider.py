@@ -34,6 +34,10 @@ class SentRecord:
     correlation_id: str
     at: str
     provider_message_id: str
+    content_sid: str | None = None
+    content_variables: dict[str, str] | None = None
+    media_urls: tuple[str, ...] = ()
+    validity_period: int | None = None
 
 
 class SimulatedMessagingProvider:
@@ -112,18 +116,29 @@ class SimulatedMessagingProvider:
             correlation_id=request.correlation_id,
             at=self._wall_clock().isoformat(),
             provider_message_id=provider_id,
+            content_sid=request.content_sid,
+            content_variables=request.content_variables,
+            media_urls=request.media_urls,
+            validity_period=request.validity_period,
         )
         with self._lock:
             self.sent.append(record)
         if self._log_fd is not None:
-            line = json.dumps(
-                {
-                    "outboxId": record.outbox_id,
-                    "to": record.to,
-                    "correlationId": record.correlation_id,
-                    "at": record.at,
-                }
-            )
+            entry: dict[str, object] = {
+                "outboxId": record.outbox_id,
+                "to": record.to,
+                "correlationId": record.correlation_id,
+                "at": record.at,
+            }
+            # A template, media and expiry are logged only when the message has them.
+            if record.content_sid is not None:
+                entry["contentSid"] = record.content_sid
+                entry["contentVariables"] = record.content_variables
+            if record.media_urls:
+                entry["mediaUrls"] = list(record.media_urls)
+            if record.validity_period is not None:
+                entry["validityPeriod"] = record.validity_period
+            line = json.dumps(entry, ensure_ascii=False)
             os.write(self._log_fd, (line + "\n").encode())
         return SendReceipt(provider_id)
 

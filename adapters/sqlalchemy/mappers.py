@@ -221,6 +221,10 @@ def outbox_to_row(message: OutboxMessage) -> dict[str, Any]:
         "updated_at": message.updated_at,
         "sent_at": message.sent_at,
         "rate_limited_since": message.rate_limited_since,
+        "content_sid": message.content_sid,
+        "content_variables": message.content_variables,
+        "media_urls": list(message.media_urls) if message.media_urls else None,
+        "expires_at": message.expires_at,
     }
 
 
@@ -245,6 +249,12 @@ def outbox_to_domain(row: Row, *, claimed: bool = False) -> OutboxMessage:
         updated_at=row["updated_at"],
         sent_at=row["sent_at"],
         rate_limited_since=row["rate_limited_since"],
+        content_sid=row["content_sid"],
+        content_variables=(
+            dict(row["content_variables"]) if row["content_variables"] is not None else None
+        ),
+        media_urls=tuple(row["media_urls"] or ()),
+        expires_at=row["expires_at"],
         claimed_attempt=row["attempts"] if claimed else None,
         claimed_until=row["locked_until"] if claimed else None,
     )

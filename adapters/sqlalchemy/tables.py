@@ -187,7 +187,13 @@ messages_out = sa.Table(
     sa.Column("delivery_status", sa.Text, nullable=True),
     sa.Column("delivery_error_code", sa.Text, nullable=True),
     sa.Column("delivery_updated_at", UtcDateTime, nullable=True),
-    _status_check("status", ("pending", "sending", "sent", "failed", "dead")),
+    # A template (Twilio Content API; body then ''), media and expiry (alembic 0012), last as
+    # the migration appends them.
+    sa.Column("content_sid", sa.Text, nullable=True),
+    sa.Column("content_variables", json_type(), nullable=True),
+    sa.Column("media_urls", json_type(), nullable=True),
+    sa.Column("expires_at", UtcDateTime, nullable=True),
+    _status_check("status", ("pending", "sending", "sent", "failed", "dead", "expired")),
 )
 WAITING = messages_out.c.status.in_(("pending", "failed"))
 SENDING = messages_out.c.status == "sending"

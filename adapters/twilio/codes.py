@@ -18,6 +18,95 @@ class Kind(enum.Enum):
     PERMANENT = "permanent"
 
 
+CONTENT_CODES: Mapping[int, tuple[Kind, str, str]] = MappingProxyType(
+    {
+        # What was sent is not a message Twilio can build: the same request fails again.
+        21602: (
+            Kind.PERMANENT,
+            "a Body or a MediaUrl is required",
+            "https://www.twilio.com/docs/api/errors/21602",
+        ),
+        21619: (
+            Kind.PERMANENT,
+            "a Body, a MediaUrl or a ContentSid is required",
+            "https://www.twilio.com/docs/api/errors/21619",
+        ),
+        21654: (
+            Kind.PERMANENT,
+            "ContentVariables were given without a ContentSid",
+            "https://www.twilio.com/docs/api/errors/21654",
+        ),
+        50526: (
+            Kind.PERMANENT,
+            "invalid Content SID (not HX followed by 32 hex digits)",
+            "https://www.twilio.com/docs/api/errors/50526",
+        ),
+        21624: (
+            Kind.PERMANENT,
+            "invalid ValidityPeriod (whole seconds, 1 to 36,000)",
+            "https://www.twilio.com/docs/api/errors/21624",
+        ),
+        # the template itself
+        63027: (
+            Kind.PERMANENT,
+            "the template does not exist for this language and locale",
+            "https://www.twilio.com/docs/api/errors/63027",
+        ),
+        63028: (
+            Kind.PERMANENT,
+            "the ContentVariables do not match the template's placeholders",
+            "https://www.twilio.com/docs/api/errors/63028",
+        ),
+        # content the channel refuses
+        63005: (
+            Kind.PERMANENT,
+            "WhatsApp did not accept the content (invalid media, session-only fields)",
+            "https://www.twilio.com/docs/api/errors/63005",
+        ),
+        63021: (
+            Kind.PERMANENT,
+            "content unsupported by WhatsApp (media type, template text over 1024 characters)",
+            "https://www.twilio.com/docs/api/errors/63021",
+        ),
+        # media
+        21620: (
+            Kind.PERMANENT,
+            "invalid media URL (no http:// or https://)",
+            "https://www.twilio.com/docs/api/errors/21620",
+        ),
+        12300: (
+            Kind.PERMANENT,
+            "the media URL's Content-Type is not one Twilio accepts",
+            "https://www.twilio.com/docs/api/errors/12300",
+        ),
+        11751: (
+            Kind.PERMANENT,
+            "the media exceeds the channel's size limit (WhatsApp: 16 MB)",
+            "https://www.twilio.com/docs/api/errors/11751",
+        ),
+        63034: (
+            Kind.PERMANENT,
+            "the media exceeds the size limit (5 MB for an image)",
+            "https://www.twilio.com/docs/api/errors/63034",
+        ),
+        # Fetching the media failed: the host may be back on the next attempt, which the retry
+        # schedule bounds (five attempts), so these are worth a retry.
+        11200: (
+            Kind.TRANSIENT,
+            "HTTP retrieval failure: Twilio could not fetch the media URL",
+            "https://www.twilio.com/docs/api/errors/11200",
+        ),
+        63019: (
+            Kind.TRANSIENT,
+            "media failed to download (the attempt returned 0 bytes)",
+            "https://www.twilio.com/docs/api/errors/63019",
+        ),
+    }
+)
+"""Twilio's template and media codes -> (kind, what it means, its page in Twilio's Error and
+Warning Dictionary). Some come back on the API call (``21602``, ``21619``, ``21620``, ``21654``),
+others in delivery reports; every one is classified wherever it arrives."""
+
 TWILIO_CODES: Mapping[int, tuple[Kind, str]] = MappingProxyType(
     {
         # invalid number
@@ -39,6 +128,8 @@ TWILIO_CODES: Mapping[int, tuple[Kind, str]] = MappingProxyType(
         63018: (Kind.TRANSIENT, "rate limit exceeded for the WhatsApp sender"),
         20500: (Kind.TRANSIENT, "Twilio internal server error"),
         20503: (Kind.TRANSIENT, "Twilio service unavailable"),
+        # templates (Content API) and media: CONTENT_CODES below, with their pages
+        **{code: (kind, meaning) for code, (kind, meaning, _) in CONTENT_CODES.items()},
     }
 )
 """Twilio error code -> (kind, what it means). Codes listed in SPEC §3 must all be here."""

@@ -14,6 +14,7 @@ its own (a silent retry of a POST could send twice; the outbox retries instead).
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,12 @@ from domain.phones import WHATSAPP_PREFIX, strip_whatsapp_prefix
 from ports.messaging import STATUS_CALLBACK_PATH, DeliveryFailed, SendReceipt, SendRequest
 
 MAX_RETRY_AFTER = timedelta(hours=1)
+MESSAGING_SERVICE_PREFIX = "MG"
+"""A sender that is a Messaging Service SID (``MG...``) goes as ``MessagingServiceSid``, Twilio
+picking the number from its sender pool (the SDK's ``messaging_service_sid``)."""
+VALIDITY_PERIOD_RANGE = (1, 36_000)
+"""``ValidityPeriod``: "Accepted values are integers from 1 to 36000" seconds (the Message
+resource; https://www.twilio.com/docs/api/errors/21624)."""
 
 
 class _TimedHttpClient(TwilioHttpClient):  # type: ignore[misc]  # the SDK is untyped
@@ -97,11 +104,7 @@ class TwilioMessagingProvider:
         return f"{self._callback_base}{STATUS_CALLBACK_PATH}?{query}"
 
     def send(self, request: SendRequest) -> SendReceipt:
-        fields: dict[str, Any] = {
-            "from_": WHATSAPP_PREFIX + self.sender_key(request),
-            "to": WHATSAPP_PREFIX + strip_whatsapp_prefix(request.to_phone),
-            "body": request.body,
-        }
+        fields = self.create_fields(request)
         callback = self.status_callback(request)
         if callback is not None:
             fields["status_callback"] = callback
@@ -120,6 +123,36 @@ class TwilioMessagingProvider:
                 )
             )
         return SendReceipt(str(sid))
+
+    def create_fields(self, request: SendRequest) -> dict[str, Any]:
+        """The SDK's ``messages.create`` arguments for this request (without the callback).
+
+        A template goes as ``content_sid`` and ``content_variables`` (a JSON string) and nothing
+        else: "Body and MediaUrl should be excluded ... superseded by the ContentSid"
+        (https://www.twilio.com/docs/content-api/send-templates-created-with-content-api). Media
+        goes as ``media_url`` (a list, one ``MediaUrl`` each), beside the body if there is one.
+        Through a Messaging Service, an expiring message carries ``validity_period``."""
+        sender = self.sender_key(request)
+        fields: dict[str, Any] = {"to": WHATSAPP_PREFIX + strip_whatsapp_prefix(request.to_phone)}
+        if sender.startswith(MESSAGING_SERVICE_PREFIX):
+            fields["messaging_service_sid"] = sender
+            if request.validity_period is not None:
+                low, high = VALIDITY_PERIOD_RANGE
+                fields["validity_period"] = min(max(request.validity_period, low), high)
+        else:
+            fields["from_"] = WHATSAPP_PREFIX + sender
+        if request.content_sid is not None:
+            fields["content_sid"] = request.content_sid
+            if request.content_variables is not None:
+                fields["content_variables"] = json.dumps(
+                    request.content_variables, ensure_ascii=False, separators=(",", ":")
+                )
+            return fields
+        if request.body:
+            fields["body"] = request.body
+        if request.media_urls:
+            fields["media_url"] = list(request.media_urls)
+        return fields
 
     def translate(self, exc: BaseException) -> DeliveryFailure:
         """The one place where SDK and transport errors become the port's failure."""

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014_tenant_window"
-down_revision: str | None = "0011_outbox_rate_limited_since"
+down_revision: str | None = "0012_outbox_content"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

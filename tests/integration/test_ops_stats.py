@@ -116,7 +116,7 @@ def stats(
 
 @pytest.fixture
 def busy(stats: Stats) -> Stats:
-    """3 jobs waiting, 1 scheduled, 2 failed; 5 outbox rows; 3 dead letters; 2 active sessions."""
+    """3 jobs waiting, 1 scheduled, 2 failed; 6 outbox rows; 3 dead letters; 2 active sessions."""
     connection = redis_connection(stats.redis.url)
     queue = RqInboundQueue(connection, JobSpec.webhook_processing(_policy()))
     for tenant_id in ("shop-a", "shop-a", "shop-b"):
@@ -136,6 +136,7 @@ def busy(stats: Stats) -> Stats:
         ),
         stats.message("m-sent", status=OutboxStatus.SENT, attempts=1),
         stats.message("m-dead", tenant_id="shop-b", status=OutboxStatus.DEAD, attempts=5),
+        stats.message("m-expired", status=OutboxStatus.EXPIRED, attempts=1),
         stats.letter("dl-10m", timedelta(minutes=10)),
         stats.letter("dl-5h", timedelta(hours=5)),
         stats.letter("dl-3d", timedelta(days=3)),
@@ -162,9 +163,14 @@ class TestStats:
             "scheduled": 1,
             "failed": 2,
         } == out["queue"]
-        assert {"pending": 2, "sending": 0, "sent": 1, "failed": 1, "dead": 1} == out["outbox"][
-            "byStatus"
-        ]
+        assert {
+            "pending": 2,
+            "sending": 0,
+            "sent": 1,
+            "failed": 1,
+            "dead": 1,
+            "expired": 1,
+        } == out["outbox"]["byStatus"]
         assert 90 <= out["outbox"]["lagSeconds"] < 120
         assert (busy.now - timedelta(seconds=90)).isoformat() == out["outbox"]["oldestDueAt"]
         assert {"lastHour": 1, "lastDay": 2, "notReplayed": 3} == out["deadLetters"]
@@ -181,6 +187,7 @@ class TestStats:
         )
         assert ["pending", "2"] in lines
         assert ["dead", "1"] in lines
+        assert ["expired", "1"] in lines
         assert "  oldest due    waiting 9" in out
         assert ["last", "hour", "1"] in lines
         assert ["not", "replayed", "3"] in lines
@@ -194,9 +201,14 @@ class TestStats:
         assert (0, 0, 0, 0) == tuple(
             out["queue"][k] for k in ("waiting", "started", "scheduled", "failed")
         )
-        assert {"pending": 0, "sending": 0, "sent": 0, "failed": 0, "dead": 0} == out["outbox"][
-            "byStatus"
-        ]
+        assert {
+            "pending": 0,
+            "sending": 0,
+            "sent": 0,
+            "failed": 0,
+            "dead": 0,
+            "expired": 0,
+        } == out["outbox"]["byStatus"]
         assert (None, 0) == (out["outbox"]["oldestDueAt"], out["outbox"]["lagSeconds"])
         assert "nothing is due" in stats.run()[1]
 

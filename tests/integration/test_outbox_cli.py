@@ -106,6 +106,81 @@ class TestOutboxSend:
         assert [] == outbox_rows(pg_engine)
 
 
+class TestOutboxSendTemplatesMediaAndExpiry:
+    """``--template``, ``--var``, ``--media`` and ``--expires-in`` (issue 15 §2, §4)."""
+
+    TEMPLATE = "HX" + "b" * 32
+
+    def send(self, shop: str, *extra: str) -> int:
+        return cli.main(["outbox", "send", "--tenant", shop, "--to", "+33612345678", *extra])
+
+    def test_a_template_is_written_with_its_variables_and_no_body(
+        self, shop: str, pg_engine: Engine
+    ) -> None:
+        code = self.send(shop, "--template", self.TEMPLATE, "--var", "1=Robe", "--var", "2=39 €")
+
+        [row] = outbox_rows(pg_engine)
+        assert (0, "", self.TEMPLATE, {"1": "Robe", "2": "39 €"}, None) == (
+            code,
+            row.body,
+            row.content_sid,
+            row.content_variables,
+            row.media_urls,
+        )
+
+    def test_a_media_url_is_written_beside_the_body(self, shop: str, pg_engine: Engine) -> None:
+        self.send(shop, "--body", "La robe", "--media", "https://shop.example/robe.jpg")
+
+        [row] = outbox_rows(pg_engine)
+        assert ("La robe", ["https://shop.example/robe.jpg"]) == (row.body, row.media_urls)
+
+    @pytest.mark.parametrize(("given", "seconds"), [("30s", 30), ("10m", 600), ("2h", 7200)])
+    def test_expires_in_sets_the_expiry_from_now(
+        self, shop: str, pg_engine: Engine, given: str, seconds: int
+    ) -> None:
+        self.send(shop, "--body", "Réservé", "--expires-in", given)
+
+        [row] = outbox_rows(pg_engine)
+        assert seconds == round((row.expires_at - row.created_at).total_seconds())
+
+    @pytest.mark.parametrize("given", ["10", "10 minutes", "0s", "-5m", "1.5h", "m"])
+    def test_a_malformed_duration_exits_2_with_one_line(
+        self, shop: str, pg_engine: Engine, capsys: pytest.CaptureFixture[str], given: str
+    ) -> None:
+        code = self.send(shop, "--body", "x", f"--expires-in={given}")
+
+        err = capsys.readouterr().err.strip()
+        assert (2, 1) == (code, len(err.splitlines()))
+        assert "expected a positive whole number of s, m or h" in err
+        assert [] == outbox_rows(pg_engine)
+
+    @pytest.mark.parametrize(
+        ("extra", "says"),
+        [
+            (["--template", TEMPLATE, "--var", "Robe"], "expected NAME=VALUE"),
+            (["--body", "x", "--var", "1=Robe"], "--var needs --template"),
+            (["--template", TEMPLATE, "--body", "x"], "no body and no media"),
+            ([], "needs a body, a media URL or a template"),
+            (["--body", "x", "--media", "robe.jpg"], "not an http(s) URL"),
+            (["--template", "robe"], "not a Twilio Content SID"),
+        ],
+    )
+    def test_content_twilio_would_refuse_exits_2_with_one_line(
+        self,
+        shop: str,
+        pg_engine: Engine,
+        capsys: pytest.CaptureFixture[str],
+        extra: list[str],
+        says: str,
+    ) -> None:
+        code = self.send(shop, *extra)
+
+        err = capsys.readouterr().err.strip()
+        assert (2, 1) == (code, len(err.splitlines()))
+        assert says in err
+        assert [] == outbox_rows(pg_engine)
+
+
 class TestProviderSelection:
     def test_twilio_is_selected_with_its_variables_and_sends_from_the_configured_number(
         self,

@@ -213,14 +213,14 @@ class TestTheObserver:
 
         def events() -> None:
             self.observer.outcomes_recorded(
-                BatchReport(claimed=4, sent=2, retried=1, dead=0, lost=1)
+                BatchReport(claimed=5, sent=2, retried=1, dead=0, lost=1, expired=1)
             )
             self.observer.sessions_closed(report)
 
         outcomes = "livesell_outbox_outcomes_total"
-        assert [2, 1, 0, 1, 1] == moved(
+        assert [2, 1, 0, 1, 1, 1] == moved(
             events,
-            *((outcomes, {"outcome": o}) for o in ("sent", "retried", "dead", "lost")),
+            *((outcomes, {"outcome": o}) for o in ("sent", "retried", "dead", "lost", "expired")),
             ("livesell_sessions_closed_total", {"reason": "inactivity"}),
         )
 

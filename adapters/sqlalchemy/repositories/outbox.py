@@ -133,6 +133,19 @@ _SAVE_OUTCOMES = sa.text(
 )
 
 
+_CLAIM_POSTGRES_TYPED = _CLAIM_POSTGRES.columns(
+    **{column.name: column.type for column in messages_out.c},
+    depth=sa.Integer(),
+    tenant_due=UtcDateTime(),
+    tenant_first=sa.Text(),
+)
+"""The claim's result typed by column name: ``RETURNING m.*`` lists the columns in the table's
+physical order (each migration appends), which need not be the metadata's. Typed by position,
+each value went through the type of the metadata's column at its place (``content_sid`` through
+``UtcDateTime``: a crash); harmless until then only because the misplaced types were text and
+timestamps that psycopg already returns as the service reads them."""
+
+
 class SqlOutboxRepository(Repository):
     def add(self, message: OutboxMessage) -> None:
         if not self._insert_ignoring_conflict(messages_out, mappers.outbox_to_row(message)):
@@ -154,12 +167,7 @@ class SqlOutboxRepository(Repository):
             return []
         if self._tx.is_postgres:
             rows = self._tx.execute(
-                _CLAIM_POSTGRES.columns(
-                    *messages_out.c,
-                    sa.column("depth", sa.Integer),
-                    sa.column("tenant_due", UtcDateTime),
-                    sa.column("tenant_first", sa.Text),
-                ),
+                _CLAIM_POSTGRES_TYPED,
                 {
                     "now": now,
                     "locked_until": now + lease,
