@@ -11,10 +11,9 @@ per transaction. A full claim is followed by the next as soon as slots are free,
 recording of messages that ended (sent or dead: each releases the next message to its recipient,
 ADR 0020); otherwise it **schedules the next poll** after ``poll_interval``, or just after a retry
 it scheduled falls due, and waits, woken early by ``notify`` (a ``Wakeup``: Postgres
-LISTEN/NOTIFY) or a finished
-send. An unreachable store is logged and **backed off**; outcomes not yet recorded are kept (as
-copies of the claimed messages) until it is back. Once ``stop`` is set nothing new is claimed,
-in-flight sends finish and are recorded, then ``run`` returns.
+LISTEN/NOTIFY) or a finished send. An unreachable store is logged and **backed off**; outcomes
+not yet recorded are kept (as copies of the claimed messages) until it is back. Once ``stop`` is
+set nothing new is claimed, in-flight sends finish and are recorded, then ``run`` returns.
 
 ``run_once`` is one claim-dispatch-collect-record cycle of the same steps (the simulation, the
 unit tests). The rate limit holds per process: sender processes sharing a number each pace at it.
