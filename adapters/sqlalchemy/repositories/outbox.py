@@ -81,10 +81,16 @@ ranked AS (
       FROM candidates
     WINDOW tenant_queue AS (PARTITION BY tenant_id ORDER BY depth)
 ),
+top AS (
+    SELECT id, depth, tenant_due, tenant_first
+      FROM ranked
+     ORDER BY depth, tenant_due, tenant_first
+     LIMIT :per_tenant
+),
 picked AS MATERIALIZED (
     SELECT m.id, r.depth, r.tenant_due, r.tenant_first
-      FROM messages_out AS m
-      JOIN ranked AS r ON r.id = m.id
+      FROM top AS r
+      JOIN messages_out AS m ON m.id = r.id
      WHERE (m.status IN ('pending', 'failed') AND m.next_attempt_at <= :now)
         OR (m.status = 'sending' AND m.locked_until < :now)
      ORDER BY r.depth, r.tenant_due, r.tenant_first
