@@ -6,13 +6,14 @@ lease, before anything is sent), so a claimed message starts at once and finishe
 its lease; **dispatches** each claim to the ``Executor`` (a pool of ``concurrency`` threads in
 production; each send paced by the per-sender-number ``RateLimiter``; a claim past its last
 attempt is dead-lettered unsent); **collects** finished sends from the mailbox they post to and
-**records** them as soon as they finish, in groups of at most ``RECORD_GROUP_LIMIT`` outcomes per
-transaction. A full claim is followed by the next as soon as slots are free; otherwise it
-**schedules the next poll** after ``poll_interval``, or just after a retry it scheduled falls
-due, and waits, woken early by ``notify`` (a ``Wakeup``: Postgres LISTEN/NOTIFY) or a finished
-send. An unreachable store is logged and **backed off**; outcomes not yet recorded are kept (as
-copies of the claimed messages) until it is back. Once ``stop`` is set nothing new is claimed,
-in-flight sends finish and are recorded, then ``run`` returns.
+**records** them as soon as they finish, in groups of at most ``RECORD_GROUP_LIMIT`` outcomes
+per transaction. A full claim is followed by the next as soon as slots are free, and so is a
+recording of messages that ended (sent or dead: each releases the next message to its recipient,
+ADR 0020); otherwise it **schedules the next poll** after ``poll_interval``, or just after a retry
+it scheduled falls due, and waits, woken early by ``notify`` (a ``Wakeup``: Postgres
+LISTEN/NOTIFY) or a finished send. An unreachable store is logged and **backed off**; outcomes
+not yet recorded are kept (as copies of the claimed messages) until it is back. Once ``stop`` is
+set nothing new is claimed, in-flight sends finish and are recorded, then ``run`` returns.
 
 ``run_once`` is one claim-dispatch-collect-record cycle of the same steps (the simulation, the
 unit tests). The rate limit holds per process: sender processes sharing a number each pace at it.
@@ -303,11 +304,15 @@ class OutboxSender:
 
     def _record_finished(self, state: _Pipeline, now: float) -> None:
         try:
-            _, retry_times = self._record(state, state.in_flight)
+            report, retry_times = self._record(state, state.in_flight)
             state.store_failures = 0
         except Exception as exc:
             self._back_off(state, now, exc, "record", pending=len(state.unrecorded))
             return
+        if report.sent or report.dead or report.expired:
+            # A message that ended releases the next one to its recipient (ADR 0020): claim it
+            # now rather than at the next poll.
+            state.next_poll = min(state.next_poll, now)
         for retry_at in retry_times:
             heapq.heappush(state.retries, retry_at)
             state.next_poll = min(state.next_poll, retry_at)

@@ -4,8 +4,11 @@ Creates its own database (``livesell_bench_<random>``), migrates it, runs each s
 real sender process (``livesell worker --only outbox``), prints the figures and drops the database.
 
 Scenarios:
-  throughput-0ms       messages/s with provider latency 0 ms (one sender process)
+  throughput-0ms       messages/s with provider latency 0 ms (one sender process), 5,000
+                       recipients with 4 messages each (order per recipient holds, ADR 0020)
   throughput-0ms-2proc the same with two sender processes
+  few-recipients-0ms   the same with 1,000 messages to 10 recipients (one-recipient-heavy: each
+                       recipient's messages go one at a time)
   defaults-0ms         the same on the defaults of OUTBOX_BATCH_SIZE and OUTBOX_SEND_CONCURRENCY
                        (the rate limit lifted: the sender's own cost, what operators run)
   one-number-200ms     messages/s at 200 ms for one sender number limited to 80/s
@@ -53,6 +56,7 @@ NUMBERS = ["+33199000001", "+33199000002", "+33199000003", "+33199000004"]
 SCENARIOS = (
     "throughput-0ms",
     "throughput-0ms-2proc",
+    "few-recipients-0ms",
     "defaults-0ms",
     "one-number-200ms",
     "four-numbers-200ms",
@@ -85,16 +89,29 @@ def reset(engine: sa.Engine, tenant_numbers: dict[str, str | None]) -> None:
         )
 
 
-def write_backlog(engine: sa.Engine, tenant_numbers: dict[str, str | None], count: int) -> None:
+def recipient(n: int) -> str:
+    return f"+336{n:08d}"
+
+
+def write_backlog(
+    engine: sa.Engine,
+    tenant_numbers: dict[str, str | None],
+    count: int,
+    recipients: int | None = None,
+) -> None:
+    """``count`` messages, the n-th to recipient ``n % recipients`` (default ``count // 4``: four
+    each, so each recipient's messages wait for one another, ADR 0020), each recipient in one
+    tenant."""
     ids = TimeOrderedIds()
     now = datetime.now(UTC)
     names = list(tenant_numbers)
+    spread = recipients or max(count // 4, 1)
     rows = [
         {
             "id": ids.new_id(),
-            "tenant_id": names[n % len(names)],
-            "to_phone": CLIENT,
-            "from_phone": tenant_numbers[names[n % len(names)]],
+            "tenant_id": names[n % spread % len(names)],
+            "to_phone": recipient(n % spread),
+            "from_phone": tenant_numbers[names[n % spread % len(names)]],
             "body": f"bench {n}",
             "status": "pending",
             "attempts": 0,
@@ -211,10 +228,11 @@ def run_backlog(
     tenant_numbers: dict[str, str | None],
     count: int,
     processes: int = 1,
+    recipients: int | None = None,
     **env: str,
 ) -> dict[str, Any]:
     reset(engine, tenant_numbers)
-    write_backlog(engine, tenant_numbers, count)
+    write_backlog(engine, tenant_numbers, count, recipients)
     senders: list[SenderProcess] = []
     try:
         for n in range(processes):
@@ -228,6 +246,7 @@ def run_backlog(
     return {
         "processes": processes,
         "messages": count,
+        "recipients": recipients or max(count // 4, 1),
         "sent": sent,
         "rate": (sent - 1) / span if span else float("nan"),
         "wall_s": wall,
@@ -382,6 +401,21 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                     outbox_rate_limit_per_second="10000",
                 )
                 report("throughput-0ms-2proc", results["throughput-0ms-2proc"])
+            if "few-recipients-0ms" in chosen:
+                results["few-recipients-0ms"] = run_backlog(
+                    url,
+                    engine,
+                    log_dir,
+                    "few-recipients-0ms",
+                    {f"shop-{n}": None for n in range(4)},
+                    1000,
+                    recipients=10,
+                    simulated_latency_ms="0",
+                    outbox_batch_size="200",
+                    outbox_send_concurrency="400",
+                    outbox_rate_limit_per_second="10000",
+                )
+                report("few-recipients-0ms", results["few-recipients-0ms"])
             if "defaults-0ms" in chosen:
                 results["defaults-0ms"] = run_backlog(
                     url,
@@ -453,6 +487,9 @@ def summary(results: dict[str, dict[str, Any]]) -> None:
     if "throughput-0ms-2proc" in results:
         rate = results["throughput-0ms-2proc"]["rate"]
         checks.append(("msg/s at 0 ms, two processes", rate, ">= 3000", rate >= 3000))
+    if "few-recipients-0ms" in results:
+        rate = results["few-recipients-0ms"]["rate"]
+        checks.append(("msg/s at 0 ms, 10 recipients x 100", rate, "(reference)", True))
     if "one-number-200ms" in results:
         rate = results["one-number-200ms"]["rate"]
         checks.append(("msg/s at 200 ms, one number", rate, ">= 76", rate >= 76))

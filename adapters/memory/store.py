@@ -25,6 +25,7 @@ from domain.inbound import RECEIVED_STATE, InboundRecord, InboundState, InboundS
 from domain.live_sessions import LiveSession, SessionStatus
 from domain.outbox import OutboxMessage, OutboxStatus
 from domain.phones import phone_key
+from domain.recipient_order import queue_heads
 from domain.senders import SenderType
 from domain.tenants import Seller, Tenant
 from ports.repositories import ActiveSessionExists, AlreadyExists, DuplicateInboundMessage
@@ -298,7 +299,10 @@ class MemoryOutboxRepository(_Repo):
         return _copy(message) if message is not None and message.tenant_id == tenant_id else None
 
     def claim_due(self, now: datetime, lease: timedelta, limit: int) -> Sequence[OutboxMessage]:
-        due = [m for m in self._store.outbox.values() if m.is_due(now)]
+        """Fair across tenants (round-robin by depth), and only the head of each recipient's
+        queue (ADR 0020), as the SQL claim."""
+        heads = queue_heads(self._store.outbox.values()).values()
+        due = [m for m in heads if m.is_due(now)]
         due.sort(key=lambda m: (_due_since(m), m.id))
         by_tenant: dict[str, list[OutboxMessage]] = defaultdict(list)
         for message in due:

@@ -215,6 +215,18 @@ sa.Index(
     postgresql_where=SENDING,
     sqlite_where=SENDING,
 )
+# Order per recipient (ADR 0020): each recipient's queued messages in written order, so the
+# claim's "no earlier queued message to the same recipient" is one index probe.
+QUEUED = messages_out.c.status.in_(("pending", "failed", "sending"))
+sa.Index(
+    "messages_out_recipient_queue_idx",
+    messages_out.c.tenant_id,
+    messages_out.c.to_phone,
+    messages_out.c.created_at,
+    messages_out.c.id,
+    postgresql_where=QUEUED,
+    sqlite_where=QUEUED,
+)
 # Status callbacks without ids in their URL (a Messaging Service's) find the row by its
 # MessageSid (ADR 0011).
 HAS_PROVIDER_ID = messages_out.c.provider_message_id.is_not(None)

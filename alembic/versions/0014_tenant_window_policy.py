@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014_tenant_window"
-down_revision: str | None = "0012_outbox_content"
+down_revision: str | None = "0013_outbox_order"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

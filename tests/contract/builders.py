@@ -69,11 +69,17 @@ def inbound(
     )
 
 
-def outbox(tenant_id: str = "shop-a", message_id: str = "", *, now: datetime = T0) -> OutboxMessage:
+def outbox(
+    tenant_id: str = "shop-a",
+    message_id: str = "",
+    *,
+    now: datetime = T0,
+    to: str = CLIENT_PHONE,
+) -> OutboxMessage:
     return OutboxMessage.new(
         id=message_id or f"out-{tenant_id}",
         tenant_id=tenant_id,
-        to_phone=CLIENT_PHONE,
+        to_phone=to,
         body="Your order is confirmed",
         correlation_id=f"corr-{message_id or tenant_id}",
         now=now,

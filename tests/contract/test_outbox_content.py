@@ -24,11 +24,20 @@ def shop(uow_factory: UnitOfWorkFactory) -> UnitOfWorkFactory:
     return uow_factory
 
 
+_RECIPIENTS: dict[str, str] = {}
+
+
+def recipient(message_id: str) -> str:
+    """A recipient of its own per message id: one claim then holds every message (a recipient's
+    messages are claimed one at a time, ADR 0020)."""
+    return _RECIPIENTS.setdefault(message_id, f"{CLIENT_PHONE[:-3]}{len(_RECIPIENTS):03d}")
+
+
 def message(message_id: str, body: str = "", **content: object) -> OutboxMessage:
     return OutboxMessage.new(
         id=message_id,
         tenant_id="shop-a",
-        to_phone=CLIENT_PHONE,
+        to_phone=recipient(message_id),
         body=body,
         correlation_id=f"corr-{message_id}",
         now=T0,

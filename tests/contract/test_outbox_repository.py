@@ -22,6 +22,11 @@ def shops(uow_factory: UnitOfWorkFactory) -> UnitOfWorkFactory:
     return uow_factory
 
 
+def phone(n: int) -> str:
+    """A recipient of its own: messages to different recipients are never ordered (ADR 0020)."""
+    return f"+3361000{n:04d}"
+
+
 def write(uow_factory: UnitOfWorkFactory, *messages: OutboxMessage) -> None:
     with uow_factory() as uow:
         for message in messages:
@@ -120,14 +125,14 @@ class TestClaimDue:
     def test_the_oldest_due_messages_are_claimed_first_up_to_the_limit(
         self, shops: UnitOfWorkFactory
     ) -> None:
-        write(shops, *(outbox("shop-a", f"m{i}", now=at(10 - i)) for i in range(5)))
+        write(shops, *(outbox("shop-a", f"m{i}", now=at(10 - i), to=phone(i)) for i in range(5)))
 
         claimed = claim(shops, at(20), limit=3)
 
         assert ["m4", "m3", "m2"] == [m.id for m in claimed]
 
     def test_claims_made_one_after_the_other_are_disjoint(self, shops: UnitOfWorkFactory) -> None:
-        write(shops, *(outbox("shop-a", f"m{i:02d}", now=at(i)) for i in range(25)))
+        write(shops, *(outbox("shop-a", f"m{i:02d}", now=at(i), to=phone(i)) for i in range(25)))
 
         batches = [claim(shops, at(60), limit=10) for _ in range(4)]
 
@@ -138,8 +143,12 @@ class TestClaimDue:
     def test_a_tenants_backlog_does_not_take_the_whole_batch(
         self, shops: UnitOfWorkFactory
     ) -> None:
-        write(shops, *(outbox("shop-a", f"a{i:03d}", now=at(i)) for i in range(100)))
-        write(shops, outbox("shop-b", "b1", now=at(50)), outbox("shop-b", "b2", now=at(51)))
+        write(shops, *(outbox("shop-a", f"a{i:03d}", now=at(i), to=phone(i)) for i in range(100)))
+        write(
+            shops,
+            outbox("shop-b", "b1", now=at(50), to=phone(1)),
+            outbox("shop-b", "b2", now=at(51), to=phone(2)),
+        )
         write(shops, outbox("shop-c", "c1", now=at(99)))
 
         claimed = claim(shops, at(200), limit=6)
@@ -149,6 +158,114 @@ class TestClaimDue:
 
     def test_an_empty_outbox_claims_nothing(self, shops: UnitOfWorkFactory) -> None:
         assert [] == claim(shops, at(100))
+
+
+def sent(uow_factory: UnitOfWorkFactory, message: OutboxMessage, when: object = T0) -> None:
+    message.mark_sent(f"SM-{message.id}", when)  # type: ignore[arg-type]
+    with uow_factory() as uow:
+        assert uow.outbox.save_outcome(message)
+        uow.commit()
+
+
+def failed(
+    uow_factory: UnitOfWorkFactory, message: OutboxMessage, failure: DeliveryFailure, when: object
+) -> None:
+    message.record_failure(failure, when, POLICY, f"dl-{message.id}")  # type: ignore[arg-type]
+    with uow_factory() as uow:
+        assert uow.outbox.save_outcome(message)
+        uow.commit()
+
+
+TRANSIENT = DeliveryFailure(transient=True, message="Twilio HTTP 503", code="20500")
+PERMANENT = DeliveryFailure(transient=False, message="blocked", code="21610")
+
+
+class TestOrderPerRecipient:
+    """ADR 0020: one recipient's messages are claimed one at a time, in written order
+    (``created_at``, then id); a terminal message (sent, dead) releases the next."""
+
+    def test_a_later_message_to_the_same_recipient_waits_while_the_first_is_pending(
+        self, shops: UnitOfWorkFactory
+    ) -> None:
+        write(shops, *(outbox("shop-a", f"m{i}", now=at(i)) for i in range(3)))
+
+        assert ["m0"] == [m.id for m in claim(shops, at(10))]
+        assert [] == claim(shops, at(10))
+        assert {OutboxStatus.SENDING: 1, OutboxStatus.PENDING: 2} == count(shops)
+
+    def test_a_sent_message_releases_the_next_one_in_written_order(
+        self, shops: UnitOfWorkFactory
+    ) -> None:
+        write(shops, outbox("shop-a", "m2", now=at(1)), outbox("shop-a", "m1", now=at(2)))
+        order = []
+        for step in range(3):
+            claimed = claim(shops, at(10 + step))
+            order.extend(m.id for m in claimed)
+            for message in claimed:
+                sent(shops, message, at(10 + step))
+
+        assert ["m2", "m1"] == order
+
+    def test_messages_written_at_the_same_instant_go_in_id_order(
+        self, shops: UnitOfWorkFactory
+    ) -> None:
+        write(shops, outbox("shop-a", "m-b"), outbox("shop-a", "m-a"))
+
+        assert ["m-a"] == [m.id for m in claim(shops, at(1))]
+
+    def test_a_dead_message_releases_the_next_one(self, shops: UnitOfWorkFactory) -> None:
+        write(shops, outbox("shop-a", "m1", now=at(0)), outbox("shop-a", "m2", now=at(1)))
+        (first,) = claim(shops, at(5))
+
+        failed(shops, first, PERMANENT, at(6))
+
+        assert OutboxStatus.DEAD == get(shops, "shop-a", "m1").status
+        assert ["m2"] == [m.id for m in claim(shops, at(6))]
+
+    def test_a_head_awaiting_its_retry_holds_back_the_messages_after_it(
+        self, shops: UnitOfWorkFactory
+    ) -> None:
+        write(shops, outbox("shop-a", "m1", now=at(0)), outbox("shop-a", "m2", now=at(1)))
+        (first,) = claim(shops, at(5))
+        failed(shops, first, TRANSIENT, at(6))  # retry at 7 s; m2 has been due since 1 s
+
+        assert [] == claim(shops, at(6.5))
+        assert ["m1"] == [m.id for m in claim(shops, at(7))]
+
+    def test_a_head_whose_lease_passed_is_claimed_again_before_its_successor(
+        self, shops: UnitOfWorkFactory
+    ) -> None:
+        write(shops, outbox("shop-a", "m1", now=at(0)), outbox("shop-a", "m2", now=at(1)))
+        claim(shops, at(5))
+
+        again = claim(shops, at(5) + LEASE + timedelta(seconds=1))
+
+        assert [("m1", 2)] == [(m.id, m.attempts) for m in again]
+
+    def test_other_recipients_are_never_held_back(self, shops: UnitOfWorkFactory) -> None:
+        # A deep backlog to one customer, written first, then one message each to two others.
+        write(shops, *(outbox("shop-a", f"a{i:03d}", now=at(i)) for i in range(60)))
+        write(shops, outbox("shop-a", "b1", now=at(100), to=phone(1)))
+        write(shops, outbox("shop-a", "c1", now=at(101), to=phone(2)))
+        (head,) = claim(shops, at(200), limit=1)
+
+        assert ["b1"] == [m.id for m in claim(shops, at(200), limit=1)]
+        assert ["c1"] == [m.id for m in claim(shops, at(200), limit=1)]
+        assert [] == claim(shops, at(200))
+        assert "a000" == head.id
+
+    def test_the_same_number_in_another_tenant_is_another_recipient(
+        self, shops: UnitOfWorkFactory
+    ) -> None:
+        write(shops, outbox("shop-a", "a1", now=at(0)), outbox("shop-a", "a2", now=at(1)))
+        write(shops, outbox("shop-b", "b1", now=at(2)))
+
+        assert ["a1", "b1"] == sorted(m.id for m in claim(shops, at(5)))
+
+
+def count(uow_factory: UnitOfWorkFactory) -> dict[OutboxStatus, int]:
+    with uow_factory() as uow:
+        return uow.outbox.count_by_status()
 
 
 class TestSaveOutcome:
@@ -274,7 +391,7 @@ class TestSaveOutcomes:
         (slow,) = claim(shops, T0)
         later = T0 + LEASE + timedelta(seconds=1)
         (takeover,) = claim(shops, later)
-        write(shops, outbox("shop-a", "m1"), outbox("shop-b", "m2"))
+        write(shops, outbox("shop-a", "m1", to=phone(1)), outbox("shop-b", "m2"))
         sent, retried = sorted(claim(shops, later), key=lambda m: m.id)
         assert ("m1", "m2", "m3", "m3") == (sent.id, retried.id, slow.id, takeover.id)
         sent.mark_sent("SM1", at(1))
@@ -313,7 +430,7 @@ class TestSaveOutcomes:
     def test_nothing_is_stored_when_the_unit_of_work_is_not_committed(
         self, shops: UnitOfWorkFactory
     ) -> None:
-        write(shops, outbox("shop-a", "m1"), outbox("shop-a", "m2"))
+        write(shops, outbox("shop-a", "m1"), outbox("shop-a", "m2", to=phone(2)))
         first, second = claim(shops, T0)
         first.mark_sent("SM1", at(1))
         second.mark_sent("SM2", at(1))

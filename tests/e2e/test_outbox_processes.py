@@ -31,7 +31,6 @@ from tests.support.tcp_proxy import TcpProxy
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 ROOT = Path(__file__).resolve().parents[2]
-CLIENT = "+33612345678"
 FINAL = ("sent", "dead")
 
 
@@ -137,15 +136,23 @@ def add_tenants(engine: Engine, *tenant_ids: str) -> None:
         )
 
 
-def write_messages(engine: Engine, tenant_ids: list[str], count: int) -> set[str]:
-    """``count`` pending messages spread over the tenants, written in one transaction."""
+def recipient(n: int) -> str:
+    return f"+336{n:08d}"
+
+
+def write_messages(
+    engine: Engine, tenant_ids: list[str], count: int, recipients: int | None = None
+) -> set[str]:
+    """``count`` pending messages spread over the tenants, written in one transaction, in turn
+    to ``recipients`` customers (by default one each: messages to one customer go one at a time,
+    ADR 0020)."""
     ids = TimeOrderedIds()
     now = datetime.now(UTC)
     rows = [
         {
             "id": ids.new_id(),
             "tenant_id": tenant_ids[n % len(tenant_ids)],
-            "to_phone": CLIENT,
+            "to_phone": recipient(n % (recipients or count)),
             "from_phone": None,
             "body": f"message {n}",
             "status": "pending",
@@ -180,6 +187,25 @@ def all_final(engine: Engine, expected: int) -> Callable[[], bool]:
         return bool(done == expected)
 
     return check
+
+
+def sent_lines(path: Path) -> list[dict[str, Any]]:
+    """The provider's log, one accepted send a line, in the order they were accepted."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def written_order(engine: Engine) -> dict[str, list[str]]:
+    """Each recipient's message ids in the order they were written (created_at, then id)."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(messages_out.c.to_phone, messages_out.c.id).order_by(
+                messages_out.c.created_at, messages_out.c.id
+            )
+        ).all()
+    order: dict[str, list[str]] = {}
+    for to_phone, message_id in rows:
+        order.setdefault(to_phone, []).append(message_id)
+    return order
 
 
 def sent_log(path: Path) -> Counter[str]:
@@ -221,6 +247,47 @@ class TestSeveralSenders:
         assert written == final.get("sent", set()) | final.get("dead", set())
         assert final.get("sent", set()) == set(log)
         assert [] == [i for i, n in log.items() if n > 1]
+        assert all("Message send failed, will retry" in p.log() for p in processes)
+        assert all("Message sent successfully" in p.log() for p in processes)
+
+
+class TestOrderPerRecipient:
+    def test_three_senders_hand_each_recipients_messages_over_in_written_order_once(
+        self, senders: Any, pg_engine: Engine, tmp_path: Path
+    ) -> None:
+        """ADR 0020: 30 customers with 50 messages each, three sender processes, 20 % transient
+        failures (each retried after its backoff): every customer's messages reach the provider in
+        the order they were written, none twice."""
+        add_tenants(pg_engine, "shop-a", "shop-b", "shop-c")
+        written = write_messages(pg_engine, ["shop-a", "shop-b", "shop-c"], 1500, recipients=30)
+        processes = [
+            senders(
+                simulated_transient_failure_rate="0.2",
+                simulated_seed=str(seed),
+                simulated_latency_ms="5",
+                outbox_batch_size="10",
+                outbox_send_concurrency="20",
+            )
+            for seed in (11, 12, 13)
+        ]
+        for process in processes:
+            process.wait_started()
+
+        wait_for(all_final(pg_engine, 1500), 150, "every message to end sent or dead")
+
+        final = by_status(pg_engine)
+        lines = sent_lines(tmp_path / "sent.jsonl")
+        delivered: dict[str, list[str]] = {}
+        for line in lines:
+            delivered.setdefault(line["to"], []).append(line["outboxId"])
+        sent = final.get("sent", set())
+        expected = {
+            to: [i for i in ids if i in sent] for to, ids in written_order(pg_engine).items()
+        }
+        assert written == sent | final.get("dead", set())
+        assert 30 == len(expected)
+        assert expected == delivered
+        assert len(lines) == len({line["outboxId"] for line in lines}) == len(sent)
         assert all("Message send failed, will retry" in p.log() for p in processes)
         assert all("Message sent successfully" in p.log() for p in processes)
 

@@ -174,11 +174,13 @@ class _Ids:
         return self._ids.new_id()
 
 
-def queue(uow_factory: UnitOfWorkFactory, tenant_id: str = SHOP, body: str = "hello") -> str:
+def queue(
+    uow_factory: UnitOfWorkFactory, tenant_id: str = SHOP, body: str = "hello", to: str = CLIENT
+) -> str:
     return queue_outbound_message(
         uow_factory=uow_factory,
         tenant_id=tenant_id,
-        to=CLIENT,
+        to=to,
         body=body,
         correlation_id=f"corr-{body}",
         clock=_Clock(),
@@ -187,13 +189,14 @@ def queue(uow_factory: UnitOfWorkFactory, tenant_id: str = SHOP, body: str = "he
 
 
 def bulk_insert(engine: Engine, tenant_id: str, count: int, *, at: datetime) -> list[str]:
-    """``count`` pending rows written in one statement, all due since ``at`` (ids in order)."""
+    """``count`` pending rows written in one statement, all due since ``at`` (ids in order), each
+    to a customer of its own (one customer's messages go one at a time, ADR 0020)."""
     ids = _Ids()
     rows = [
         {
             "id": f"{tenant_id}-{n:06d}-{ids.new_id()}",
             "tenant_id": tenant_id,
-            "to_phone": CLIENT,
+            "to_phone": f"+336{n:08d}",
             "from_phone": None,
             "body": f"bulk {n}",
             "status": "pending",
@@ -415,7 +418,7 @@ class TestClaimingAndLeases:
 
         start_sender(provider, outbox_batch_size=batch, outbox_send_concurrency=2 * batch)
         wait_for(lambda: len(provider.sent) >= 500, 30, "the backlog to be flowing")
-        late = [queue(pg_uow_factory, OTHER, body=f"late {n}") for n in range(3)]
+        late = [queue(pg_uow_factory, OTHER, f"late {n}", f"+3361000{n:04d}") for n in range(3)]
         sent_before = len(provider.sent)
         wait_for(
             lambda: all(row(pg_engine, i).status == "sent" for i in late), 10, "the late messages"

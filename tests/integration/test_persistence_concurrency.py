@@ -189,7 +189,7 @@ class TestConcurrentClaims:
                     OutboxMessage.new(
                         id=f"out-{i:04d}",
                         tenant_id=f"shop-{i % 5 if i >= 500 else 0}",
-                        to_phone="+33698765432",
+                        to_phone=f"+3369876{i:04d}",  # one each: none waits for another
                         body="Your order is confirmed",
                         correlation_id=f"c-{i}",
                         now=T0 + timedelta(milliseconds=i),
@@ -222,6 +222,69 @@ class TestConcurrentClaims:
         assert 2000 == len(set(claimed))
         assert {1: 2000} == attempts
         assert all(got for got in per_process), "every process should have claimed some rows"
+
+    def test_concurrent_claimers_never_hold_two_messages_to_one_recipient_at_once(
+        self, pg_uow_factory: SqlUnitOfWorkFactory
+    ) -> None:
+        """ADR 0020: four claimers, each its own Postgres session, claim and record sent as fast as
+        they can; a recipient's next message is claimed only after the previous one's ``sent``
+        committed, so each recipient's claims come in written order, one at a time."""
+        recipients, per_recipient = 10, 30
+        with pg_uow_factory() as uow:
+            uow.tenants.add(tenant("shop-0"))
+            for n in range(recipients * per_recipient):
+                uow.outbox.add(
+                    OutboxMessage.new(
+                        id=f"out-{n:04d}",
+                        tenant_id="shop-0",
+                        to_phone=f"+3369876{n % recipients:04d}",
+                        body="Your order is confirmed",
+                        correlation_id=f"c-{n}",
+                        now=T0 + timedelta(milliseconds=n),
+                    )
+                )
+            uow.commit()
+        lock = threading.Lock()
+        in_flight: set[str] = set()
+        overlaps: list[str] = []
+        claimed: dict[str, list[str]] = {}
+        now = T0 + timedelta(seconds=10)
+
+        def work(_index: int) -> int:
+            done = 0
+            for _ in range(2000):
+                with pg_uow_factory() as uow:
+                    batch = list(uow.outbox.claim_due(now, LEASE, 4))
+                    uow.commit()
+                with lock:
+                    for message in batch:
+                        if message.to_phone in in_flight:
+                            overlaps.append(message.id)
+                        in_flight.add(message.to_phone)
+                        claimed.setdefault(message.to_phone, []).append(message.id)
+                    finished = sum(len(ids) for ids in claimed.values())
+                if not batch and finished == recipients * per_recipient:
+                    return done
+                for message in batch:
+                    message.mark_sent(f"SM-{message.id}", now)
+                    with pg_uow_factory() as uow:
+                        assert uow.outbox.save_outcome(message)
+                        with lock:  # before the commit: the successor is claimable only after
+                            in_flight.discard(message.to_phone)
+                        uow.commit()
+                    done += 1
+            return done
+
+        results = run_together(4, work, timeout=50)
+
+        assert [] == errors(results)
+        assert [] == overlaps
+        assert recipients * per_recipient == sum(results)
+        total = recipients * per_recipient
+        assert {
+            f"+3369876{r:04d}": [f"out-{n:04d}" for n in range(r, total, recipients)]
+            for r in range(recipients)
+        } == claimed
 
 
 @pytest.mark.timeout(60)

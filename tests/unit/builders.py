@@ -31,6 +31,11 @@ CLIENT_PHONE = "+33698765432"
 OTHER_CLIENT_PHONE = "+33611223344"
 
 
+def client(n: int) -> str:
+    """The n-th of many customers: messages to different ones are not ordered (ADR 0020)."""
+    return f"+3361000{n:04d}"
+
+
 class ScriptedProvider:
     """A MessagingProvider that plays a script, one entry per send: a DeliveryFailure is raised,
     anything else (``OK``) accepts. Past the end of the script every send is accepted."""

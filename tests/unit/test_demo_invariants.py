@@ -82,7 +82,7 @@ def live(shop: World) -> Live:
     world.receive(world.payload("no-such-shop", CLIENT_PHONE, provider_message_id="SMnobody"))
     ledger.sent_bad()
     ledger.sent_bad()
-    sent, dead = world.queue(OTHER_CLIENT_PHONE), world.queue(OTHER_CLIENT_PHONE)
+    sent, dead = world.queue(OTHER_CLIENT_PHONE), world.queue(CLIENT_PHONE)
     ledger.queued("shop-a", sent)
     ledger.queued("shop-a", dead)
     provider = ScriptedProvider(OK, permanent())

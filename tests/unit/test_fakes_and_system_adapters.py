@@ -25,7 +25,7 @@ from domain.outbox import OutboxStatus
 from domain.tenants import Tenant
 from ports.messaging import DeliveryFailed, SendRequest
 from ports.queue import QueueUnavailable
-from tests.unit.builders import START, World
+from tests.unit.builders import START, World, client
 
 
 def request(outbox_id: str = "out-1", from_phone: str | None = None) -> SendRequest:
@@ -221,7 +221,7 @@ class TestTheRateLimiter:
 class TestSendingConcurrently:
     def test_an_executor_and_a_rate_limiter_send_every_message_once(self, world: World) -> None:
         world.tenant("shop-a", whatsapp_number="+33180808080")
-        ids = [world.queue(body=f"m{n}") for n in range(20)]
+        ids = [world.queue(to=client(n), body=f"m{n}") for n in range(20)]
         provider = SimulatedMessagingProvider()
         time = FakeTime()
         limiter = TokenBucketRateLimiter(1000, monotonic=time.monotonic, sleep=time.sleep)

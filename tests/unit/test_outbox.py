@@ -27,6 +27,7 @@ from tests.unit.builders import (
     START,
     ScriptedProvider,
     World,
+    client,
     permanent,
     transient,
 )
@@ -142,7 +143,7 @@ class TestSendingDueMessages:
         assert report() == outbox.send_due(ScriptedProvider())
 
     def test_the_simulated_provider_without_failures_sends_everything(self, outbox: World) -> None:
-        ids = [outbox.queue(body=f"message {n}") for n in range(5)]
+        ids = [outbox.queue(to=client(n), body=f"message {n}") for n in range(5)]
         provider = SimulatedMessagingProvider(seed=7)
 
         outbox.send_due(provider)
@@ -471,7 +472,7 @@ class TestClaimFairness:
     ) -> None:
         outbox.tenant("shop-b")
         for n in range(1000):
-            outbox.queue(body=f"backlog {n}")
+            outbox.queue(to=client(n), body=f"backlog {n}")
         outbox.advance(seconds=1)
         lonely = outbox.queue(tenant_id="shop-b")
         provider = ScriptedProvider()
@@ -483,16 +484,16 @@ class TestClaimFairness:
 
     def test_a_batch_is_never_larger_than_the_batch_size(self, outbox: World) -> None:
         for n in range(25):
-            outbox.queue(body=f"m{n}")
+            outbox.queue(to=client(n), body=f"m{n}")
 
         batches = [outbox.send_due(ScriptedProvider(), batch_size=10).claimed for _ in range(4)]
 
         assert [10, 10, 5, 0] == batches
 
     def test_the_oldest_due_messages_of_a_tenant_go_first(self, outbox: World) -> None:
-        first = [outbox.queue(body="early") for _ in range(3)]
+        first = [outbox.queue(to=client(n), body="early") for n in range(3)]
         outbox.advance(seconds=1)
-        outbox.queue(body="late")
+        outbox.queue(to=client(3), body="late")
         provider = ScriptedProvider()
 
         outbox.send_due(provider, batch_size=3)

@@ -253,6 +253,7 @@ class TestExpiry:
         queue(outbox, "x", expires_in=timedelta(seconds=1))
         queue(outbox, "y")
         outbox.advance(seconds=2)
+        outbox.send_due(ScriptedProvider())  # "x" ends expired: it releases "y" (ADR 0020)
         outbox.send_due(ScriptedProvider())
 
         with outbox.uow_factory() as uow:
@@ -286,7 +287,8 @@ class TestTheSimulatedProviderLog:
         queue(outbox, "La robe", media_urls=[PHOTO], expires_in=timedelta(minutes=10))
         queue(outbox, "Bonjour")
 
-        outbox.send_due(provider)
+        for _ in range(3):  # one recipient: one message at a time, in written order (ADR 0020)
+            outbox.send_due(provider)
         provider.close()
 
         lines = [json.loads(line) for line in log.read_text().splitlines()]

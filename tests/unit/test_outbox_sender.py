@@ -27,7 +27,7 @@ from application.outbox_sender import (
 from domain.outbox import OutboxMessage, OutboxStatus
 from ports.messaging import SendReceipt, SendRequest
 from ports.repositories import StoreUnavailable
-from tests.unit.builders import START, ScriptedProvider, World, transient
+from tests.unit.builders import OK, START, ScriptedProvider, World, client, permanent, transient
 
 
 class ClockedProvider(ScriptedProvider):
@@ -129,7 +129,7 @@ class TestClaimingAgain:
         )
 
     def test_a_full_claim_is_followed_by_the_next_without_waiting(self, outbox: World) -> None:
-        ids = [outbox.queue(body=f"m{n}") for n in range(25)]
+        ids = [outbox.queue(to=client(n), body=f"m{n}") for n in range(25)]
         provider = ClockedProvider(outbox)
         sender = outbox.sender(provider, batch_size=10, poll_interval=30.0)
 
@@ -140,6 +140,21 @@ class TestClaimingAgain:
             sender.counters.claimed,
             [status(outbox, i) for i in ids],
         )
+
+    def test_a_recipients_next_message_is_claimed_once_the_last_is_recorded_not_at_the_poll(
+        self, outbox: World
+    ) -> None:
+        ids = [outbox.queue(body=f"m{n}") for n in range(3)]  # one recipient: one at a time
+        provider = ClockedProvider(outbox, OK, permanent(), OK)
+        sender = outbox.sender(provider, batch_size=10, poll_interval=30.0)
+
+        sender.run(StopWhen(outbox, lambda: len(provider.requests) == 3))
+
+        assert [0.0, 0.0, 0.0] == provider.sent_at
+        assert ids == [r.outbox_id for r in provider.requests]
+        assert [OutboxStatus.SENT, OutboxStatus.DEAD, OutboxStatus.SENT] == [
+            status(outbox, i) for i in ids
+        ]
 
     def test_a_message_written_while_idle_waits_for_the_next_poll(self, outbox: World) -> None:
         provider = ClockedProvider(outbox)
@@ -225,7 +240,7 @@ class TestAStoreThatFails:
         self, outbox: World
     ) -> None:
         count = 2 * RECORD_GROUP_LIMIT + 50
-        ids = [outbox.queue(body=f"m{n}") for n in range(count)]
+        ids = [outbox.queue(to=client(n), body=f"m{n}") for n in range(count)]
         store = Store(outbox)
         store.failing_commits = {3}  # claim, first group, then the second group fails
         provider = ClockedProvider(outbox)
@@ -279,7 +294,7 @@ class TestStopping:
 class TestWhatTheSenderTells:
     def test_observers_hear_every_send_and_every_recording(self, outbox: World) -> None:
         for n in range(3):
-            outbox.queue(body=f"m{n}")
+            outbox.queue(to=client(n), body=f"m{n}")
         heard: list[object] = []
 
         class Observer:
@@ -329,7 +344,7 @@ class TestWhatTheSenderTells:
         self, outbox: World, caplog: pytest.LogCaptureFixture
     ) -> None:
         for n in range(150):
-            outbox.queue(body=f"m{n}")
+            outbox.queue(to=client(n), body=f"m{n}")
         sender = outbox.sender(ScriptedProvider(), batch_size=50)
 
         for _ in range(3):

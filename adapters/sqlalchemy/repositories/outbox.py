@@ -26,6 +26,17 @@ concurrent claimers of one tenant's backlog to each fill a batch."""
 _DUE_SINCE = sa.case((SENDING, messages_out.c.locked_until), else_=messages_out.c.next_attempt_at)
 
 
+_EARLIER = messages_out.alias("earlier")
+_IS_QUEUE_HEAD = ~sa.exists().where(
+    _EARLIER.c.tenant_id == messages_out.c.tenant_id,
+    _EARLIER.c.to_phone == messages_out.c.to_phone,
+    _EARLIER.c.status.in_(("pending", "failed", "sending")),
+    sa.tuple_(_EARLIER.c.created_at, _EARLIER.c.id)
+    < sa.tuple_(messages_out.c.created_at, messages_out.c.id),
+)
+"""ADR 0020: no earlier queued message to the same recipient (``domain.recipient_order``)."""
+
+
 def _is_due(now: datetime) -> sa.ColumnElement[bool]:
     """SPEC §3: waiting and due, or being sent under a lease that has passed."""
     return sa.or_(
@@ -45,12 +56,20 @@ WITH candidates AS (
               FROM messages_out AS m
              WHERE m.tenant_id = t.id AND m.status IN ('pending', 'failed')
                AND m.next_attempt_at <= :now
+               AND NOT EXISTS (SELECT 1 FROM messages_out AS e
+                                WHERE e.tenant_id = m.tenant_id AND e.to_phone = m.to_phone
+                                  AND e.status IN ('pending', 'failed', 'sending')
+                                  AND (e.created_at, e.id) < (m.created_at, m.id))
              ORDER BY m.next_attempt_at, m.id
              LIMIT :per_tenant)
            UNION ALL
            (SELECT m.id, m.tenant_id, m.locked_until AS due_since
               FROM messages_out AS m
              WHERE m.tenant_id = t.id AND m.status = 'sending' AND m.locked_until < :now
+               AND NOT EXISTS (SELECT 1 FROM messages_out AS e
+                                WHERE e.tenant_id = m.tenant_id AND e.to_phone = m.to_phone
+                                  AND e.status IN ('pending', 'failed', 'sending')
+                                  AND (e.created_at, e.id) < (m.created_at, m.id))
              ORDER BY m.locked_until, m.id
              LIMIT :per_tenant)
      ) AS c
@@ -62,10 +81,16 @@ ranked AS (
       FROM candidates
     WINDOW tenant_queue AS (PARTITION BY tenant_id ORDER BY depth)
 ),
+top AS (
+    SELECT id, depth, tenant_due, tenant_first
+      FROM ranked
+     ORDER BY depth, tenant_due, tenant_first
+     LIMIT :per_tenant
+),
 picked AS MATERIALIZED (
     SELECT m.id, r.depth, r.tenant_due, r.tenant_first
-      FROM messages_out AS m
-      JOIN ranked AS r ON r.id = m.id
+      FROM top AS r
+      JOIN messages_out AS m ON m.id = r.id
      WHERE (m.status IN ('pending', 'failed') AND m.next_attempt_at <= :now)
         OR (m.status = 'sending' AND m.locked_until < :now)
      ORDER BY r.depth, r.tenant_due, r.tenant_first
@@ -88,8 +113,12 @@ RETURNING m.*, p.depth, p.tenant_due, p.tenant_first
     sa.bindparam("limit", type_=sa.Integer()),
 )
 """One round trip. Each tenant's due queue is read through its partial index (a LATERAL per
-tenant), ranked round-robin across tenants (depth first, then the tenant whose head waited
-longest), and the first ``limit`` rows are locked with SKIP LOCKED and claimed."""
+tenant), keeping only the head of each recipient's queue (no earlier queued message to the same
+recipient: one probe of ``messages_out_recipient_queue_idx``, ADR 0020), ranked round-robin across
+tenants (depth first, then the tenant whose head waited longest), and the first ``limit`` rows are
+locked with SKIP LOCKED and claimed. Two concurrent claims cannot take a head and its successor:
+in any snapshot where the successor's predecessor is terminal, the predecessor was already
+recorded, and one statement never takes both (its own snapshot sees the head queued)."""
 
 
 _OUTCOME_ARRAYS = (
@@ -197,7 +226,7 @@ class SqlOutboxRepository(Repository):
                 .over(partition_by=messages_out.c.tenant_id, order_by=queue_order)
                 .label("tenant_first"),
             )
-            .where(_is_due(now))
+            .where(_is_due(now), _IS_QUEUE_HEAD)
             .subquery()
         )
         picked = (
