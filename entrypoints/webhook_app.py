@@ -277,7 +277,7 @@ class WebhookApp:
 
     async def readyz(self, _request: Request) -> Response:
         checks = {self._store_name(): self._check_store, "redis": self._check_redis}
-        if self.container.config.store() != "memory":
+        if self.container.store() != "memory":
             checks["schema"] = self._check_schema
         results: dict[str, str] = {}
 
@@ -307,12 +307,12 @@ class WebhookApp:
     # -- readiness checks --------------------------------------------------------------------
 
     def _store_name(self) -> str:
-        if self.container.config.store() == "memory":
+        if self.container.store() == "memory":
             return "memory"
         return "sqlite" if self.settings.is_sqlite else "postgres"
 
     def _check_store(self) -> None:
-        if self.container.config.store() == "memory":
+        if self.container.store() == "memory":
             return
         with self.container.engine().connect() as connection:
             connection.execute(sa.text("SELECT 1"))

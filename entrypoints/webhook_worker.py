@@ -33,23 +33,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from adapters.rq.connection import queue_errors
-from adapters.rq.monitor import RqQueueMonitor
-from adapters.rq.outcomes import JobObserver
-from adapters.rq.spec import QUEUE_NAME, JobSpec
-from adapters.rq.worker import JobOutcome, ThreadedRqWorker
-from entrypoints.container import Container, build
 from entrypoints.heartbeat import Heartbeat
-from entrypoints.jobs import dead_letter_undecodable_job, install_container
 from entrypoints.logs import configure_logging, current_worker
 from entrypoints.observability import report_exception
 from entrypoints.settings import Settings
 from ports.queue_monitor import QueueDepths, QueueMonitor
+
+if TYPE_CHECKING:  # the engine's types; the container makes the engine (ADR 0017)
+    from adapters.rq.outcomes import JobObserver
+    from adapters.rq.worker import JobOutcome, ThreadedRqWorker
 
 log = logging.getLogger("livesell.webhook")
 
@@ -146,7 +144,8 @@ class WorkerMetrics:
         return context
 
 
-def _name_thread() -> None:
+def name_thread() -> None:
+    """Names a job thread in the log lines (the engine's ``thread_initializer``)."""
     current_worker.set(WORKER_NAME)
 
 
@@ -159,23 +158,33 @@ def _ids(payload: object) -> dict[str, Any]:
 
 class WebhookProcessor:
     """One process's share of the webhook worker: ``slots`` jobs in flight in its threads; each
-    job run's outcome goes to every one of ``observers`` (metrics)."""
+    job run's outcome goes to every one of ``observers`` (metrics).
+
+    The container passes what it needs (``container.webhook_processor``): ``prepare`` installs
+    this process's container for the jobs and opens the pool, ``make_engine`` makes the RQ engine
+    given this processor's callbacks, ``monitor`` reads the queue's depths for the ``Worker
+    metrics`` line, ``queue_errors`` turns Redis errors at start into ``QueueUnavailable``."""
 
     name = WORKER_NAME
 
     def __init__(
-        self, container: Container, slots: int, observers: Sequence[JobObserver] = ()
+        self,
+        *,
+        slots: int,
+        prepare: Callable[[], None],
+        make_engine: Callable[..., ThreadedRqWorker],
+        monitor: QueueMonitor | None,
+        queue_errors: Callable[[], AbstractContextManager[None]],
+        observers: Sequence[JobObserver] = (),
     ) -> None:
-        self.container = container
-        settings = container.settings()
-        assert settings is not None
-        self.settings = settings
         self.slots = slots
+        self.prepare = prepare
+        self.make_engine = make_engine
+        self.monitor = monitor
+        self.queue_errors = queue_errors
         self.metrics = WorkerMetrics()
         self.job_observers: list[JobObserver] = list(observers)
         self.worker: ThreadedRqWorker | None = None
-        self.monitor: QueueMonitor | None = None
-        """Where the ``Worker metrics`` line reads the queue's depths (set by ``start``)."""
         self.heartbeat = Heartbeat()
 
     def start(self) -> None:
@@ -183,23 +192,16 @@ class WebhookProcessor:
 
         Raises ports.queue.QueueUnavailable when Redis cannot be reached.
         """
-        install_container(self.container)
-        self.container.uow_factory()
+        self.prepare()
         # RQ's own per-job INFO lines carry no correlationId; "Job failed" says the same.
         logging.getLogger("rq.job").setLevel(logging.WARNING)
-        connection = self.container.worker_redis()
-        spec = JobSpec.webhook_processing(self.container.retry_policy())
-        self.worker = ThreadedRqWorker(
-            connection,
-            spec,
+        self.worker = self.make_engine(
             concurrency=self.slots,
             on_job_done=self._on_job_done,
-            thread_initializer=_name_thread,
-            on_undecodable=dead_letter_undecodable_job,
             on_tick=lambda away: self.heartbeat.beat(away=away),
         )
-        self.monitor = RqQueueMonitor(connection)
-        with queue_errors():
+        spec = self.worker.spec
+        with self.queue_errors():
             self.worker.start()
         # Everything built so far (modules, container, pool) lives as long as the process: keep
         # it out of the collector's full passes, which otherwise pause every job for ~50-90 ms.
@@ -245,9 +247,9 @@ class WebhookProcessor:
 
     def _log_metrics(self) -> None:
         depth: QueueDepths | None = None
-        if self.monitor is not None:
+        if self.monitor is not None and self.worker is not None:
             try:
-                depth = self.monitor.depths(QUEUE_NAME)
+                depth = self.monitor.depths(self.worker.spec.queue)
             except ConnectionError as exc:  # QueueUnavailable
                 log.warning("Queue depth unavailable", extra={"context": {"error": str(exc)}})
         log.info("Worker metrics", extra={"context": self.metrics.snapshot(depth)})
@@ -305,20 +307,25 @@ class WebhookWorker:
 
     def __init__(
         self,
-        container: Container,
+        *,
+        settings: Settings,
+        make_processor: Callable[..., WebhookProcessor],
+        rebuildable: bool,
+        forget_process: Callable[[int], None],
         processes: int | None = None,
         observers: Sequence[JobObserver] = (),
     ) -> None:
         """``processes``: how many processes share the slots; by default one per usable CPU when
-        children can rebuild ``container`` from Settings, else one. ``observers`` are told of this
-        process's job runs; each child builds its own (``run_child``)."""
-        settings = container.settings()
-        assert settings is not None
+        children can rebuild the container from ``settings`` (``rebuildable``), else one.
+        ``make_processor(slots=, observers=)`` makes this process's share; ``observers`` are told
+        of this process's job runs, each child builds its own (``run_child``);
+        ``forget_process(pid)`` drops a stopped child's metrics files."""
         self.settings = settings
-        if processes is None and not rebuildable_from_settings(container):
+        self.forget_process = forget_process
+        if processes is None and not rebuildable:
             processes = 1
         self.plan = process_plan(settings.webhook_worker_concurrency, processes)
-        self.local = WebhookProcessor(container, self.plan[0], observers)
+        self.local = make_processor(slots=self.plan[0], observers=observers)
         self._context = multiprocessing.get_context("spawn")
         self._children: list[BaseProcess] = []
         self._controls: list[Connection] = []
@@ -439,7 +446,8 @@ class WebhookWorker:
                 )
                 child.kill()
                 child.join(5)
-            _forget_child(child.pid)
+            if child.pid is not None:
+                self.forget_process(child.pid)
 
 
 def _first_message(child: BaseProcess, control: Connection) -> str:
@@ -451,14 +459,6 @@ def _first_message(child: BaseProcess, control: Connection) -> str:
     except (EOFError, OSError):
         child.join(1)
         return f"it exited during start-up (exit code {child.exitcode})"
-
-
-def _forget_child(pid: int | None) -> None:
-    if pid is None:
-        return
-    from adapters.prometheus.metrics import mark_process_dead
-
-    mark_process_dead(pid)
 
 
 def run_child(
@@ -485,14 +485,13 @@ def run_child(
         threading.Thread(
             target=_exit_with_parent, args=(parent.sentinel,), name="parent-watch", daemon=True
         ).start()
-    from adapters.prometheus.metrics import multiprocess_dir
-    from entrypoints.metrics import part_observers
+    from entrypoints.container import build
     from entrypoints.observability import init_sentry
 
     init_sentry(settings, component="worker")
+    container = build(settings)
     # A child's counters reach the endpoint only through the multi-process directory.
-    observers = part_observers(settings) if multiprocess_dir() else []
-    processor = WebhookProcessor(build(settings), slots, observers)
+    processor = container.webhook_processor(slots=slots, observers=container.child_part_observers())
     try:
         processor.start()
     except Exception as exc:
@@ -515,18 +514,3 @@ def run_child(
 def _exit_with_parent(sentinel: int) -> None:
     wait_for([sentinel])
     os._exit(EXIT_FORCED)
-
-
-def rebuildable_from_settings(container: Container) -> bool:
-    """Child processes build their container from Settings: that gives them the same one only
-    when it was built by ``build(settings)`` on the SQL store with nothing overridden (tests and
-    the simulation override providers, or use the in-memory store, and stay in one process)."""
-    return container.config.store() == "sql" and not any(
-        provider.overridden for provider in (container.uow_factory, container.engine)
-    )
-
-
-def build_part(container: Container) -> WebhookWorker:
-    from entrypoints.metrics import part_observers
-
-    return WebhookWorker(container, observers=part_observers(container.settings()))

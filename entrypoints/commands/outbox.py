@@ -40,7 +40,7 @@ def register(sub: Any) -> None:
 
 def send_message(args: argparse.Namespace) -> int:
     container = build()
-    require_schema_at_head(container.config.database_url())
+    require_schema_at_head(container.settings().database_url)
     ids = container.ids()
     correlation_id = args.correlation_id or f"cli-{ids.new_id()}"
     try:

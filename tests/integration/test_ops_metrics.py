@@ -471,14 +471,11 @@ WORKER_PROCESSES_SCRIPT = textwrap.dedent(
     from entrypoints import metrics
     from entrypoints.container import build
     from entrypoints.settings import Settings
-    from entrypoints.webhook_worker import WebhookWorker
 
     if __name__ == "__main__":  # the children are spawned: they import this file
         settings = Settings.from_env()
         container = build(settings)
-        part = WebhookWorker(
-            container, processes=2, observers=metrics.part_observers(settings)
-        )
+        part = container.webhook_part(processes=2)
         server = metrics.start_worker_metrics(
             settings, container, [part], addr="127.0.0.1", cache_seconds=0
         )
