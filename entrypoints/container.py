@@ -20,7 +20,7 @@ from adapters.rq.connection import queue_errors, redis_connection
 from adapters.rq.health import RedisQueueHealth
 from adapters.rq.monitor import RqQueueMonitor
 from adapters.rq.queue import RqInboundQueue
-from adapters.rq.spec import JOB_TIMEOUT_SECONDS, JobSpec
+from adapters.rq.spec import JOB_TIMEOUT_SECONDS, QUEUE_NAME, JobSpec
 from adapters.rq.spool import RedisSpool
 from adapters.rq.worker import ThreadedRqWorker
 from adapters.simulated.provider import SimulatedMessagingProvider
@@ -32,6 +32,7 @@ from adapters.system.rate_limit import TokenBucketRateLimiter
 from adapters.system.waiting import ThreadWaiter
 from adapters.twilio.provider import TwilioMessagingProvider
 from application.outbox_sender import OutboxSender
+from application.stats import read_store_stats
 from domain.live_sessions import InactivityWindow
 from domain.retry import RetryPolicy
 from entrypoints.closer import SessionCloser
@@ -45,7 +46,15 @@ from entrypoints.webhook_worker import WebhookProcessor, WebhookWorker, name_thr
 from ports.wakeup import Wakeup
 
 if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
     from adapters.prometheus.observer import PrometheusObserver
+    from ports.clock import Clock
+    from ports.queue_monitor import QueueMonitor
+    from ports.unit_of_work import UnitOfWorkFactory
+
+WEBHOOK_QUEUE = QUEUE_NAME
+"""The queue webhooks are processed on, as operators read it (``livesell stats``, ``/metrics``)."""
 
 log = logging.getLogger("livesell.container")
 
@@ -100,6 +109,26 @@ def child_metrics_observers(metrics_port: int | None) -> list[PrometheusObserver
     from adapters.prometheus.metrics import multiprocess_dir
 
     return metrics_observers(metrics_port) if multiprocess_dir() else []
+
+
+def store_metrics_collector(
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    monitor: Callable[..., QueueMonitor],
+    *,
+    queue: bool,
+    cache_seconds: float,
+) -> Collector:
+    """What ``/metrics`` reads at scrape time: the store's levels and, with ``queue``, the
+    queue's depths (its own Redis client), as ``livesell stats`` reads them."""
+    from adapters.prometheus.collectors import StoreCollector
+
+    return StoreCollector(
+        read_store=lambda: read_store_stats(uow_factory=uow_factory, clock=clock),
+        monitor=monitor(client_name="livesell-metrics") if queue else None,
+        queues=(QUEUE_NAME,),
+        cache_seconds=cache_seconds,
+    )
 
 
 def forget_process(pid: int) -> None:
@@ -257,6 +286,10 @@ class Container(containers.DeclarativeContainer):
     # client, named at the call: ``container.queue_monitor(client_name="stats")``.
     queue_monitor = providers.Factory(
         RqQueueMonitor.connect, settings.provided.redis_url, settings.provided.redis_token
+    )
+
+    metrics_collector = providers.Factory(
+        store_metrics_collector, uow_factory, clock, queue_monitor.provider
     )
 
     # The worker parts (``livesell worker``, entrypoints.runner.PARTS), each given its

@@ -33,14 +33,8 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 from prometheus_client.registry import Collector
 
 from adapters.prometheus import exposition
-from adapters.prometheus.collectors import (
-    SCRAPE_CACHE_SECONDS,
-    BuildInfoCollector,
-    StoreCollector,
-)
+from adapters.prometheus.collectors import SCRAPE_CACHE_SECONDS, BuildInfoCollector
 from adapters.prometheus.metrics import configure_multiprocess, metrics, multiprocess_dir
-from adapters.rq.spec import QUEUE_NAME
-from application.stats import read_store_stats
 from entrypoints import build_info
 from entrypoints.container import Container
 from entrypoints.health import Route, serve_routes
@@ -135,14 +129,7 @@ def start_worker_metrics(
     if directory:
         configure_multiprocess(directory)
     metrics()
-    uow_factory = container.uow_factory()
-    clock = container.clock()
-    collector = StoreCollector(
-        read_store=lambda: read_store_stats(uow_factory=uow_factory, clock=clock),
-        monitor=container.queue_monitor(client_name="livesell-metrics") if queue else None,
-        queues=(QUEUE_NAME,),
-        cache_seconds=cache_seconds,
-    )
+    collector = container.metrics_collector(queue=queue, cache_seconds=cache_seconds)
     try:
         server = serve(settings.metrics_port, addr=addr, collectors=[collector], routes=routes)
     except OSError as exc:
