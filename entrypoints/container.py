@@ -42,7 +42,8 @@ from entrypoints.observability import job_scope
 from entrypoints.outbox_worker import OutboxSenderPart
 from entrypoints.settings import Settings
 from entrypoints.spool_drainer import SpoolDrainer
-from entrypoints.webhook_worker import WebhookProcessor, WebhookWorker, name_thread
+from entrypoints.webhook_processor import WebhookProcessor, name_thread
+from entrypoints.webhook_worker import WebhookWorker
 from ports.wakeup import Wakeup
 
 if TYPE_CHECKING:

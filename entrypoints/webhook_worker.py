@@ -4,9 +4,10 @@
 use (at most one per slot): this process and, beside it, child processes it spawns. Each process
 runs its slots in threads on one container, so one database pool, reused by every job (ADR 0007
 says why this model and shows the measurements). The RQ side is
-``adapters.rq.worker.ThreadedRqWorker``; ``WebhookProcessor`` wires one process's engine to its
-container, installs that container for ``entrypoints.jobs`` and turns job outcomes into the log
-lines and the periodic ``Worker metrics`` line of SPEC §4.
+``adapters.rq.worker.ThreadedRqWorker``; one process's share is
+``entrypoints.webhook_processor.WebhookProcessor``; the container makes both
+(``container.webhook_part``, ``container.webhook_processor``, ADR 0017). This module is process
+supervision: it spawns, watches and stops the children; it decides nothing about a job.
 
 Stopping: the runner's first signal stops this process's slots and, at once, tells the children
 to stop too (a message on each child's control pipe); each lets its jobs in flight finish.
@@ -23,9 +24,7 @@ never does, so the parent hung for its whole grace period (ADR 0014).
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
-import math
 import multiprocessing
 import os
 import signal
@@ -33,27 +32,29 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from entrypoints.heartbeat import Heartbeat
 from entrypoints.logs import configure_logging, current_worker
-from entrypoints.observability import report_exception
 from entrypoints.settings import Settings
-from ports.queue_monitor import QueueDepths, QueueMonitor
+from entrypoints.webhook_processor import (
+    WORKER_NAME,
+    WebhookProcessor,
+    WorkerMetrics,
+    name_thread,
+)
 
 if TYPE_CHECKING:  # the engine's types; the container makes the engine (ADR 0017)
     from adapters.rq.outcomes import JobObserver
-    from adapters.rq.worker import JobOutcome, ThreadedRqWorker
+    from adapters.rq.worker import ThreadedRqWorker
+
+__all__ = ["WebhookProcessor", "WebhookWorker", "WorkerMetrics", "name_thread", "process_plan"]
 
 log = logging.getLogger("livesell.webhook")
 
-WORKER_NAME = "webhook-processor"
-METRICS_EVERY_JOBS = 100
-METRICS_EVERY_SECONDS = 300.0
 CHILD_START_SECONDS = 60.0
 STOP_CHILDREN_WITHIN_SECONDS = 29.0
 """The runner waits 30 s for the parts; children still running after this are killed."""
@@ -68,235 +69,6 @@ def process_plan(concurrency: int, cpus: int | None = None) -> list[int]:
     processes = max(1, min(cpus or 1, concurrency))
     base, extra = divmod(concurrency, processes)
     return [base + (1 if n < extra else 0) for n in range(processes)]
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))
-    return ordered[index]
-
-
-class WorkerMetrics:
-    """Counts job runs; says when a ``Worker metrics`` line is due (every ``every_jobs`` runs or
-    ``every_seconds``) and what it holds. Processing times are those since the previous line."""
-
-    def __init__(
-        self,
-        every_jobs: int = METRICS_EVERY_JOBS,
-        every_seconds: float = METRICS_EVERY_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.every_jobs = every_jobs
-        self.every_seconds = every_seconds
-        self.clock = clock
-        self.started = clock()
-        self.completed = 0
-        self.failed = 0
-        self._window: list[float] = []
-        self._since_line = 0
-        self._last_line = self.started
-        self._lock = threading.Lock()
-
-    def record(self, outcome: JobOutcome) -> bool:
-        """Count one run; True when a metrics line is due."""
-        with self._lock:
-            if outcome.succeeded:
-                self.completed += 1
-            else:
-                self.failed += 1
-            self._window.append(outcome.processing_seconds * 1000)
-            self._since_line += 1
-            if self._since_line < self.every_jobs:
-                return False
-            self._since_line = 0  # this caller logs the line; the others counting meanwhile don't
-            return True
-
-    def due_by_time(self) -> bool:
-        with self._lock:
-            return self.clock() - self._last_line >= self.every_seconds
-
-    def snapshot(self, depth: QueueDepths | None) -> dict[str, Any]:
-        """The metrics line's context; starts a new window."""
-        with self._lock:
-            window, self._window = self._window, []
-            self._since_line = 0
-            self._last_line = self.clock()
-            total = self.completed + self.failed
-            context: dict[str, Any] = {
-                "uptimeMs": round((self._last_line - self.started) * 1000),
-                "completed": self.completed,
-                "failed": self.failed,
-                "successRate": round(self.completed / total, 4) if total else 1.0,
-                "jobsInWindow": len(window),
-                "avgProcessingTimeMs": round(sum(window) / len(window), 2) if window else 0.0,
-                "p95ProcessingTimeMs": round(_percentile(window, 0.95), 2),
-            }
-        if depth is not None:
-            context["queue"] = {
-                "waiting": depth.waiting,
-                "active": depth.started,
-                "delayed": depth.scheduled,
-                "completed": depth.finished,
-                "failed": depth.failed,
-            }
-        return context
-
-
-def name_thread() -> None:
-    """Names a job thread in the log lines (the engine's ``thread_initializer``)."""
-    current_worker.set(WORKER_NAME)
-
-
-def _ids(payload: object) -> dict[str, Any]:
-    if not isinstance(payload, dict):
-        return {}
-    keys = ("correlationId", "tenantId", "providerMessageId")
-    return {key: payload[key] for key in keys if isinstance(payload.get(key), str)}
-
-
-class WebhookProcessor:
-    """One process's share of the webhook worker: ``slots`` jobs in flight in its threads; each
-    job run's outcome goes to every one of ``observers`` (metrics).
-
-    The container passes what it needs (``container.webhook_processor``): ``prepare`` installs
-    this process's container for the jobs and opens the pool, ``make_engine`` makes the RQ engine
-    given this processor's callbacks, ``monitor`` reads the queue's depths for the ``Worker
-    metrics`` line, ``queue_errors`` turns Redis errors at start into ``QueueUnavailable``."""
-
-    name = WORKER_NAME
-
-    def __init__(
-        self,
-        *,
-        slots: int,
-        prepare: Callable[[], None],
-        make_engine: Callable[..., ThreadedRqWorker],
-        monitor: QueueMonitor | None,
-        queue_errors: Callable[[], AbstractContextManager[None]],
-        observers: Sequence[JobObserver] = (),
-    ) -> None:
-        self.slots = slots
-        self.prepare = prepare
-        self.make_engine = make_engine
-        self.monitor = monitor
-        self.queue_errors = queue_errors
-        self.metrics = WorkerMetrics()
-        self.job_observers: list[JobObserver] = list(observers)
-        self.worker: ThreadedRqWorker | None = None
-        self.heartbeat = Heartbeat()
-
-    def start(self) -> None:
-        """Install this process's container for the jobs, build the pool, register in RQ.
-
-        Raises ports.queue.QueueUnavailable when Redis cannot be reached.
-        """
-        self.prepare()
-        # RQ's own per-job INFO lines carry no correlationId; "Job failed" says the same.
-        logging.getLogger("rq.job").setLevel(logging.WARNING)
-        self.worker = self.make_engine(
-            concurrency=self.slots,
-            on_job_done=self._on_job_done,
-            on_tick=lambda away: self.heartbeat.beat(away=away),
-        )
-        spec = self.worker.spec
-        with self.queue_errors():
-            self.worker.start()
-        # Everything built so far (modules, container, pool) lives as long as the process: keep
-        # it out of the collector's full passes, which otherwise pause every job for ~50-90 ms.
-        gc.collect()
-        gc.freeze()
-        log.info(
-            "Worker started successfully",
-            extra={
-                "context": {
-                    "queue": spec.queue,
-                    "concurrency": self.slots,
-                    "workerName": self.worker.name,
-                    "pid": os.getpid(),
-                    "maxAttempts": spec.max_attempts,
-                    "retryIntervalsSeconds": list(spec.retry_intervals),
-                }
-            },
-        )
-
-    def close(self) -> None:
-        """Unregister a started worker that will not run (start-up interrupted)."""
-        if self.worker is not None:
-            stopped = threading.Event()
-            stopped.set()
-            self.worker.run(stopped)
-
-    def run(self, stop: threading.Event) -> None:
-        assert self.worker is not None
-        ticker = threading.Thread(
-            target=self._metrics_by_time, args=(stop,), name="webhook-metrics", daemon=True
-        )
-        ticker.start()
-        try:
-            self.worker.run(stop)
-        finally:
-            self._log_metrics()
-            log.info("Worker stopped", extra={"context": {"workerName": self.worker.name}})
-
-    def _metrics_by_time(self, stop: threading.Event) -> None:
-        while not stop.wait(5.0):
-            if self.metrics.due_by_time():
-                self._log_metrics()
-
-    def _log_metrics(self) -> None:
-        depth: QueueDepths | None = None
-        if self.monitor is not None and self.worker is not None:
-            try:
-                depth = self.monitor.depths(self.worker.spec.queue)
-            except ConnectionError as exc:  # QueueUnavailable
-                log.warning("Queue depth unavailable", extra={"context": {"error": str(exc)}})
-        log.info("Worker metrics", extra={"context": self.metrics.snapshot(depth)})
-
-    def _on_job_done(self, outcome: JobOutcome) -> None:
-        context: dict[str, Any] = {
-            "jobId": outcome.job_id,
-            **_ids(outcome.payload),
-            "processingTimeMs": round(outcome.processing_seconds * 1000, 2),
-            "attemptsMade": outcome.attempts_made,
-        }
-        if outcome.succeeded:
-            result = outcome.result if isinstance(outcome.result, dict) else {}
-            if result.get("status") == "rejected":
-                context.update(outcome="rejected", reason=result.get("reason"))
-                context["deadLetterId"] = result.get("deadLetterId")
-            else:
-                context.update(
-                    outcome="processed",
-                    messageType=result.get("messageType"),
-                    liveSessionId=result.get("liveSessionId"),
-                )
-            log.info("Job completed", extra={"context": context})
-        else:
-            context.update(
-                error=outcome.error,
-                attemptsRemaining=outcome.attempts_remaining,
-                willRetry=outcome.retry_scheduled,
-            )
-            reported = False
-            if not outcome.retry_scheduled and outcome.exception is not None:
-                ids = _ids(outcome.payload)
-                reported = report_exception(
-                    outcome.exception,
-                    {
-                        "queue": outcome.queue,
-                        "job_id": outcome.job_id,
-                        "correlationId": ids.get("correlationId"),
-                        "tenant": ids.get("tenantId"),
-                    },
-                )
-            level = logging.WARNING if outcome.retry_scheduled else logging.ERROR
-            log.log(level, "Job failed", extra={"context": context, "sentry_reported": reported})
-        for observer in self.job_observers:
-            observer.job_finished(outcome)
-        if self.metrics.record(outcome):
-            self._log_metrics()
 
 
 class WebhookWorker:

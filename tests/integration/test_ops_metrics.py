@@ -399,12 +399,13 @@ MULTIPROCESS_SCRIPT = textwrap.dedent(
 
     from adapters.prometheus import metrics
     from adapters.rq.worker import JobOutcome
-    from entrypoints.metrics import observer, serve
+    from entrypoints.container import metrics_observers
+    from entrypoints.metrics import serve
 
 
     def work(count):
         for _ in range(count):
-            observer().job_finished(JobOutcome(
+            metrics_observers(9100)[0].job_finished(JobOutcome(
                 job_id="j", payload={}, succeeded=True, result={}, error=None,
                 processing_seconds=0.02, attempts_made=1, attempts_remaining=0,
                 retry_scheduled=False, enqueued_at=None, ended_at=datetime.now(UTC)))
