@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 from dependency_injector import containers, providers
 
 from adapters.memory.store import MemoryStore, MemoryUnitOfWorkFactory
@@ -40,6 +41,7 @@ from entrypoints.inbox_reconciler import InboxReconciler
 from entrypoints.logs import current_worker
 from entrypoints.observability import job_scope
 from entrypoints.outbox_worker import OutboxSenderPart
+from entrypoints.schema import check_schema
 from entrypoints.settings import Settings
 from entrypoints.spool_drainer import SpoolDrainer
 from entrypoints.webhook_processor import WebhookProcessor, name_thread
@@ -130,6 +132,22 @@ def store_metrics_collector(
         queues=(QUEUE_NAME,),
         cache_seconds=cache_seconds,
     )
+
+
+def ping_database(engine: sa.Engine) -> None:
+    """Raises unless the database answers a ``SELECT 1`` (readiness, ADR 0015)."""
+    with engine.connect() as connection:
+        connection.execute(sa.text("SELECT 1"))
+
+
+def check_database_schema(engine: sa.Engine) -> None:
+    """Raises SchemaNotAtHead unless the database is at this build's head (ADR 0015)."""
+    with engine.connect() as connection:
+        check_schema(connection)
+
+
+def nothing_to_check() -> None:
+    """The in-memory store always answers."""
 
 
 def forget_process(pid: int) -> None:
@@ -292,6 +310,16 @@ class Container(containers.DeclarativeContainer):
     metrics_collector = providers.Factory(
         store_metrics_collector, uow_factory, clock, queue_monitor.provider
     )
+
+    # Readiness checks (``/readyz`` of the webhook and of the worker): each raises when its
+    # dependency does not answer.
+    store_check = providers.Selector(
+        store,
+        memory=providers.Object(nothing_to_check),
+        sql=providers.Factory(functools.partial, ping_database, engine),
+    )
+    schema_check = providers.Factory(functools.partial, check_database_schema, engine)
+    queue_check = queue_redis.provided.ping
 
     # The worker parts (``livesell worker``, entrypoints.runner.PARTS), each given its
     # collaborators; the parts never see the container (ADR 0017).
