@@ -74,10 +74,9 @@ from entrypoints.container import build
 from entrypoints.logs import configure_logging
 from entrypoints.runner import Runner
 from entrypoints.settings import Settings
-from entrypoints.webhook_worker import WebhookWorker
 settings = Settings.from_env()
 configure_logging(settings.log_format, settings.log_level)
-sys.exit(Runner([WebhookWorker(build(settings), processes=1)]).run())
+sys.exit(Runner([build(settings).webhook_part(processes=1)]).run())
 """
 SELLER_SHARE = 0.3
 
@@ -501,16 +500,15 @@ class Bench:
         sa.event.listen(engine, "before_cursor_execute", lambda *a: _bump(statements))
         sa.event.listen(engine, "checkout", lambda *a: _bump(checkouts))
         profiles: list[cProfile.Profile] = []
-        original = webhook_worker._name_thread
 
         def profiled_thread() -> None:
-            original()
+            webhook_worker.name_thread()
             profile = cProfile.Profile()
             profiles.append(profile)
             profile.enable()
 
-        webhook_worker._name_thread = profiled_thread  # type: ignore[assignment]
-        part = webhook_worker.build_part(container)
+        container.webhook_engine.add_kwargs(thread_initializer=profiled_thread)
+        part = container.webhook_part()
         items = payloads(jobs, self.args.tenants, f"{self.run_number:02d}")
         try:
             part.start()
@@ -535,7 +533,6 @@ class Bench:
             stop.set()
             thread.join(timeout=40)
         finally:
-            webhook_worker._name_thread = original  # type: ignore[assignment]
             install_container(None)
         for profile in profiles:
             profile.disable()

@@ -9,8 +9,10 @@ from collections.abc import Sequence
 
 from application.live_sessions import CloseObserver, close_inactive_sessions
 from application.periodic import Pacing, PassOutcome
-from entrypoints.container import Container
+from domain.live_sessions import InactivityWindow
 from entrypoints.periodic_part import PeriodicPart, log_retry
+from ports.clock import Clock, IdGenerator
+from ports.unit_of_work import UnitOfWorkFactory
 
 log = logging.getLogger("livesell.closer")
 
@@ -21,12 +23,23 @@ class SessionCloser(PeriodicPart):
 
     name = "close-inactive-live-sessions"
 
-    def __init__(self, container: Container, observers: Sequence[CloseObserver] = ()) -> None:
-        self.container = container
-        settings = container.settings()
-        assert settings is not None
-        self.interval_seconds = settings.close_interval_minutes * 60
-        self.batch_limit = settings.close_batch_limit
+    def __init__(
+        self,
+        *,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        ids: IdGenerator,
+        window: InactivityWindow,
+        interval_minutes: float,
+        batch_limit: int,
+        observers: Sequence[CloseObserver] = (),
+    ) -> None:
+        self.uow_factory = uow_factory
+        self.clock = clock
+        self.ids = ids
+        self.window = window
+        self.interval_seconds = interval_minutes * 60
+        self.batch_limit = batch_limit
         self.run_observers: list[CloseObserver] = list(observers)
         super().__init__(
             Pacing(
@@ -37,10 +50,7 @@ class SessionCloser(PeriodicPart):
         )
 
     def start(self) -> None:
-        self.uow_factory = self.container.uow_factory()
-        self.clock = self.container.clock()
-        self.ids = self.container.ids()
-        self.window = self.container.window()
+        """Everything it needs was given at construction; the first run connects."""
 
     def run_once(self) -> int:
         started = time.perf_counter()
@@ -86,9 +96,3 @@ class SessionCloser(PeriodicPart):
                 }
             },
         )
-
-
-def build_part(container: Container) -> SessionCloser:
-    from entrypoints.metrics import part_observers
-
-    return SessionCloser(container, part_observers(container.settings()))

@@ -27,11 +27,9 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import attrs
-import sqlalchemy as sa
 
 from entrypoints.container import Container
 from entrypoints.heartbeat import Beat, Heartbeat, PartState
-from entrypoints.schema import check_schema
 from entrypoints.settings import ConfigError, Settings
 
 log = logging.getLogger("livesell.health")
@@ -283,25 +281,12 @@ def worker_readiness(
     settings: Settings, container: Container, part_names: Sequence[str]
 ) -> Readiness:
     """The database answers, its schema is at head, and Redis answers when a part uses it."""
-    engine = container.engine()
-
-    def store() -> None:
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-
-    def schema() -> None:
-        with engine.connect() as connection:
-            check_schema(connection)
-
-    checks: dict[str, Check] = {"sqlite" if settings.is_sqlite else "postgres": store}
-    checks["schema"] = schema
+    checks: dict[str, Check] = {
+        "sqlite" if settings.is_sqlite else "postgres": container.store_check(),
+        "schema": container.schema_check(),
+    }
     if any(name not in REDIS_FREE_PARTS for name in part_names):
-        redis = container.queue_redis()
-
-        def ping() -> None:
-            redis.ping()
-
-        checks["redis"] = ping
+        checks["redis"] = container.queue_check()
     return Readiness(checks)
 
 

@@ -27,8 +27,11 @@ from datetime import timedelta
 from application.inbox import ReconcileReport, RequeueSchedule, reconcile_inbox
 from application.periodic import Pacing, PassOutcome, Schedule
 from application.queue_recovery import QueueRecovered, QueueWatch
-from entrypoints.container import Container
 from entrypoints.periodic_part import PeriodicPart, log_retry
+from ports.clock import Clock
+from ports.queue import InboundQueue
+from ports.queue_health import QueueHealth
+from ports.unit_of_work import UnitOfWorkFactory
 
 log = logging.getLogger("livesell.inbox_reconciler")
 
@@ -43,14 +46,24 @@ PROBE_SECONDS = 1.0
 class InboxReconciler(PeriodicPart):
     name = "inbox-reconciler"
 
-    def __init__(self, container: Container, batch_limit: int = BATCH_LIMIT) -> None:
-        self.container = container
-        settings = container.settings()
-        assert settings is not None
-        self.older_than = timedelta(seconds=settings.inbox_reconcile_after_seconds)
+    def __init__(
+        self,
+        *,
+        uow_factory: UnitOfWorkFactory,
+        queue: InboundQueue,
+        queue_health: QueueHealth,
+        clock: Clock,
+        reconcile_after_seconds: float,
+        batch_limit: int = BATCH_LIMIT,
+    ) -> None:
+        self.uow_factory = uow_factory
+        self.queue = queue
+        self.clock = clock
+        self.older_than = timedelta(seconds=reconcile_after_seconds)
+        self.watch = QueueWatch(queue_health, clock, self.older_than)
         self.interval_seconds = min(
             MAX_INTERVAL_SECONDS,
-            max(MIN_INTERVAL_SECONDS, settings.inbox_reconcile_after_seconds / 2),
+            max(MIN_INTERVAL_SECONDS, reconcile_after_seconds / 2),
         )
         self.batch_limit = batch_limit
         self.schedule = RequeueSchedule(self.older_than, MAX_REQUEUE_WAIT)
@@ -65,11 +78,8 @@ class InboxReconciler(PeriodicPart):
         )
 
     def start(self) -> None:
-        """Build what a pass needs; connects to nothing (Redis may well be down now)."""
-        self.uow_factory = self.container.uow_factory()
-        self.queue = self.container.inbound_queue()
-        self.clock = self.container.clock()
-        self.watch = QueueWatch(self.container.queue_health(), self.clock, self.older_than)
+        """Connects to nothing (Redis may well be down now): everything was given at
+        construction."""
 
     def recover(self, recovered: QueueRecovered) -> ReconcileReport:
         """Enqueue what may have missed its enqueue while the queue was down."""
@@ -160,7 +170,3 @@ class InboxReconciler(PeriodicPart):
 
     def log_stopped(self) -> None:
         log.info("Inbox reconciler stopped")
-
-
-def build_part(container: Container) -> InboxReconciler:
-    return InboxReconciler(container)

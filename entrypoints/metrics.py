@@ -5,16 +5,17 @@ multi-process mode, the scrape-time collectors and the parts' observer live in
 
 Two kinds of metric:
 
-- **events**, counted where they happen by the observer each worker part is built with
-  (``part_observers``): job runs and their processing time, provider calls by outcome and provider
-  code, recorded outbox outcomes, sessions closed;
+- **events**, counted where they happen by the observer the container builds each worker part
+  with (``container.part_observers``, when ``METRICS_PORT`` is set): job runs and their
+  processing time, provider calls by outcome and provider code, recorded outbox outcomes,
+  sessions closed;
 - **levels that need a query** (outbox lag and rows by status, queue depth, active sessions, dead
   letters waiting), computed at scrape time from the same readings as ``livesell stats``.
 
 Several processes: when ``PROMETHEUS_MULTIPROC_DIR`` is set, or a part runs children (then in a
 private temporary directory), ``start_worker_metrics`` switches to prometheus_client's
 multi-process mode before any metric exists; the webhook worker's children build their own
-observer (``entrypoints.webhook_worker.run_child``).
+observer (``container.child_part_observers``).
 """
 
 from __future__ import annotations
@@ -32,15 +33,8 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 from prometheus_client.registry import Collector
 
 from adapters.prometheus import exposition
-from adapters.prometheus.collectors import (
-    SCRAPE_CACHE_SECONDS,
-    BuildInfoCollector,
-    StoreCollector,
-)
+from adapters.prometheus.collectors import SCRAPE_CACHE_SECONDS, BuildInfoCollector
 from adapters.prometheus.metrics import configure_multiprocess, metrics, multiprocess_dir
-from adapters.prometheus.observer import PrometheusObserver
-from adapters.rq.spec import QUEUE_NAME
-from application.stats import read_store_stats
 from entrypoints import build_info
 from entrypoints.container import Container
 from entrypoints.health import Route, serve_routes
@@ -49,27 +43,12 @@ from entrypoints.settings import ConfigError, Settings
 __all__ = [
     "MetricsServer",
     "metrics",
-    "observer",
-    "part_observers",
     "scrape_registry",
     "serve",
     "start_worker_metrics",
 ]
 
 log = logging.getLogger("livesell.metrics")
-
-
-def observer() -> PrometheusObserver:
-    """The observer the worker parts count their events with (jobs of ``webhook-processing``)."""
-    return PrometheusObserver(job_queue=QUEUE_NAME)
-
-
-def part_observers(settings: Settings | None) -> list[PrometheusObserver]:
-    """What a worker part is built with: the observer when ``METRICS_PORT`` is set (the endpoint
-    then serves what it counts), nothing otherwise."""
-    if settings is None or settings.metrics_port is None:
-        return []
-    return [observer()]
 
 
 def scrape_registry(collectors: Sequence[Collector] = ()) -> CollectorRegistry:
@@ -116,21 +95,11 @@ def serve(
 
 
 def runs_child_processes(part: object) -> bool:
-    """True for a part that spreads its work over child processes (the webhook worker's ``plan``
-    lists the slots of each process it runs)."""
-    plan = getattr(part, "plan", None)
-    return isinstance(plan, list | tuple) and len(plan) > 1
+    """True for a part that spreads its work over child processes (the webhook worker whose
+    ``plan`` lists more than this process's slots)."""
+    from entrypoints.webhook_worker import WebhookWorker
 
-
-def _attach_to_outbox_sender(parts: Sequence[object], counting: PrometheusObserver) -> None:
-    """The outbox sender still takes its observers on lists after it is built; until it takes an
-    ``OutboxObserver`` at construction (issue 14 §1), the observer's methods go on those lists."""
-    from entrypoints.outbox_worker import OutboxSenderPart
-
-    for part in parts:
-        if isinstance(part, OutboxSenderPart):
-            part.send_observers.append(counting.message_sent)
-            part.record_observers.append(counting.outcomes_recorded)
+    return isinstance(part, WebhookWorker) and len(part.plan) > 1
 
 
 def start_worker_metrics(
@@ -160,15 +129,7 @@ def start_worker_metrics(
     if directory:
         configure_multiprocess(directory)
     metrics()
-    _attach_to_outbox_sender(parts, observer())
-    uow_factory = container.uow_factory()
-    clock = container.clock()
-    collector = StoreCollector(
-        read_store=lambda: read_store_stats(uow_factory=uow_factory, clock=clock),
-        monitor=container.queue_monitor(client_name="livesell-metrics") if queue else None,
-        queues=(QUEUE_NAME,),
-        cache_seconds=cache_seconds,
-    )
+    collector = container.metrics_collector(queue=queue, cache_seconds=cache_seconds)
     try:
         server = serve(settings.metrics_port, addr=addr, collectors=[collector], routes=routes)
     except OSError as exc:

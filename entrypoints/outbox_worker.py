@@ -11,59 +11,48 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from application.outbox import Attempt, BatchReport
 from application.outbox_counters import SenderCounters
-from application.outbox_sender import OutboxSender
-from entrypoints.container import Container
+from application.outbox_sender import OutboxObserver, OutboxSender
 from entrypoints.heartbeat import Heartbeat
-from entrypoints.settings import Settings
 from ports.wakeup import Wakeup
 
 log = logging.getLogger("livesell.outbox")
 
 
-class _ListedObservers:
-    """An ``OutboxObserver`` that calls the part's ``send_observers`` and ``record_observers``
-    (where ``entrypoints.metrics.instrument`` attaches the metrics)."""
-
-    def __init__(self, part: OutboxSenderPart) -> None:
-        self._part = part
-
-    def message_sent(self, attempt: Attempt, seconds: float) -> None:
-        for observe in self._part.send_observers:
-            observe(attempt, seconds)
-
-    def outcomes_recorded(self, report: BatchReport) -> None:
-        for observe in self._part.record_observers:
-            observe(report)
-
-
 class OutboxSenderPart:
-    """The ``outbox-sender`` part: the container's ``OutboxSender`` and its wake-up."""
+    """The ``outbox-sender`` part: an ``OutboxSender`` and its wake-up, both made at ``start``
+    by the factories the container passes (``container.outbox_part``): ``make_sender`` with the
+    part's observers and heartbeat, ``make_wakeup`` with the sender's ``notify`` (None where
+    nothing notifies). ``facts`` are the settings its first log line shows."""
 
     name = "outbox-sender"
 
-    def __init__(self, container: Container) -> None:
-        self.container = container
-        settings = container.settings()
-        assert settings is not None
-        self.settings: Settings = settings
+    def __init__(
+        self,
+        *,
+        make_sender: Callable[..., OutboxSender],
+        make_wakeup: Callable[..., Wakeup | None],
+        observers: Sequence[OutboxObserver] = (),
+        rate_limit_per_second: float | None = None,
+        longest_send_seconds: float = 0.0,
+        provider_name: str = "",
+    ) -> None:
+        self.make_sender = make_sender
+        self.make_wakeup = make_wakeup
+        self.observers = list(observers)
+        self.rate_limit_per_second = rate_limit_per_second
+        self.longest_send_seconds = longest_send_seconds
+        self.provider_name = provider_name
         self.heartbeat = Heartbeat()
         self.sender: OutboxSender | None = None
         self.wakeup: Wakeup | None = None
-        self.send_observers: list[Callable[[Attempt, float], None]] = []
-        """Called with every provider call's attempt and its duration in seconds (metrics)."""
-        self.record_observers: list[Callable[[BatchReport], None]] = []
-        """Called with the outcomes each recording stored (metrics)."""
 
     def start(self) -> None:
-        sender = self.container.outbox_sender(
-            observers=[_ListedObservers(self)], heartbeat=self.heartbeat.beat
-        )
+        sender = self.make_sender(observers=self.observers, heartbeat=self.heartbeat.beat)
         self.sender = sender
-        self.wakeup = self.container.outbox_wakeup(on_wake=sender.notify)
+        self.wakeup = self.make_wakeup(on_wake=sender.notify)
         if self.wakeup is not None:
             self.wakeup.start()
 
@@ -81,12 +70,12 @@ class OutboxSenderPart:
                     "batchSize": sender.batch_size,
                     "sendConcurrency": sender.concurrency,
                     "pollIntervalSeconds": sender.poll_interval,
-                    "rateLimitPerSecond": self.settings.outbox_rate_limit_per_second,
+                    "rateLimitPerSecond": self.rate_limit_per_second,
                     "leaseSeconds": sender.lease.total_seconds(),
                     "maxAttempts": policy.max_attempts,
                     "rateLimitedMaxSeconds": policy.rate_limited_ceiling.total_seconds(),
-                    "longestSendSeconds": round(self.settings.longest_send_seconds(), 3),
-                    "provider": self.settings.messaging_provider,
+                    "longestSendSeconds": round(self.longest_send_seconds, 3),
+                    "provider": self.provider_name,
                     "wakeup": "listen/notify" if self.wakeup is not None else "polling",
                 }
             },
@@ -101,7 +90,3 @@ class OutboxSenderPart:
         if self.sender is None:
             raise RuntimeError("the outbox-sender part was not started")
         return self.sender
-
-
-def build_part(container: Container) -> OutboxSenderPart:
-    return OutboxSenderPart(container)

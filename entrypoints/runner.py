@@ -1,7 +1,8 @@
 """``livesell worker``: run the worker parts of one service and stop them cleanly.
 
-Each part (``webhook``, ``outbox``, ``closer``) is built by a ``build_part(container)`` function
-named in PARTS and runs in its own thread; a part may run processes of its own. Signals
+Each part (``webhook``, ``outbox``, ``closer``, ``reconciler``, ``spool``) is built by the
+container with its collaborators (the provider PART_PROVIDERS names, ADR 0017) and runs in its own
+thread; a part may run processes of its own. Signals
 (``Shutdown``, installed before anything is built): the first SIGTERM/SIGINT sets ``stop`` (no new
 work; in-flight work finishes, at most ``GRACE_SECONDS``), a second one exits at once. A signal
 during start-up stops the start: the parts already started stop as after a signal, exit 0. A part
@@ -10,13 +11,12 @@ that dies takes the service down with a non-zero exit rather than leaving it hal
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from entrypoints.build_info import log_context
@@ -36,6 +36,14 @@ PARTS: dict[str, str] = {
     "reconciler": "entrypoints.inbox_reconciler",
     "spool": "entrypoints.spool_drainer",
 }
+PART_PROVIDERS: dict[str, Callable[[Container], WorkerPart]] = {
+    "webhook": lambda container: container.webhook_part(),
+    "outbox": lambda container: container.outbox_part(),
+    "closer": lambda container: container.closer_part(),
+    "reconciler": lambda container: container.reconciler_part(),
+    "spool": lambda container: container.spool_part(),
+}
+"""How the container makes each part in PARTS (whose values name the part's module)."""
 EXIT_OK = 0
 EXIT_PART_DIED = 1
 EXIT_FORCED = 3
@@ -68,7 +76,7 @@ def build_parts(container: Container, names: Sequence[str]) -> list[WorkerPart]:
         raise ValueError(
             f"unknown worker part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}"
         )
-    return [importlib.import_module(PARTS[name]).build_part(container) for name in names]
+    return [PART_PROVIDERS[name](container) for name in names]
 
 
 class Shutdown:
@@ -146,6 +154,10 @@ class Runner:
             part.heartbeat.stopped()
 
     def run(self) -> int:
+        """Start the parts, run them until a signal or a dead part, stop them; the exit code.
+        Raises TypeError, before anything starts, for a part without a ``Heartbeat`` (its thread
+        would die on the first beat and the runner wait for it forever)."""
+        self._check_parts()
         self.shutdown.install()
         started = self._start_parts()
         current_worker.set("livesell")
@@ -176,6 +188,18 @@ class Runner:
             return EXIT_PART_DIED
         log.info("Worker stopped")
         return EXIT_OK
+
+    def _check_parts(self) -> None:
+        lacking = [
+            getattr(part, "name", type(part).__name__)
+            for part in self.parts
+            if not isinstance(getattr(part, "heartbeat", None), Heartbeat)
+        ]
+        if lacking:
+            raise TypeError(
+                f"worker part(s) {', '.join(map(str, lacking))} have no heartbeat: a WorkerPart "
+                "has a Heartbeat that its loop beats (entrypoints.heartbeat)"
+            )
 
     def _start_parts(self) -> list[WorkerPart]:
         """Start the parts in order until one fails or a signal asks to stop; the started ones.

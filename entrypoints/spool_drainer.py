@@ -17,7 +17,6 @@ import time
 
 from application.periodic import Pacing, PassOutcome
 from application.spool import DrainReport, drain_spool
-from entrypoints.container import Container
 from entrypoints.periodic_part import PeriodicPart
 from ports.clock import Clock, IdGenerator
 from ports.queue import InboundQueue
@@ -124,13 +123,3 @@ class SpoolDrainer(PeriodicPart):
 
     def log_stopped(self) -> None:
         log.info("Spool drainer stopped", extra={"context": {"drained": self.drained}})
-
-
-def build_part(container: Container) -> SpoolDrainer:
-    return SpoolDrainer(
-        container.spool(),
-        container.uow_factory(),
-        container.inbound_queue(),
-        container.clock(),
-        container.ids(),
-    )

@@ -27,7 +27,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import sqlalchemy as sa
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -53,7 +52,6 @@ from entrypoints.build_info import log_context
 from entrypoints.container import Container
 from entrypoints.logs import current_worker
 from entrypoints.metrics import metrics, scrape_registry
-from entrypoints.schema import check_schema
 from entrypoints.settings import ConfigError
 from entrypoints.twilio_form import read_twilio_message
 from entrypoints.webhook_problems import HttpProblem, answer_problem, first_line, where_raised
@@ -277,7 +275,7 @@ class WebhookApp:
 
     async def readyz(self, _request: Request) -> Response:
         checks = {self._store_name(): self._check_store, "redis": self._check_redis}
-        if self.container.config.store() != "memory":
+        if self.container.store() != "memory":
             checks["schema"] = self._check_schema
         results: dict[str, str] = {}
 
@@ -307,23 +305,19 @@ class WebhookApp:
     # -- readiness checks --------------------------------------------------------------------
 
     def _store_name(self) -> str:
-        if self.container.config.store() == "memory":
+        if self.container.store() == "memory":
             return "memory"
         return "sqlite" if self.settings.is_sqlite else "postgres"
 
     def _check_store(self) -> None:
-        if self.container.config.store() == "memory":
-            return
-        with self.container.engine().connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
+        self.container.store_check()()
 
     def _check_schema(self) -> None:
         """Raises SchemaNotAtHead unless the database is at this build's head (ADR 0015)."""
-        with self.container.engine().connect() as connection:
-            check_schema(connection)
+        self.container.schema_check()()
 
     def _check_redis(self) -> None:
-        self.container.queue_redis().ping()
+        self.container.queue_check()()
 
 
 class _NamedWorker:

@@ -4,9 +4,10 @@
 use (at most one per slot): this process and, beside it, child processes it spawns. Each process
 runs its slots in threads on one container, so one database pool, reused by every job (ADR 0007
 says why this model and shows the measurements). The RQ side is
-``adapters.rq.worker.ThreadedRqWorker``; ``WebhookProcessor`` wires one process's engine to its
-container, installs that container for ``entrypoints.jobs`` and turns job outcomes into the log
-lines and the periodic ``Worker metrics`` line of SPEC §4.
+``adapters.rq.worker.ThreadedRqWorker``; one process's share is
+``entrypoints.webhook_processor.WebhookProcessor``; the container makes both
+(``container.webhook_part``, ``container.webhook_processor``, ADR 0017). This module is process
+supervision: it spawns, watches and stops the children; it decides nothing about a job.
 
 Stopping: the runner's first signal stops this process's slots and, at once, tells the children
 to stop too (a message on each child's control pipe); each lets its jobs in flight finish.
@@ -23,9 +24,7 @@ never does, so the parent hung for its whole grace period (ADR 0014).
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
-import math
 import multiprocessing
 import os
 import signal
@@ -36,26 +35,26 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING
 
-from adapters.rq.connection import queue_errors
-from adapters.rq.monitor import RqQueueMonitor
-from adapters.rq.outcomes import JobObserver
-from adapters.rq.spec import QUEUE_NAME, JobSpec
-from adapters.rq.worker import JobOutcome, ThreadedRqWorker
-from entrypoints.container import Container, build
 from entrypoints.heartbeat import Heartbeat
-from entrypoints.jobs import dead_letter_undecodable_job, install_container
 from entrypoints.logs import configure_logging, current_worker
-from entrypoints.observability import report_exception
 from entrypoints.settings import Settings
-from ports.queue_monitor import QueueDepths, QueueMonitor
+from entrypoints.webhook_processor import (
+    WORKER_NAME,
+    WebhookProcessor,
+    WorkerMetrics,
+    name_thread,
+)
+
+if TYPE_CHECKING:  # the engine's types; the container makes the engine (ADR 0017)
+    from adapters.rq.outcomes import JobObserver
+    from adapters.rq.worker import ThreadedRqWorker
+
+__all__ = ["WebhookProcessor", "WebhookWorker", "WorkerMetrics", "name_thread", "process_plan"]
 
 log = logging.getLogger("livesell.webhook")
 
-WORKER_NAME = "webhook-processor"
-METRICS_EVERY_JOBS = 100
-METRICS_EVERY_SECONDS = 300.0
 CHILD_START_SECONDS = 60.0
 STOP_CHILDREN_WITHIN_SECONDS = 29.0
 """The runner waits 30 s for the parts; children still running after this are killed."""
@@ -72,231 +71,6 @@ def process_plan(concurrency: int, cpus: int | None = None) -> list[int]:
     return [base + (1 if n < extra else 0) for n in range(processes)]
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))
-    return ordered[index]
-
-
-class WorkerMetrics:
-    """Counts job runs; says when a ``Worker metrics`` line is due (every ``every_jobs`` runs or
-    ``every_seconds``) and what it holds. Processing times are those since the previous line."""
-
-    def __init__(
-        self,
-        every_jobs: int = METRICS_EVERY_JOBS,
-        every_seconds: float = METRICS_EVERY_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.every_jobs = every_jobs
-        self.every_seconds = every_seconds
-        self.clock = clock
-        self.started = clock()
-        self.completed = 0
-        self.failed = 0
-        self._window: list[float] = []
-        self._since_line = 0
-        self._last_line = self.started
-        self._lock = threading.Lock()
-
-    def record(self, outcome: JobOutcome) -> bool:
-        """Count one run; True when a metrics line is due."""
-        with self._lock:
-            if outcome.succeeded:
-                self.completed += 1
-            else:
-                self.failed += 1
-            self._window.append(outcome.processing_seconds * 1000)
-            self._since_line += 1
-            if self._since_line < self.every_jobs:
-                return False
-            self._since_line = 0  # this caller logs the line; the others counting meanwhile don't
-            return True
-
-    def due_by_time(self) -> bool:
-        with self._lock:
-            return self.clock() - self._last_line >= self.every_seconds
-
-    def snapshot(self, depth: QueueDepths | None) -> dict[str, Any]:
-        """The metrics line's context; starts a new window."""
-        with self._lock:
-            window, self._window = self._window, []
-            self._since_line = 0
-            self._last_line = self.clock()
-            total = self.completed + self.failed
-            context: dict[str, Any] = {
-                "uptimeMs": round((self._last_line - self.started) * 1000),
-                "completed": self.completed,
-                "failed": self.failed,
-                "successRate": round(self.completed / total, 4) if total else 1.0,
-                "jobsInWindow": len(window),
-                "avgProcessingTimeMs": round(sum(window) / len(window), 2) if window else 0.0,
-                "p95ProcessingTimeMs": round(_percentile(window, 0.95), 2),
-            }
-        if depth is not None:
-            context["queue"] = {
-                "waiting": depth.waiting,
-                "active": depth.started,
-                "delayed": depth.scheduled,
-                "completed": depth.finished,
-                "failed": depth.failed,
-            }
-        return context
-
-
-def _name_thread() -> None:
-    current_worker.set(WORKER_NAME)
-
-
-def _ids(payload: object) -> dict[str, Any]:
-    if not isinstance(payload, dict):
-        return {}
-    keys = ("correlationId", "tenantId", "providerMessageId")
-    return {key: payload[key] for key in keys if isinstance(payload.get(key), str)}
-
-
-class WebhookProcessor:
-    """One process's share of the webhook worker: ``slots`` jobs in flight in its threads; each
-    job run's outcome goes to every one of ``observers`` (metrics)."""
-
-    name = WORKER_NAME
-
-    def __init__(
-        self, container: Container, slots: int, observers: Sequence[JobObserver] = ()
-    ) -> None:
-        self.container = container
-        settings = container.settings()
-        assert settings is not None
-        self.settings = settings
-        self.slots = slots
-        self.metrics = WorkerMetrics()
-        self.job_observers: list[JobObserver] = list(observers)
-        self.worker: ThreadedRqWorker | None = None
-        self.monitor: QueueMonitor | None = None
-        """Where the ``Worker metrics`` line reads the queue's depths (set by ``start``)."""
-        self.heartbeat = Heartbeat()
-
-    def start(self) -> None:
-        """Install this process's container for the jobs, build the pool, register in RQ.
-
-        Raises ports.queue.QueueUnavailable when Redis cannot be reached.
-        """
-        install_container(self.container)
-        self.container.uow_factory()
-        # RQ's own per-job INFO lines carry no correlationId; "Job failed" says the same.
-        logging.getLogger("rq.job").setLevel(logging.WARNING)
-        connection = self.container.worker_redis()
-        spec = JobSpec.webhook_processing(self.container.retry_policy())
-        self.worker = ThreadedRqWorker(
-            connection,
-            spec,
-            concurrency=self.slots,
-            on_job_done=self._on_job_done,
-            thread_initializer=_name_thread,
-            on_undecodable=dead_letter_undecodable_job,
-            on_tick=lambda away: self.heartbeat.beat(away=away),
-        )
-        self.monitor = RqQueueMonitor(connection)
-        with queue_errors():
-            self.worker.start()
-        # Everything built so far (modules, container, pool) lives as long as the process: keep
-        # it out of the collector's full passes, which otherwise pause every job for ~50-90 ms.
-        gc.collect()
-        gc.freeze()
-        log.info(
-            "Worker started successfully",
-            extra={
-                "context": {
-                    "queue": spec.queue,
-                    "concurrency": self.slots,
-                    "workerName": self.worker.name,
-                    "pid": os.getpid(),
-                    "maxAttempts": spec.max_attempts,
-                    "retryIntervalsSeconds": list(spec.retry_intervals),
-                }
-            },
-        )
-
-    def close(self) -> None:
-        """Unregister a started worker that will not run (start-up interrupted)."""
-        if self.worker is not None:
-            stopped = threading.Event()
-            stopped.set()
-            self.worker.run(stopped)
-
-    def run(self, stop: threading.Event) -> None:
-        assert self.worker is not None
-        ticker = threading.Thread(
-            target=self._metrics_by_time, args=(stop,), name="webhook-metrics", daemon=True
-        )
-        ticker.start()
-        try:
-            self.worker.run(stop)
-        finally:
-            self._log_metrics()
-            log.info("Worker stopped", extra={"context": {"workerName": self.worker.name}})
-
-    def _metrics_by_time(self, stop: threading.Event) -> None:
-        while not stop.wait(5.0):
-            if self.metrics.due_by_time():
-                self._log_metrics()
-
-    def _log_metrics(self) -> None:
-        depth: QueueDepths | None = None
-        if self.monitor is not None:
-            try:
-                depth = self.monitor.depths(QUEUE_NAME)
-            except ConnectionError as exc:  # QueueUnavailable
-                log.warning("Queue depth unavailable", extra={"context": {"error": str(exc)}})
-        log.info("Worker metrics", extra={"context": self.metrics.snapshot(depth)})
-
-    def _on_job_done(self, outcome: JobOutcome) -> None:
-        context: dict[str, Any] = {
-            "jobId": outcome.job_id,
-            **_ids(outcome.payload),
-            "processingTimeMs": round(outcome.processing_seconds * 1000, 2),
-            "attemptsMade": outcome.attempts_made,
-        }
-        if outcome.succeeded:
-            result = outcome.result if isinstance(outcome.result, dict) else {}
-            if result.get("status") == "rejected":
-                context.update(outcome="rejected", reason=result.get("reason"))
-                context["deadLetterId"] = result.get("deadLetterId")
-            else:
-                context.update(
-                    outcome="processed",
-                    messageType=result.get("messageType"),
-                    liveSessionId=result.get("liveSessionId"),
-                )
-            log.info("Job completed", extra={"context": context})
-        else:
-            context.update(
-                error=outcome.error,
-                attemptsRemaining=outcome.attempts_remaining,
-                willRetry=outcome.retry_scheduled,
-            )
-            reported = False
-            if not outcome.retry_scheduled and outcome.exception is not None:
-                ids = _ids(outcome.payload)
-                reported = report_exception(
-                    outcome.exception,
-                    {
-                        "queue": outcome.queue,
-                        "job_id": outcome.job_id,
-                        "correlationId": ids.get("correlationId"),
-                        "tenant": ids.get("tenantId"),
-                    },
-                )
-            level = logging.WARNING if outcome.retry_scheduled else logging.ERROR
-            log.log(level, "Job failed", extra={"context": context, "sentry_reported": reported})
-        for observer in self.job_observers:
-            observer.job_finished(outcome)
-        if self.metrics.record(outcome):
-            self._log_metrics()
-
-
 class WebhookWorker:
     """The ``webhook`` part of ``livesell worker``: this process's ``WebhookProcessor`` and the
     child processes that run the rest of ``WEBHOOK_WORKER_CONCURRENCY``."""
@@ -305,20 +79,25 @@ class WebhookWorker:
 
     def __init__(
         self,
-        container: Container,
+        *,
+        settings: Settings,
+        make_processor: Callable[..., WebhookProcessor],
+        rebuildable: bool,
+        forget_process: Callable[[int], None],
         processes: int | None = None,
         observers: Sequence[JobObserver] = (),
     ) -> None:
         """``processes``: how many processes share the slots; by default one per usable CPU when
-        children can rebuild ``container`` from Settings, else one. ``observers`` are told of this
-        process's job runs; each child builds its own (``run_child``)."""
-        settings = container.settings()
-        assert settings is not None
+        children can rebuild the container from ``settings`` (``rebuildable``), else one.
+        ``make_processor(slots=, observers=)`` makes this process's share; ``observers`` are told
+        of this process's job runs, each child builds its own (``run_child``);
+        ``forget_process(pid)`` drops a stopped child's metrics files."""
         self.settings = settings
-        if processes is None and not rebuildable_from_settings(container):
+        self.forget_process = forget_process
+        if processes is None and not rebuildable:
             processes = 1
         self.plan = process_plan(settings.webhook_worker_concurrency, processes)
-        self.local = WebhookProcessor(container, self.plan[0], observers)
+        self.local = make_processor(slots=self.plan[0], observers=observers)
         self._context = multiprocessing.get_context("spawn")
         self._children: list[BaseProcess] = []
         self._controls: list[Connection] = []
@@ -439,7 +218,8 @@ class WebhookWorker:
                 )
                 child.kill()
                 child.join(5)
-            _forget_child(child.pid)
+            if child.pid is not None:
+                self.forget_process(child.pid)
 
 
 def _first_message(child: BaseProcess, control: Connection) -> str:
@@ -451,14 +231,6 @@ def _first_message(child: BaseProcess, control: Connection) -> str:
     except (EOFError, OSError):
         child.join(1)
         return f"it exited during start-up (exit code {child.exitcode})"
-
-
-def _forget_child(pid: int | None) -> None:
-    if pid is None:
-        return
-    from adapters.prometheus.metrics import mark_process_dead
-
-    mark_process_dead(pid)
 
 
 def run_child(
@@ -485,14 +257,13 @@ def run_child(
         threading.Thread(
             target=_exit_with_parent, args=(parent.sentinel,), name="parent-watch", daemon=True
         ).start()
-    from adapters.prometheus.metrics import multiprocess_dir
-    from entrypoints.metrics import part_observers
+    from entrypoints.container import build
     from entrypoints.observability import init_sentry
 
     init_sentry(settings, component="worker")
+    container = build(settings)
     # A child's counters reach the endpoint only through the multi-process directory.
-    observers = part_observers(settings) if multiprocess_dir() else []
-    processor = WebhookProcessor(build(settings), slots, observers)
+    processor = container.webhook_processor(slots=slots, observers=container.child_part_observers())
     try:
         processor.start()
     except Exception as exc:
@@ -515,18 +286,3 @@ def run_child(
 def _exit_with_parent(sentinel: int) -> None:
     wait_for([sentinel])
     os._exit(EXIT_FORCED)
-
-
-def rebuildable_from_settings(container: Container) -> bool:
-    """Child processes build their container from Settings: that gives them the same one only
-    when it was built by ``build(settings)`` on the SQL store with nothing overridden (tests and
-    the simulation override providers, or use the in-memory store, and stay in one process)."""
-    return container.config.store() == "sql" and not any(
-        provider.overridden for provider in (container.uow_factory, container.engine)
-    )
-
-
-def build_part(container: Container) -> WebhookWorker:
-    from entrypoints.metrics import part_observers
-
-    return WebhookWorker(container, observers=part_observers(container.settings()))

@@ -29,7 +29,7 @@ def register(sub: Any) -> None:
 def migrate(args: argparse.Namespace) -> int:
     from alembic.util import CommandError
 
-    url: str = build().config.database_url()
+    url: str = build().settings().database_url
     try:
         migrations.upgrade(url, args.revision)
         revision = migrations.current(url)

@@ -102,7 +102,7 @@ def send_message(args: argparse.Namespace) -> int:
         raise UsageError("--var needs --template")
     expires_in = parse_duration(args.expires_in) if args.expires_in is not None else None
     container = build()
-    require_schema_at_head(container.config.database_url())
+    require_schema_at_head(container.settings().database_url)
     ids = container.ids()
     correlation_id = args.correlation_id or f"cli-{ids.new_id()}"
     try:

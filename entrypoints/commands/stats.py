@@ -16,9 +16,8 @@ from typing import Any
 
 import attrs
 
-from adapters.rq.spec import QUEUE_NAME
 from application.stats import StoreStats, read_store_stats
-from entrypoints.container import build
+from entrypoints.container import WEBHOOK_QUEUE, build
 from entrypoints.schema import require_schema_at_head
 from entrypoints.settings import mask_url
 from ports.queue_monitor import QueueDepths, QueueUnavailable
@@ -32,7 +31,7 @@ def register(sub: Any) -> None:
         "stats",
         help="queue depths, outbox by status, dead letters, active sessions",
         description=(
-            f"Print the depths of queue {QUEUE_NAME} (waiting, started, scheduled, failed, from "
+            f"Print the depths of queue {WEBHOOK_QUEUE} (waiting, started, scheduled, failed, from "
             "RQ's registries), outbox rows by status and how long the oldest due one has waited, "
             "dead letters of the last hour and day, and active live sessions per tenant. Exits 1 "
             "when Redis or the database could not be read (the rest is still printed)."
@@ -53,7 +52,6 @@ class Reading:
 def stats_command(args: argparse.Namespace) -> int:
     container = build()
     settings = container.settings()
-    assert settings is not None
     require_schema_at_head(settings.database_url)
     try:
         store = Reading(
@@ -63,7 +61,7 @@ def stats_command(args: argparse.Namespace) -> int:
         store = Reading(error=str(exc))
     monitor = container.queue_monitor(client_name="stats")
     try:
-        queue = Reading(monitor.depths(QUEUE_NAME))
+        queue = Reading(monitor.depths(WEBHOOK_QUEUE))
     except QueueUnavailable as exc:
         queue = Reading(error=str(exc))
     finally:
@@ -79,9 +77,9 @@ def stats_command(args: argparse.Namespace) -> int:
 def stats_json(now: datetime, queue: Reading, store: Reading) -> dict[str, Any]:
     out: dict[str, Any] = {"takenAt": now.isoformat()}
     if queue.error:
-        out["queue"] = {"name": QUEUE_NAME, "available": False, "error": queue.error}
+        out["queue"] = {"name": WEBHOOK_QUEUE, "available": False, "error": queue.error}
     else:
-        out["queue"] = {"name": QUEUE_NAME, "available": True, **_shown(queue.value)}
+        out["queue"] = {"name": WEBHOOK_QUEUE, "available": True, **_shown(queue.value)}
     if store.error:
         out["store"] = {"available": False, "error": store.error}
         return out
@@ -104,7 +102,7 @@ def stats_json(now: datetime, queue: Reading, store: Reading) -> dict[str, Any]:
 
 
 def stats_text(now: datetime, queue: Reading, store: Reading, redis_url: str) -> str:
-    lines = [f"livesell stats at {_when(now)}", "", f"queue {QUEUE_NAME} ({redis_url})"]
+    lines = [f"livesell stats at {_when(now)}", "", f"queue {WEBHOOK_QUEUE} ({redis_url})"]
     if queue.error:
         lines.append(f"  unavailable: {queue.error}")
     else:

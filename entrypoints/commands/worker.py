@@ -1,8 +1,8 @@
 """``livesell worker [--only webhook,outbox,closer]``: run the worker parts until SIGTERM/SIGINT.
 
-Each part is built by ``build_part(container)`` in the module ``entrypoints.runner.PARTS`` names,
-from one container configured from the environment. A part whose module is not part of this build
-is an error only when it is asked for.
+Each part is built, with its collaborators, by the container configured from the environment
+(``entrypoints.runner.build_parts``, ADR 0017). A part whose module is not part of this build is
+an error only when it is asked for.
 """
 
 from __future__ import annotations

@@ -42,15 +42,12 @@ from application.tenants import add_seller, add_tenant
 from domain.inbound import InboundStatus
 from domain.outbox import OutboxStatus
 from domain.senders import SenderType
-from entrypoints.closer import SessionCloser
 from entrypoints.container import Container, build
 from entrypoints.demo.invariants import FINAL, InvariantChecker, Ledger, events_of
 from entrypoints.demo.report import Report
 from entrypoints.demo.scenario import Scenario
-from entrypoints.outbox_worker import OutboxSenderPart
 from entrypoints.runner import EXIT_OK, Runner, Shutdown, WorkerPart
 from entrypoints.settings import Settings
-from entrypoints.webhook_worker import WebhookWorker
 
 SPEED = 20.0
 WINDOW_MINUTES = 1
@@ -106,9 +103,9 @@ class _Workers:
         parts: list[WorkerPart] = [
             # one process: children would build their own container from Settings, without the
             # in-process Redis and the accelerated clock
-            WebhookWorker(container, processes=1),
-            OutboxSenderPart(container),
-            SessionCloser(container),
+            container.webhook_part(processes=1),
+            container.outbox_part(),
+            container.closer_part(),
         ]
         self.runner = Runner(parts, shutdown=_ScriptStops(GRACE_SECONDS))
         self.exit_code: int | None = None

@@ -37,7 +37,6 @@ from adapters.rq.spec import FAILURE_CALLBACK, JOB_FUNCTION, QUEUE_NAME, JobSpec
 from adapters.rq.worker import ThreadedRqWorker
 from entrypoints.container import Container, build
 from entrypoints.observability import init_sentry
-from entrypoints.outbox_worker import OutboxSenderPart
 from entrypoints.settings import Settings
 from ports.messaging import SendReceipt, SendRequest
 from tests.integration.test_outbox_sender import add_tenant, queue
@@ -171,7 +170,7 @@ class TestSentryFromTheOutboxSender:
         uow_factory = container.uow_factory()
         add_tenant(uow_factory)
         message_id = queue(uow_factory, body="sentry")
-        sender = OutboxSenderPart(container)
+        sender = container.outbox_part()
         sender.start()
         stop = threading.Event()
         thread = threading.Thread(target=sender.run, args=(stop,), daemon=True)

@@ -399,12 +399,13 @@ MULTIPROCESS_SCRIPT = textwrap.dedent(
 
     from adapters.prometheus import metrics
     from adapters.rq.worker import JobOutcome
-    from entrypoints.metrics import observer, serve
+    from entrypoints.container import metrics_observers
+    from entrypoints.metrics import serve
 
 
     def work(count):
         for _ in range(count):
-            observer().job_finished(JobOutcome(
+            metrics_observers(9100)[0].job_finished(JobOutcome(
                 job_id="j", payload={}, succeeded=True, result={}, error=None,
                 processing_seconds=0.02, attempts_made=1, attempts_remaining=0,
                 retry_scheduled=False, enqueued_at=None, ended_at=datetime.now(UTC)))
@@ -471,14 +472,11 @@ WORKER_PROCESSES_SCRIPT = textwrap.dedent(
     from entrypoints import metrics
     from entrypoints.container import build
     from entrypoints.settings import Settings
-    from entrypoints.webhook_worker import WebhookWorker
 
     if __name__ == "__main__":  # the children are spawned: they import this file
         settings = Settings.from_env()
         container = build(settings)
-        part = WebhookWorker(
-            container, processes=2, observers=metrics.part_observers(settings)
-        )
+        part = container.webhook_part(processes=2)
         server = metrics.start_worker_metrics(
             settings, container, [part], addr="127.0.0.1", cache_seconds=0
         )

@@ -119,7 +119,7 @@ def start_sender(
         container = build(Settings(**options), store="memory")
         container.uow_factory.override(providers.Object(uow_factory or pg_uow_factory))
         container.messaging_provider.override(providers.Object(provider))
-        sender = OutboxSenderPart(container)
+        sender = container.outbox_part()
         sender.start()
         stop = threading.Event()
         errors: list[BaseException] = []

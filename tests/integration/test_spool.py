@@ -34,8 +34,6 @@ from adapters.sqlalchemy.unit_of_work import SqlUnitOfWorkFactory
 from application.tenants import add_tenant
 from entrypoints import cli
 from entrypoints.container import Container
-from entrypoints.inbox_reconciler import InboxReconciler
-from entrypoints.spool_drainer import build_part
 from entrypoints.webhook_app import MESSAGES_PATH, create_app
 from tests.support.redis_db import RedisTestDb
 from tests.support.tcp_proxy import TcpProxy
@@ -105,7 +103,7 @@ def proxied(
         INBOX_RECONCILE_AFTER_SECONDS="5",
     )
     container = container_on(settings, SqlUnitOfWorkFactory(engine))
-    container.config.store.override("sql")
+    container.store.override("sql")
     add_tenant(
         uow_factory=container.uow_factory(),
         clock=container.clock(),
@@ -142,8 +140,8 @@ class TestWebhookDuringADatabaseOutage:
         sids: list[str] = []
         with (
             RunningWorker(proxied),
-            PartThread(build_part(proxied)) as drainer,
-            PartThread(InboxReconciler(proxied)),
+            PartThread(proxied.spool_part()) as drainer,
+            PartThread(proxied.reconciler_part()),
             TestClient(create_app(proxied), base_url=BASE) as client,
         ):
             started = time.monotonic()
@@ -218,7 +216,7 @@ class TestDeadLetterDuringADatabaseOutage:
             redis_connection(redis_db.url), JobSpec.webhook_processing(proxied.retry_policy())
         )
         job_payload = payload(TENANT, client_phone(1), message_id="SM-exhausted")
-        with RunningWorker(proxied) as worker, PartThread(build_part(proxied)):
+        with RunningWorker(proxied) as worker, PartThread(proxied.spool_part()):
             db_proxy.cut()
             started = time.monotonic()
             queue.enqueue(job_payload)

@@ -109,7 +109,7 @@ def make_container(
         env = {"TWILIO_AUTH_TOKEN": TOKEN, **env}
         settings = webhook_settings(postgres_url, redis_url or redis_db.url, **env)
         container = container_on(settings, uow_factory or pg_uow_factory)
-        container.config.store.override("sql")
+        container.store.override("sql")
         made.append(container)
         return container
 

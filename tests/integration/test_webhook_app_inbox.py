@@ -16,7 +16,6 @@ import sqlalchemy as sa
 
 from application.tenants import add_seller, add_tenant
 from entrypoints.container import Container
-from entrypoints.inbox_reconciler import InboxReconciler
 from entrypoints.webhook_app import MESSAGES_PATH, create_app
 from ports.unit_of_work import UnitOfWorkFactory
 from tests.support.redis_db import RedisTestDb
@@ -126,7 +125,7 @@ class TestRedisOutage:
         redis_proxy: TcpProxy,
         rq_state: RqState,
     ) -> None:
-        reconciler = InboxReconciler(container)
+        reconciler = container.reconciler_part()
         reconciler.start()
 
         redis_proxy.cut()
@@ -153,7 +152,7 @@ class TestRedisOutage:
     def test_the_reconciler_leaves_messages_younger_than_the_threshold_alone(
         self, client: TestClient, container: Container, redis_proxy: TcpProxy, rq_state: RqState
     ) -> None:
-        reconciler = InboxReconciler(container)
+        reconciler = container.reconciler_part()
         reconciler.start()
         redis_proxy.cut()
         post(client, "SM-young")
@@ -166,7 +165,7 @@ class TestRedisOutage:
     def test_a_message_enqueued_again_is_not_enqueued_again_at_every_pass(
         self, client: TestClient, container: Container, redis_proxy: TcpProxy, rq_state: RqState
     ) -> None:
-        reconciler = InboxReconciler(container)
+        reconciler = container.reconciler_part()
         reconciler.start()
         redis_proxy.cut()
         post(client, "SM-slow")

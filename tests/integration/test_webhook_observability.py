@@ -19,7 +19,7 @@ from adapters.rq.worker import JobOutcome
 from adapters.sqlalchemy.engine import build_engine
 from adapters.sqlalchemy.unit_of_work import SqlUnitOfWorkFactory
 from entrypoints.container import Container
-from entrypoints.webhook_worker import WebhookWorker, WorkerMetrics, process_plan
+from entrypoints.webhook_worker import WorkerMetrics, process_plan
 from ports.queue_monitor import QueueDepths
 from tests.support.redis_db import RedisTestDb
 from tests.support.tcp_proxy import TcpProxy
@@ -215,7 +215,7 @@ class TestProcessPlan:
     def test_a_container_with_overridden_providers_keeps_every_slot_in_this_process(
         self, webhook_container: Container
     ) -> None:
-        assert WebhookWorker(webhook_container).plan == [5]
+        assert webhook_container.webhook_part().plan == [5]
 
 
 class TestForeignProducers:

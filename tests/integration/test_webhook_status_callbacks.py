@@ -48,7 +48,7 @@ def container(
 ) -> Iterator[Container]:
     settings = webhook_settings(postgres_url, redis_db.url, TWILIO_AUTH_TOKEN=TOKEN)
     made = container_on(settings, pg_uow_factory)
-    made.config.store.override("sql")
+    made.store.override("sql")
     for tenant_id, number in (("shop-a", SHOP_NUMBER), ("shop-b", OTHER_SHOP_NUMBER)):
         add_tenant(
             uow_factory=pg_uow_factory,

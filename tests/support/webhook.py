@@ -27,7 +27,6 @@ from application.tenants import add_seller, add_tenant
 from entrypoints.container import Container, build
 from entrypoints.jobs import install_container
 from entrypoints.settings import Settings
-from entrypoints.webhook_worker import WebhookWorker
 from ports.unit_of_work import UnitOfWorkFactory
 from tests.support.redis_db import (  # noqa: F401 - fixtures the test modules import from here
     RedisTestDb,
@@ -132,7 +131,7 @@ class RunningWorker:
     with all its slots in this process (the end-to-end suite runs the child processes)."""
 
     def __init__(self, container: Container) -> None:
-        self.part = WebhookWorker(container, processes=1)
+        self.part = container.webhook_part(processes=1)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.part.run, args=(self.stop,), daemon=True)
 

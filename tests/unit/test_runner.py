@@ -141,3 +141,15 @@ class TestSignalsDuringStartUp:
 
         with pytest.raises(RuntimeError, match="Redis is unavailable"):
             Runner([Broken("webhook")], grace_seconds=5).run()
+
+    def test_a_part_without_a_heartbeat_is_refused_before_anything_starts(self) -> None:
+        class Silent(FakePart):
+            def __init__(self, name: str) -> None:
+                super().__init__(name)
+                del self.heartbeat
+
+        first, silent = FakePart("webhook"), Silent("outbox")
+
+        with pytest.raises(TypeError, match="outbox have no heartbeat"):
+            Runner([first, silent], grace_seconds=5).run()
+        assert not first.started
