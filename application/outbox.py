@@ -50,7 +50,8 @@ def write_outbound_message(
         body=body,
         correlation_id=correlation_id,
         now=clock.now(),
-        from_phone=tenant.whatsapp_number,
+        from_phone=tenant.sender,
+        provider=tenant.provider,
     )
     uow.outbox.add(message)
     return message
@@ -128,6 +129,7 @@ def deliver(
         body=message.body,
         correlation_id=message.correlation_id,
         from_phone=message.from_phone,
+        provider=message.provider,
     )
     log.info(
         "Processing outbound message",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from domain.errors import UnknownTenant
-from domain.tenants import DEFAULT_REGION, Seller, Tenant
+from domain.tenants import DEFAULT_REGION, TWILIO, Seller, Tenant
 from ports.clock import Clock, IdGenerator
 from ports.unit_of_work import UnitOfWorkFactory
 
@@ -16,14 +16,19 @@ def add_tenant(
     name: str,
     whatsapp_number: str | None = None,
     region: str = DEFAULT_REGION,
+    provider: str = TWILIO,
+    meta_phone_number_id: str | None = None,
 ) -> Tenant:
-    """Register a tenant. Raises InvalidSetting, InvalidPhoneNumber or AlreadyExists."""
+    """Register a tenant on ``provider`` (Twilio by default; Meta with its phone-number id).
+    Raises InvalidSetting, InvalidPhoneNumber or AlreadyExists."""
     tenant = Tenant.register(
         id=tenant_id,
         name=name,
         now=clock.now(),
         whatsapp_number=whatsapp_number,
         default_region=region,
+        provider=provider,
+        meta_phone_number_id=meta_phone_number_id,
     )
     with uow_factory() as uow:
         uow.tenants.add(tenant)

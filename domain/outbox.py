@@ -81,6 +81,9 @@ class OutboxMessage:
     last_error_code: str | None = None
     provider_message_id: str | None = None
     from_phone: str | None = None
+    provider: str | None = None
+    """The provider the message goes out through (its tenant's when written, ADR 0020), with
+    ``from_phone`` its sender there; None: the default provider (Twilio)."""
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None = None
@@ -105,6 +108,7 @@ class OutboxMessage:
         correlation_id: str,
         now: datetime,
         from_phone: str | None = None,
+        provider: str | None = None,
     ) -> OutboxMessage:
         """A ``pending`` message due at once. ``to_phone`` must already be E.164."""
         if len(body) > MAX_BODY_LENGTH:
@@ -117,6 +121,7 @@ class OutboxMessage:
             correlation_id=correlation_id,
             next_attempt_at=now,
             from_phone=from_phone,
+            provider=provider,
             created_at=now,
             updated_at=now,
         )

@@ -15,7 +15,9 @@ callback URL, and the webhook serves it."""
 
 @attrs.frozen(kw_only=True)
 class SendRequest:
-    """One outbound message. ``from_phone`` None means the provider's default sender number."""
+    """One outbound message. ``from_phone`` None means the provider's default sender number;
+    ``provider`` names the provider it goes out through (``domain.tenants.PROVIDERS``), None the
+    deployment's default (ADR 0020)."""
 
     outbox_id: str
     tenant_id: str
@@ -23,6 +25,7 @@ class SendRequest:
     body: str
     correlation_id: str
     from_phone: str | None = None
+    provider: str | None = None
 
 
 @attrs.frozen

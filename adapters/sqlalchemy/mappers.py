@@ -28,6 +28,8 @@ def tenant_to_row(tenant: Tenant) -> dict[str, Any]:
         "whatsapp_number": tenant.whatsapp_number,
         "default_region": tenant.default_region,
         "created_at": tenant.created_at,
+        "provider": tenant.provider,
+        "meta_phone_number_id": tenant.meta_phone_number_id,
     }
 
 
@@ -38,6 +40,8 @@ def tenant_to_domain(row: Row) -> Tenant:
         whatsapp_number=row["whatsapp_number"],
         default_region=row["default_region"],
         created_at=row["created_at"],
+        provider=row["provider"],
+        meta_phone_number_id=row["meta_phone_number_id"],
     )
 
 
@@ -208,6 +212,7 @@ def outbox_to_row(message: OutboxMessage) -> dict[str, Any]:
         "updated_at": message.updated_at,
         "sent_at": message.sent_at,
         "rate_limited_since": message.rate_limited_since,
+        "provider": message.provider,
     }
 
 
@@ -228,6 +233,7 @@ def outbox_to_domain(row: Row, *, claimed: bool = False) -> OutboxMessage:
         last_error_code=row["last_error_code"],
         provider_message_id=row["provider_message_id"],
         from_phone=row["from_phone"],
+        provider=row["provider"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         sent_at=row["sent_at"],

@@ -45,6 +45,9 @@ tenants = sa.Table(
     sa.Column("whatsapp_number", sa.Text, nullable=True, unique=True),
     sa.Column("default_region", sa.Text, nullable=False, server_default="FR"),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("provider", sa.Text, nullable=False, server_default="twilio"),
+    sa.Column("meta_phone_number_id", sa.Text, nullable=True),
+    sa.Index("tenants_meta_phone_number_id_key", "meta_phone_number_id", unique=True),
 )
 
 sellers = sa.Table(
@@ -171,6 +174,9 @@ messages_out = sa.Table(
     sa.Column("sent_at", UtcDateTime, nullable=True),
     # When the provider first answered "rate limited" (ADR 0015; alembic 0011).
     sa.Column("rate_limited_since", UtcDateTime, nullable=True),
+    # The provider the message goes out through, its tenant's when written (ADR 0020; alembic
+    # 0015); NULL: the default provider (Twilio), as every message written before.
+    sa.Column("provider", sa.Text, nullable=True),
     # The provider's delivery report (status callbacks, forward only; domain.delivery).
     sa.Column("delivery_status", sa.Text, nullable=True),
     sa.Column("delivery_error_code", sa.Text, nullable=True),
