@@ -6,8 +6,8 @@ import argparse
 from typing import Any
 
 from application.tenants import add_tenant
-from domain.tenants import DEFAULT_REGION, check_tenant_id
-from entrypoints.commands.support import add_actions, store_errors
+from domain.tenants import DEFAULT_REGION, META, PROVIDERS, TWILIO, Tenant, check_tenant_id
+from entrypoints.commands.support import UsageError, add_actions, store_errors
 from entrypoints.container import build
 
 
@@ -25,6 +25,18 @@ def register(sub: Any) -> None:
         "--whatsapp-number", help="the tenant's WhatsApp number (the `to` of its messages)"
     )
     add.add_argument(
+        "--provider",
+        choices=PROVIDERS,
+        default=TWILIO,
+        help=f"the provider that serves the tenant (default {TWILIO}): twilio sends from "
+        "--whatsapp-number, meta from --meta-phone-number-id",
+    )
+    add.add_argument(
+        "--meta-phone-number-id",
+        help="the tenant's Meta business phone-number id (--provider meta; Meta's webhook "
+        "names it as metadata.phone_number_id)",
+    )
+    add.add_argument(
         "--region",
         default=DEFAULT_REGION,
         help=f"region for numbers written without + (default {DEFAULT_REGION})",
@@ -36,6 +48,10 @@ def register(sub: Any) -> None:
 
 def _check_add(args: argparse.Namespace) -> None:
     check_tenant_id(args.tenant_id)
+    if args.provider == META and not args.meta_phone_number_id:
+        raise UsageError("--provider meta needs --meta-phone-number-id")
+    if args.provider != META and args.meta_phone_number_id:
+        raise UsageError("--meta-phone-number-id is for --provider meta")
 
 
 @store_errors(check=_check_add)
@@ -48,9 +64,15 @@ def add_command(args: argparse.Namespace) -> int:
         name=args.name,
         whatsapp_number=args.whatsapp_number,
         region=args.region,
+        provider=args.provider,
+        meta_phone_number_id=args.meta_phone_number_id,
     )
     number = tenant.whatsapp_number or "no WhatsApp number"
-    print(f"Tenant {tenant.id} added ({tenant.name}, region {tenant.default_region}, {number})")
+    served = f", on meta as {tenant.meta_phone_number_id}" if tenant.provider == META else ""
+    print(
+        f"Tenant {tenant.id} added ({tenant.name}, region {tenant.default_region}, {number}"
+        f"{served})"
+    )
     return 0
 
 
@@ -62,5 +84,11 @@ def list_command(args: argparse.Namespace) -> int:
     for tenant in tenants:
         print(
             f"{tenant.id}\t{tenant.name}\t{tenant.default_region}\t{tenant.whatsapp_number or '-'}"
+            f"\t{_provider_of(tenant)}"
         )
     return 0
+
+
+def _provider_of(tenant: Tenant) -> str:
+    """``twilio``, or ``meta:<phone-number id>``."""
+    return f"{META}:{tenant.meta_phone_number_id}" if tenant.provider == META else tenant.provider
