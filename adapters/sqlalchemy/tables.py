@@ -174,13 +174,14 @@ messages_out = sa.Table(
     sa.Column("sent_at", UtcDateTime, nullable=True),
     # When the provider first answered "rate limited" (ADR 0015; alembic 0011).
     sa.Column("rate_limited_since", UtcDateTime, nullable=True),
-    # The provider the message goes out through, its tenant's when written (ADR 0020; alembic
-    # 0015); NULL: the default provider (Twilio), as every message written before.
-    sa.Column("provider", sa.Text, nullable=True),
     # The provider's delivery report (status callbacks, forward only; domain.delivery).
     sa.Column("delivery_status", sa.Text, nullable=True),
     sa.Column("delivery_error_code", sa.Text, nullable=True),
     sa.Column("delivery_updated_at", UtcDateTime, nullable=True),
+    # The provider the message goes out through, its tenant's when written (ADR 0020; alembic
+    # 0015); NULL: the default provider (Twilio), as every message written before. Last: the claim
+    # reads the columns in the table's order (ADD COLUMN appends).
+    sa.Column("provider", sa.Text, nullable=True),
     _status_check("status", ("pending", "sending", "sent", "failed", "dead")),
 )
 WAITING = messages_out.c.status.in_(("pending", "failed"))
