@@ -1,4 +1,4 @@
-"""One deployment, tenants on several providers (issue 17 §3, ADR 0020): the outbox sender talks
+"""One deployment, tenants on several providers (issue 17 §3, ADR 0019): the outbox sender talks
 to one ``MessagingProvider``, and this one hands each message to the provider its request names.
 
 The choice is made when the message is written: ``application.outbox.write_outbound_message``

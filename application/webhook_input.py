@@ -48,7 +48,7 @@ class WebhookMessage:
     flags: tuple[str, ...] = ()
     meta_phone_number_id: str | None = None
     """Set for a message Meta's webhook delivered: its tenant is the one with this business
-    phone-number id (ADR 0020); None (Twilio): the tenant whose number is ``to_address``."""
+    phone-number id (ADR 0019); None (Twilio): the tenant whose number is ``to_address``."""
 
 
 def provider_params(pairs: tuple[tuple[str, str], ...]) -> ProviderParams:

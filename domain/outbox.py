@@ -82,7 +82,7 @@ class OutboxMessage:
     provider_message_id: str | None = None
     from_phone: str | None = None
     provider: str | None = None
-    """The provider the message goes out through (its tenant's when written, ADR 0020), with
+    """The provider the message goes out through (its tenant's when written, ADR 0019), with
     ``from_phone`` its sender there; None: the default provider (Twilio)."""
     created_at: datetime
     updated_at: datetime

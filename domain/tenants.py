@@ -19,7 +19,7 @@ TWILIO = "twilio"
 META = "meta"
 PROVIDERS = (TWILIO, META)
 MAX_META_PHONE_NUMBER_ID_LENGTH = 32
-"""The messaging providers a tenant can be served by (issue 17, ADR 0020): Twilio's WhatsApp
+"""The messaging providers a tenant can be served by (issue 17, ADR 0019): Twilio's WhatsApp
 API with a WhatsApp number as sender, or Meta's Cloud API with a business phone-number id."""
 
 

@@ -56,7 +56,7 @@ def twilio_provider(settings: Settings | None, **options: Any) -> TwilioMessagin
 
 
 def meta_provider(settings: Settings | None, **options: Any) -> MetaMessagingProvider:
-    """The Meta Cloud API provider; raises ConfigError naming a missing Meta variable (ADR 0020).
+    """The Meta Cloud API provider; raises ConfigError naming a missing Meta variable (ADR 0019).
     Its default sender is never used: every Meta tenant's message names its phone-number id."""
     if settings is not None:
         settings.check_meta_provider()
@@ -70,7 +70,7 @@ def provider_router(
     default: Callable[[], MessagingProvider],
     meta: Callable[[], MessagingProvider],
 ) -> ProviderRouter:
-    """Each tenant's provider (ADR 0020). ``default`` is ``messaging_provider`` (Twilio, or the
+    """Each tenant's provider (ADR 0019). ``default`` is ``messaging_provider`` (Twilio, or the
     simulated provider, which then stands in for Meta too); Meta is built and checked at
     start-up (a missing variable is a ConfigError) when one of its variables is set or a tenant
     is on it."""
@@ -175,7 +175,7 @@ class Container(containers.DeclarativeContainer):
         timeout_seconds=config.meta_timeout_seconds,
         pool_size=config.outbox_send_concurrency,
     )
-    # What the outbox sends through: each message's provider, its tenant's (ADR 0020).
+    # What the outbox sends through: each message's provider, its tenant's (ADR 0019).
     provider_router = providers.Singleton(
         provider_router,
         settings,

@@ -1,4 +1,4 @@
-"""Meta's webhook on the ``livesell webhook`` app (issue 17 §2, ADR 0019, ADR 0020).
+"""Meta's webhook on the ``livesell webhook`` app (issue 17 §2, ADR 0019).
 
 - ``GET /webhooks/meta``: Meta's verification request; ``hub.challenge`` as plain text when
   ``hub.mode`` is ``subscribe`` and ``hub.verify_token`` is ``META_VERIFY_TOKEN``, else 403

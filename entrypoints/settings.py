@@ -34,7 +34,7 @@ SECRET_FIELDS = frozenset(
 )
 TWILIO_VARIABLES = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_WHATSAPP_NUMBER")
 META_VARIABLES = ("META_ACCESS_TOKEN", "META_APP_SECRET", "META_VERIFY_TOKEN")
-"""Meta's Cloud API (ADR 0020): the token the sender sends with, the app secret that signs
+"""Meta's Cloud API (ADR 0019): the token the sender sends with, the app secret that signs
 Meta's webhook (``X-Hub-Signature-256``) and the token of its verification request."""
 DEFAULT_META_GRAPH_BASE_URL = "https://graph.facebook.com"
 
@@ -180,7 +180,7 @@ class Settings:
         graph_url = env.text("META_GRAPH_BASE_URL", DEFAULT_META_GRAPH_BASE_URL) or ""
         if urlsplit(graph_url).scheme not in ("http", "https"):
             raise ConfigError("META_GRAPH_BASE_URL", "must be an http:// or https:// URL")
-        # Meta's variables make the deployment send for real as Twilio's do (ADR 0020): the
+        # Meta's variables make the deployment send for real as Twilio's do (ADR 0019): the
         # provider "twilio" means "the real providers", each tenant's own.
         real = len(missing) < len(TWILIO_VARIABLES) or any(meta.values())
         provider = env.choice(
@@ -313,7 +313,7 @@ class Settings:
 
     def check_meta_provider(self) -> None:
         """Raise ConfigError naming the first missing Meta variable; called at start-up where
-        messages are sent when a Meta variable is set or a tenant is on Meta (ADR 0020)."""
+        messages are sent when a Meta variable is set or a tenant is on Meta (ADR 0019)."""
         present = self.meta_variables_set
         missing = [name for name in META_VARIABLES if name not in present]
         if missing:

@@ -17,7 +17,7 @@ callback URL, and the webhook serves it."""
 class SendRequest:
     """One outbound message. ``from_phone`` None means the provider's default sender number;
     ``provider`` names the provider it goes out through (``domain.tenants.PROVIDERS``), None the
-    deployment's default (ADR 0020)."""
+    deployment's default (ADR 0019)."""
 
     outbox_id: str
     tenant_id: str

@@ -178,7 +178,7 @@ messages_out = sa.Table(
     sa.Column("delivery_status", sa.Text, nullable=True),
     sa.Column("delivery_error_code", sa.Text, nullable=True),
     sa.Column("delivery_updated_at", UtcDateTime, nullable=True),
-    # The provider the message goes out through, its tenant's when written (ADR 0020; alembic
+    # The provider the message goes out through, its tenant's when written (ADR 0019; alembic
     # 0015); NULL: the default provider (Twilio), as every message written before. Last: the claim
     # reads the columns in the table's order (ADD COLUMN appends).
     sa.Column("provider", sa.Text, nullable=True),

@@ -1,5 +1,5 @@
 """Each tenant's messaging provider and its Meta phone-number id; each outbound message's
-provider (issue 17 §3, ADR 0020).
+provider (issue 17 §3, ADR 0019).
 
 ``tenants.provider`` is ``twilio`` (every existing tenant, the default) or ``meta``;
 ``tenants.meta_phone_number_id`` is the Meta business phone-number id Meta's webhook names

@@ -1,5 +1,5 @@
 # ruff: noqa: F811 - pytest fixtures imported from tests.support.webhook are parameters here
-"""Meta wired in (issue 17 §2 §3, ADR 0020), on real Postgres and Redis: a signed Meta webhook
+"""Meta wired in (issue 17 §2 §3, ADR 0019), on real Postgres and Redis: a signed Meta webhook
 POST to the running app becomes an inbound message the webhook worker classifies; a tenant on
 Meta gets its outbox messages through a local Graph API fake (``META_GRAPH_BASE_URL``), and the
 status Meta then posts is recorded on the message.

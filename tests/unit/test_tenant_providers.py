@@ -1,4 +1,4 @@
-"""A tenant's provider (issue 17 §3, ADR 0020): Twilio by default with its WhatsApp number, or
+"""A tenant's provider (issue 17 §3, ADR 0019): Twilio by default with its WhatsApp number, or
 Meta with its business phone-number id; the outbox writes each message for its tenant's
 provider and sender."""
 
