@@ -168,6 +168,21 @@ def _tenant_of(uow: UnitOfWork, message: WebhookMessage) -> Tenant | None:
     return uow.tenants.find_by_whatsapp_number(number) if number is not None else None
 
 
+META_PHONE_NUMBER_ID_PARAM = "metadata.phone_number_id"
+"""Where a Meta message's business phone-number id is kept in its parameters (ADR 0019)."""
+
+
+def tenant_for_payload(uow: UnitOfWork, payload: dict[str, Any]) -> str | None:
+    """The id of the tenant a dead-lettered message was sent to: by its Meta phone-number id
+    (kept in ``providerParams``) for a message of Meta's webhook, else by its ``to`` number."""
+    params = payload.get("providerParams")
+    phone_number_id = params.get(META_PHONE_NUMBER_ID_PARAM) if isinstance(params, dict) else None
+    if isinstance(phone_number_id, str) and phone_number_id:
+        tenant = uow.tenants.find_by_meta_phone_number_id(phone_number_id)
+        return tenant.id if tenant is not None else None
+    return tenant_for_number(uow, payload.get("to"))
+
+
 def tenant_for_number(uow: UnitOfWork, to_address: object) -> str | None:
     """The id of the tenant whose WhatsApp number ``to_address`` is, or None."""
     number = _number(to_address)
