@@ -172,6 +172,16 @@ META_PHONE_NUMBER_ID_PARAM = "metadata.phone_number_id"
 """Where a Meta message's business phone-number id is kept in its parameters (ADR 0019)."""
 
 
+def serves_meta_phone_number_id(
+    *, uow_factory: UnitOfWorkFactory, tenant_id: str, phone_number_id: str
+) -> bool:
+    """Whether ``tenant_id`` is the tenant Meta serves under ``phone_number_id``: a status whose
+    callback data names another tenant than its business number's is not matched by those ids."""
+    with uow_factory() as uow:
+        tenant = uow.tenants.find_by_meta_phone_number_id(phone_number_id)
+    return tenant is not None and tenant.id == tenant_id
+
+
 def tenant_for_payload(uow: UnitOfWork, payload: dict[str, Any]) -> str | None:
     """The id of the tenant a dead-lettered message was sent to: by its Meta phone-number id
     (kept in ``providerParams``) for a message of Meta's webhook, else by its ``to`` number."""

@@ -24,12 +24,19 @@ from __future__ import annotations
 
 import logging
 
+import attrs
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from application.inbound import Rejected, RejectReason, reject_inbound
-from application.inbox import DeliveryIgnored, DeliveryRecorded, Invalid, record_delivery_report
+from application.inbox import (
+    DeliveryIgnored,
+    DeliveryRecorded,
+    Invalid,
+    record_delivery_report,
+    serves_meta_phone_number_id,
+)
 from entrypoints.meta_messages import MetaInboundMessage
 from entrypoints.meta_webhook import (
     SIGNATURE_HEADER,
@@ -164,10 +171,17 @@ class MetaWebhook:
             "errorCode": update.error_code,
             "matchedBy": "callback data" if update.tenant_id and update.outbox_id else "wamid",
         }
-        if not update.provider_message_id and not (update.tenant_id and update.outbox_id):
-            log.warning("Meta status without id ignored", extra={"context": context})
-            return
         try:
+            if update.tenant_id and update.outbox_id and not await self._owned(update):
+                log.warning(
+                    "Meta status names a tenant that is not its number's, matched by wamid",
+                    extra={"context": {**context, "claimedTenantId": update.tenant_id}},
+                )
+                update = attrs.evolve(update, tenant_id=None, outbox_id=None)
+                context["matchedBy"] = "wamid"
+            if not update.provider_message_id and not (update.tenant_id and update.outbox_id):
+                log.warning("Meta status without id ignored", extra={"context": context})
+                return
             outcome = await run_in_threadpool(
                 lambda: record_delivery_report(
                     status=update.status,
@@ -201,6 +215,15 @@ class MetaWebhook:
                 "Delivery status ignored",
                 extra={"context": {**context, "reason": outcome.reason}},
             )
+
+    async def _owned(self, update: MetaStatusUpdate) -> bool:
+        return await run_in_threadpool(
+            lambda: serves_meta_phone_number_id(
+                uow_factory=self.app.uow_factory,
+                tenant_id=update.tenant_id or "",
+                phone_number_id=update.phone_number_id,
+            )
+        )
 
     async def _keep_unreadable(self, body: bytes, error: str) -> str | None:
         """A signed body that is no notification, kept whole as a dead letter."""

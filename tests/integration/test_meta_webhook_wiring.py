@@ -361,6 +361,29 @@ class TestOutboundThroughTheGraphApi:
         (row,) = rows(pg_engine, "SELECT delivery_status, delivery_error_code FROM messages_out")
         assert ("failed", "131026") == (row.delivery_status, row.delivery_error_code)
 
+    def test_callback_data_naming_another_tenant_than_the_numbers_is_matched_by_wamid(
+        self, signed_client: TestClient, pg_engine: sa.Engine
+    ) -> None:
+        with pg_engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO messages_out (id, tenant_id, to_phone, body, status, attempts,"
+                    " next_attempt_at, provider_message_id, correlation_id, created_at,"
+                    " updated_at, provider) VALUES ('o-n', 'shop-n', '+16505551234', 'x', 'sent',"
+                    " 1, now(), 'wamid.OFN', 'c', now(), now(), 'meta')"
+                )
+            )
+
+        # Sent to shop-m's number, claiming shop-n's message: not recorded on it.
+        forged = status(
+            "read", wamid="wamid.OTHER", biz_opaque_callback_data="tenantId=shop-n&outboxId=o-n"
+        )
+        answer = post(signed_client, statuses(forged))
+
+        assert 200 == answer.status_code
+        (row,) = rows(pg_engine, "SELECT delivery_status FROM messages_out WHERE id = 'o-n'")
+        assert row.delivery_status is None
+
 
 def sent(engine: sa.Engine, outbox_id: str) -> tuple[str, str | None, str | None]:
     (row,) = rows(
