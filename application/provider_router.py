@@ -11,7 +11,7 @@ goes to the default.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from domain.outbox import DeliveryFailure
 from ports.messaging import DeliveryFailed, MessagingProvider, SendReceipt, SendRequest
@@ -27,11 +27,17 @@ class ProviderRouter:
     with a configuration error (``dlq replay`` once the provider is configured)."""
 
     def __init__(
-        self, providers: Mapping[str, Callable[[], MessagingProvider]], *, default: str
+        self,
+        providers: Mapping[str, Callable[[], MessagingProvider]],
+        *,
+        default: str,
+        owns: Collection[str] = (),
     ) -> None:
         if default not in providers:
             raise ValueError(f"the default provider {default!r} is not one of {sorted(providers)}")
         self._makers = dict(providers)
+        self._used: dict[str, MessagingProvider] = {}
+        self._owns = frozenset(owns)
         self.default = default
 
     @property
@@ -52,7 +58,19 @@ class ProviderRouter:
                     f"{name!r} (it serves {', '.join(self.names)})",
                 )
             )
-        return maker()
+        provider = maker()
+        self._used.setdefault(name, provider)
+        return provider
+
+    def close(self) -> None:
+        """Close the providers it ``owns`` (built for it alone: Meta's HTTP pool) that it sent
+        through; the others belong to whoever gave them."""
+        for name, provider in list(self._used.items()):
+            if name not in self._owns:
+                continue
+            close = getattr(provider, "close", None)
+            if callable(close):
+                close()
 
     def send(self, request: SendRequest) -> SendReceipt:
         return self.provider_for(request).send(request)

@@ -79,7 +79,7 @@ def provider_router(
     if settings.meta_variables_set or _any_tenant_on_meta(uow_factory):
         settings.check_meta_provider()
         meta()
-    return ProviderRouter({TWILIO: default, META: meta}, default=TWILIO)
+    return ProviderRouter({TWILIO: default, META: meta}, default=TWILIO, owns=(META,))
 
 
 def _any_tenant_on_meta(uow_factory: UnitOfWorkFactory) -> bool:

@@ -218,3 +218,17 @@ class TestTheRouter:
         failure = caught.value.failure
         assert (False, "provider-not-configured") == (failure.transient, failure.code)
         assert failure.message.startswith("configuration error:")
+
+    def test_closing_closes_the_providers_it_sent_through(self) -> None:
+        with meta("accepted") as (meta_provider, _):
+            router = ProviderRouter(
+                {"twilio": SimulatedMessagingProvider, "meta": lambda: meta_provider},
+                default="twilio",
+                owns=("meta",),
+            )
+            router.send(send_request(META_SENDER, "meta"))
+
+            router.close()
+
+            with pytest.raises(DeliveryFailed):  # its HTTP client is closed
+                meta_provider.send(send_request(META_SENDER, "meta"))
