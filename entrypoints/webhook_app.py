@@ -6,6 +6,7 @@
 - ``POST /webhooks/twilio/status`` (and with a trailing slash): a delivery status callback for an
   outbound message, matched by the ``tenantId`` and ``outboxId`` the sender put in the callback
   URL, or by its ``MessageSid`` when the URL has none (a Messaging Service's callback, ADR 0011).
+- ``GET`` and ``POST /webhooks/meta``: Meta's webhook, the same inbox (``entrypoints.meta_routes``).
 - ``GET /healthz`` (the process answers) and ``GET /readyz`` (Postgres and Redis answer, the
   schema is at head: ADR 0015).
 
@@ -74,8 +75,8 @@ INSECURE_ENV = "LIVESELL_WEBHOOK_INSECURE_SKIP_SIGNATURE"
 """Set by ``livesell webhook --insecure-skip-signature`` for the app factory of each uvicorn
 worker process; the flag is the interface."""
 TOKEN_REQUIRED = (
-    "is required to verify X-Twilio-Signature; for local development only, start the webhook "
-    "with --insecure-skip-signature"
+    "is required to verify X-Twilio-Signature (or META_APP_SECRET, for Meta's webhook alone); "
+    "for local development only, start the webhook with --insecure-skip-signature"
 )
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
@@ -87,8 +88,10 @@ class WebhookApp:
         settings = container.settings()
         if settings is None:  # pragma: no cover - build() always sets it
             raise ConfigError("settings", "the container was built without settings")
-        if verify_signatures and not settings.twilio_auth_token:
+        if verify_signatures and not settings.twilio_auth_token and not settings.meta_app_secret:
             raise ConfigError("TWILIO_AUTH_TOKEN", TOKEN_REQUIRED)
+        # A deployment on Meta alone has no Twilio token: its Twilio routes refuse everything.
+        self.serves_twilio = bool(settings.twilio_auth_token) or not verify_signatures
         self.settings = settings
         self.forms = SignedForms(
             settings.twilio_auth_token if verify_signatures else None,
@@ -105,6 +108,7 @@ class WebhookApp:
     # -- routes ----------------------------------------------------------------------------------
 
     async def messages(self, request: Request) -> Response:
+        self._check_twilio()
         form = await self.forms.read(request)
         message = read_twilio_message(form.pairs)
         correlation_id = _request_id(request)
@@ -189,6 +193,7 @@ class WebhookApp:
             return None
 
     async def status(self, request: Request) -> Response:
+        self._check_twilio()
         form = await self.forms.read(request)
         tenant_id = request.query_params.get("tenantId") or None
         outbox_id = request.query_params.get("outboxId") or None
@@ -235,6 +240,12 @@ class WebhookApp:
                 extra={"context": {**context, "reason": outcome.reason}},
             )
         return PlainTextResponse("", status_code=200)
+
+    def _check_twilio(self) -> None:
+        if not self.serves_twilio:
+            raise HttpProblem(
+                403, "X-Twilio-Signature cannot be verified: TWILIO_AUTH_TOKEN is not set"
+            )
 
     async def metrics(self, _request: Request) -> Response:
         """Prometheus text: the webhook's counters (unknown numbers)."""
@@ -318,7 +329,7 @@ def create_app(container: Container, *, verify_signatures: bool = True) -> Starl
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> Any:
         current_worker.set(WORKER_NAME)
-        if not handlers.forms.verifies:
+        if not verify_signatures:
             log.warning("X-Twilio-Signature is NOT verified (--insecure-skip-signature)")
         log.info(
             "Webhook started successfully",

@@ -158,6 +158,34 @@ class TestVerification:
         assert [403, 403] == [other.status_code, unsubscribe.status_code]
 
 
+class TestADeploymentOnMetaAlone:
+    def test_starts_without_twilios_token_and_its_twilio_routes_refuse_everything(
+        self,
+        postgres_url: str,
+        pg_uow_factory: UnitOfWorkFactory,
+        redis_db: RedisTestDb,
+        pg_engine: sa.Engine,
+    ) -> None:
+        settings = webhook_settings(
+            postgres_url,
+            f"redis://127.0.0.1:6379/{redis_db.db}",
+            META_ACCESS_TOKEN=ACCESS_TOKEN,
+            META_APP_SECRET=APP_SECRET,
+            META_VERIFY_TOKEN=VERIFY_TOKEN,
+        )
+        form = {"MessageSid": "SM1", "From": "whatsapp:+33612345678", "To": "whatsapp:+1415"}
+
+        app = create_app(container_on(settings, pg_uow_factory))
+        with TestClient(app, base_url=BASE) as meta_only:
+            twilio = [
+                meta_only.post(path, data=form).status_code
+                for path in ("/webhooks/twilio/messages", "/webhooks/twilio/status")
+            ]
+
+        assert [403, 403] == twilio
+        assert ({}, []) == (inbox(pg_engine), dead_letters(pg_engine))
+
+
 class TestTheSignature:
     @pytest.mark.parametrize("signature", [None, "sha256=" + "0" * 64, sign(b"other body")])
     def test_a_missing_or_wrong_signature_is_403_and_nothing_is_recorded(
