@@ -25,7 +25,7 @@ from datetime import datetime
 
 import attrs
 
-from application.inbox import UNKNOWN_NUMBER, tenant_for_number
+from application.inbox import UNKNOWN_NUMBER, tenant_for_payload
 from domain.dead_letters import DeadLetter, DeadLetterSource
 from domain.outbox import OutboxMessage, OutboxStatus
 from ports.clock import Clock
@@ -237,7 +237,7 @@ def _replay_inbound(
     payload = letter.payload
     if letter.error_code == UNKNOWN_NUMBER and letter.tenant_id is None:
         # Kept because no tenant had the number it was sent to: the tenant added since owns it.
-        owner = tenant_for_number(uow, payload.get("to"))
+        owner = tenant_for_payload(uow, dict(payload))
         if owner is None:
             return report(
                 ReplayStatus.FAILED,

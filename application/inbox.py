@@ -23,6 +23,7 @@ from domain.delivery import DeliveryReport, DeliveryStatus
 from domain.errors import FieldError, InvalidPayload, InvalidPhoneNumber
 from domain.inbound import InboundMessage, InboundRecord
 from domain.phones import normalise_phone
+from domain.tenants import Tenant
 from ports.clock import Clock, IdGenerator
 from ports.queue import InboundQueue, QueueUnavailable
 from ports.repositories import DuplicateInboundMessage
@@ -103,10 +104,9 @@ def receive_inbound_message(
     now = received_at or clock.now()
     message = cleaned(message)
     correlation_id = correlation_id or ids.new_id()
-    number = _number(message.to_address)
     invalid: InvalidPayload | None = None
     with uow_factory() as uow:
-        tenant = uow.tenants.find_by_whatsapp_number(number) if number is not None else None
+        tenant = _tenant_of(uow, message)
         if tenant is not None:
             payload = _payload(message, tenant.id, correlation_id, now)
             try:
@@ -159,6 +159,40 @@ def _number(address: object) -> str | None:
         return None
 
 
+def _tenant_of(uow: UnitOfWork, message: WebhookMessage) -> Tenant | None:
+    """The tenant a message was sent to: by Meta phone-number id for Meta's webhook, else by
+    the WhatsApp number of ``to_address``."""
+    if message.meta_phone_number_id is not None:
+        return uow.tenants.find_by_meta_phone_number_id(message.meta_phone_number_id)
+    number = _number(message.to_address)
+    return uow.tenants.find_by_whatsapp_number(number) if number is not None else None
+
+
+META_PHONE_NUMBER_ID_PARAM = "metadata.phone_number_id"
+"""Where a Meta message's business phone-number id is kept in its parameters (ADR 0019)."""
+
+
+def serves_meta_phone_number_id(
+    *, uow_factory: UnitOfWorkFactory, tenant_id: str, phone_number_id: str
+) -> bool:
+    """Whether ``tenant_id`` is the tenant Meta serves under ``phone_number_id``: a status whose
+    callback data names another tenant than its business number's is not matched by those ids."""
+    with uow_factory() as uow:
+        tenant = uow.tenants.find_by_meta_phone_number_id(phone_number_id)
+    return tenant is not None and tenant.id == tenant_id
+
+
+def tenant_for_payload(uow: UnitOfWork, payload: dict[str, Any]) -> str | None:
+    """The id of the tenant a dead-lettered message was sent to: by its Meta phone-number id
+    (kept in ``providerParams``) for a message of Meta's webhook, else by its ``to`` number."""
+    params = payload.get("providerParams")
+    phone_number_id = params.get(META_PHONE_NUMBER_ID_PARAM) if isinstance(params, dict) else None
+    if isinstance(phone_number_id, str) and phone_number_id:
+        tenant = uow.tenants.find_by_meta_phone_number_id(phone_number_id)
+        return tenant.id if tenant is not None else None
+    return tenant_for_number(uow, payload.get("to"))
+
+
 def tenant_for_number(uow: UnitOfWork, to_address: object) -> str | None:
     """The id of the tenant whose WhatsApp number ``to_address`` is, or None."""
     number = _number(to_address)
@@ -178,7 +212,9 @@ def _unknown_number(
         message,
         None,
         RejectReason.UNKNOWN_NUMBER,
-        "no tenant has the WhatsApp number the message was sent to",
+        "no tenant has the WhatsApp number the message was sent to"
+        if message.meta_phone_number_id is None
+        else "no tenant has the Meta phone-number id the message was sent to",
         correlation_id=correlation_id,
         now=now,
         uow_factory=uow_factory,
@@ -205,7 +241,8 @@ def reject_webhook_message(
     now = clock.now()
     message = cleaned(message)
     with uow_factory() as uow:
-        owner = tenant_for_number(uow, message.to_address)
+        tenant = _tenant_of(uow, message)
+    owner = tenant.id if tenant is not None else None
     return _dead_letter(
         message,
         owner,

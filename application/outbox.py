@@ -61,7 +61,8 @@ def write_outbound_message(
         body=body,
         correlation_id=correlation_id,
         now=now,
-        from_phone=tenant.whatsapp_number,
+        from_phone=tenant.sender,
+        provider=tenant.provider,
         content_sid=content_sid,
         content_variables=content_variables,
         media_urls=media_urls,
@@ -167,6 +168,7 @@ def send_request(message: OutboxMessage, now: datetime) -> SendRequest:
         content_variables=message.content_variables,
         media_urls=message.media_urls,
         validity_period=validity,
+        provider=message.provider,
     )
 
 

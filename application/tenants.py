@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from domain.errors import UnknownTenant
 from domain.service_window import DEFAULT_FALLBACK_VARIABLE, WindowPolicy
-from domain.tenants import DEFAULT_REGION, Seller, Tenant
+from domain.tenants import DEFAULT_REGION, TWILIO, Seller, Tenant
 from ports.clock import Clock, IdGenerator
 from ports.unit_of_work import UnitOfWorkFactory
 
@@ -20,8 +20,11 @@ def add_tenant(
     window_policy: WindowPolicy = WindowPolicy.SEND,
     fallback_content_sid: str | None = None,
     fallback_variable: str = DEFAULT_FALLBACK_VARIABLE,
+    provider: str = TWILIO,
+    meta_phone_number_id: str | None = None,
 ) -> Tenant:
-    """Register a tenant. Raises InvalidSetting, InvalidPhoneNumber or AlreadyExists."""
+    """Register a tenant on ``provider`` (Twilio by default; Meta with its phone-number id).
+    Raises InvalidSetting, InvalidPhoneNumber or AlreadyExists."""
     tenant = Tenant.register(
         id=tenant_id,
         name=name,
@@ -31,6 +34,8 @@ def add_tenant(
         window_policy=window_policy,
         fallback_content_sid=fallback_content_sid,
         fallback_variable=fallback_variable,
+        provider=provider,
+        meta_phone_number_id=meta_phone_number_id,
     )
     with uow_factory() as uow:
         uow.tenants.add(tenant)

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import attrs
 
-from domain.inbound import MAX_BODY_LENGTH
+from domain.inbound import MAX_BODY_LENGTH, MAX_PROVIDER_ID_LENGTH
 from domain.inbound_content import (
     MAX_MEDIA_URL_LENGTH,
     MAX_TEXT_FIELD_LENGTH,
@@ -46,6 +46,9 @@ class WebhookMessage:
     content: InboundContent = attrs.field(factory=InboundContent)
     params: tuple[tuple[str, str], ...] = ()
     flags: tuple[str, ...] = ()
+    meta_phone_number_id: str | None = None
+    """Set for a message Meta's webhook delivered: its tenant is the one with this business
+    phone-number id (ADR 0019); None (Twilio): the tenant whose number is ``to_address``."""
 
 
 def provider_params(pairs: tuple[tuple[str, str], ...]) -> ProviderParams:
@@ -89,7 +92,7 @@ def cleaned(message: WebhookMessage) -> WebhookMessage:
         label=text(content.label, MAX_TEXT_FIELD_LENGTH),
         button_text=text(content.button_text, MAX_TEXT_FIELD_LENGTH),
         button_payload=text(content.button_payload, MAX_TEXT_FIELD_LENGTH),
-        replied_to_message_id=text(content.replied_to_message_id, 64),
+        replied_to_message_id=text(content.replied_to_message_id, MAX_PROVIDER_ID_LENGTH),
         replied_to_sender=text(content.replied_to_sender, 64),
         referral={
             key: text(value, MAX_TEXT_FIELD_LENGTH) or "" for key, value in content.referral.items()

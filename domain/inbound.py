@@ -20,7 +20,10 @@ from domain.inbound_content import (
 from domain.senders import SenderType
 
 MAX_BODY_LENGTH = 4096
-MAX_PROVIDER_ID_LENGTH = 64
+MAX_PROVIDER_ID_LENGTH = 128
+"""A provider's message id: Twilio's SIDs are 34 characters, Meta's ``wamid`` is ``wamid.`` and
+the base64 of the user's number and a message id, 58 to 66 characters in Meta's examples and
+longer for longer ids (ADR 0019); 128 leaves room, and the columns are ``Text``."""
 MAX_ID_LENGTH = 128
 
 

@@ -163,6 +163,9 @@ class OutboxMessage:
     last_error_code: str | None = None
     provider_message_id: str | None = None
     from_phone: str | None = None
+    provider: str | None = None
+    """The provider the message goes out through (its tenant's when written, ADR 0019), with
+    ``from_phone`` its sender there; None: the default provider (Twilio)."""
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None = None
@@ -198,6 +201,7 @@ class OutboxMessage:
         content_variables: Mapping[str, str] | None = None,
         media_urls: Sequence[str] = (),
         expires_at: datetime | None = None,
+        provider: str | None = None,
     ) -> OutboxMessage:
         """A ``pending`` message due at once. ``to_phone`` must already be E.164.
 
@@ -225,6 +229,7 @@ class OutboxMessage:
             content_variables=dict(content_variables) if content_variables is not None else None,
             media_urls=tuple(media_urls),
             expires_at=expires_at,
+            provider=provider,
             created_at=now,
             updated_at=now,
         )

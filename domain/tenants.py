@@ -16,6 +16,12 @@ DEFAULT_REGION = "FR"
 # 1 to 63 lower-case letters, digits, ``-`` and ``_``, starting with a letter or a digit.
 TENANT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 TENANT_ID_RULE = "1 to 63 lower-case letters, digits, '-' or '_', starting with a letter or digit"
+TWILIO = "twilio"
+META = "meta"
+PROVIDERS = (TWILIO, META)
+MAX_META_PHONE_NUMBER_ID_LENGTH = 32
+"""The messaging providers a tenant can be served by (issue 17, ADR 0019): Twilio's WhatsApp
+API with a WhatsApp number as sender, or Meta's Cloud API with a business phone-number id."""
 
 
 @attrs.frozen(kw_only=True)
@@ -63,6 +69,16 @@ class Tenant:
             fallback_variable=fallback_variable or self.fallback_variable,
         )
 
+    provider: str = TWILIO
+    meta_phone_number_id: str | None = None
+    """The Meta business phone-number id the tenant sends from and receives on (``meta``)."""
+
+    @property
+    def sender(self) -> str | None:
+        """Who the tenant's messages go out from on its provider: the WhatsApp number (Twilio)
+        or the phone-number id (Meta); None: the provider's default sender."""
+        return self.meta_phone_number_id if self.provider == META else self.whatsapp_number
+
     @classmethod
     def register(
         cls,
@@ -75,9 +91,13 @@ class Tenant:
         window_policy: WindowPolicy = WindowPolicy.SEND,
         fallback_content_sid: str | None = None,
         fallback_variable: str = DEFAULT_FALLBACK_VARIABLE,
+        provider: str = TWILIO,
+        meta_phone_number_id: str | None = None,
     ) -> Tenant:
-        """A new tenant; the region is checked and the WhatsApp number normalised to E.164."""
+        """A new tenant; the region is checked and the WhatsApp number normalised to E.164. A
+        ``meta`` tenant needs its phone-number id (digits); a ``twilio`` tenant has none."""
         check_tenant_id(id)
+        phone_number_id = _meta_phone_number_id(provider, meta_phone_number_id)
         if not name.strip():
             raise InvalidSetting("tenant name must not be empty")
         region = default_region.upper()
@@ -93,7 +113,29 @@ class Tenant:
             window_policy=window_policy,
             fallback_content_sid=fallback_content_sid,
             fallback_variable=fallback_variable,
+            provider=provider,
+            meta_phone_number_id=phone_number_id,
         )
+
+
+def _meta_phone_number_id(provider: str, value: str | None) -> str | None:
+    if provider not in PROVIDERS:
+        raise InvalidSetting(
+            f"unknown provider {provider!r} (expected one of {', '.join(PROVIDERS)})"
+        )
+    phone_number_id = value.strip() if value else None
+    if provider == TWILIO:
+        if phone_number_id:
+            raise InvalidSetting("a Meta phone-number id is only for a tenant on the meta provider")
+        return None
+    if not phone_number_id:
+        raise InvalidSetting("a tenant on the meta provider needs its Meta phone-number id")
+    if not phone_number_id.isdigit() or len(phone_number_id) > MAX_META_PHONE_NUMBER_ID_LENGTH:
+        raise InvalidSetting(
+            f"a Meta phone-number id is 1 to {MAX_META_PHONE_NUMBER_ID_LENGTH} digits, "
+            f"got {phone_number_id!r}"
+        )
+    return phone_number_id
 
 
 def _key_of(seller: Seller) -> str:

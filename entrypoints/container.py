@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from dependency_injector import containers, providers
 
 from adapters.memory.store import MemoryStore, MemoryUnitOfWorkFactory
+from adapters.meta.provider import MetaMessagingProvider
 from adapters.rq.connection import queue_errors, redis_connection
 from adapters.rq.health import RedisQueueHealth
 from adapters.rq.monitor import RqQueueMonitor
@@ -33,9 +34,11 @@ from adapters.system.rate_limit import TokenBucketRateLimiter
 from adapters.system.waiting import ThreadWaiter
 from adapters.twilio.provider import TwilioMessagingProvider
 from application.outbox_sender import OutboxSender
+from application.provider_router import ProviderRouter
 from application.stats import read_store_stats
 from domain.live_sessions import InactivityWindow
 from domain.retry import RetryPolicy
+from domain.tenants import META, TWILIO
 from entrypoints.closer import SessionCloser
 from entrypoints.inbox_reconciler import InboxReconciler
 from entrypoints.logs import current_worker
@@ -46,6 +49,7 @@ from entrypoints.settings import Settings
 from entrypoints.spool_drainer import SpoolDrainer
 from entrypoints.webhook_processor import WebhookProcessor, name_thread
 from entrypoints.webhook_worker import WebhookWorker
+from ports.messaging import MessagingProvider
 from ports.wakeup import Wakeup
 
 if TYPE_CHECKING:
@@ -61,12 +65,46 @@ WEBHOOK_QUEUE = QUEUE_NAME
 
 log = logging.getLogger("livesell.container")
 
+NO_DEFAULT_PHONE_NUMBER_ID = "0"
+
 
 def twilio_provider(settings: Settings | None, **options: Any) -> TwilioMessagingProvider:
     """The Twilio provider; raises ConfigError naming a missing Twilio variable (ADR 0011)."""
     if settings is not None:
         settings.check_messaging_provider()
     return TwilioMessagingProvider(**options)
+
+
+def meta_provider(settings: Settings | None, **options: Any) -> MetaMessagingProvider:
+    """The Meta Cloud API provider; raises ConfigError naming a missing Meta variable (ADR 0019).
+    Its default sender is never used: every Meta tenant's message names its phone-number id."""
+    if settings is not None:
+        settings.check_meta_provider()
+    return MetaMessagingProvider(phone_number_id=NO_DEFAULT_PHONE_NUMBER_ID, **options)
+
+
+def provider_router(
+    settings: Settings | None,
+    uow_factory: UnitOfWorkFactory,
+    *,
+    default: Callable[[], MessagingProvider],
+    meta: Callable[[], MessagingProvider],
+) -> ProviderRouter:
+    """Each tenant's provider (ADR 0019). ``default`` is ``messaging_provider`` (Twilio, or the
+    simulated provider, which then stands in for Meta too); Meta is built and checked at
+    start-up (a missing variable is a ConfigError) when one of its variables is set or a tenant
+    is on it."""
+    if settings is None or settings.messaging_provider != "twilio":
+        return ProviderRouter({TWILIO: default, META: default}, default=TWILIO)
+    if settings.meta_variables_set or _any_tenant_on_meta(uow_factory):
+        settings.check_meta_provider()
+        meta()
+    return ProviderRouter({TWILIO: default, META: meta}, default=TWILIO, owns=(META,))
+
+
+def _any_tenant_on_meta(uow_factory: UnitOfWorkFactory) -> bool:
+    with uow_factory() as uow:
+        return any(tenant.provider == META for tenant in uow.tenants.list())
 
 
 def simulated_provider(settings: Settings | None, **options: Any) -> SimulatedMessagingProvider:
@@ -247,6 +285,22 @@ class Container(containers.DeclarativeContainer):
             pool_size=settings.provided.outbox_send_concurrency,
         ),
     )
+    meta_provider = providers.Singleton(
+        meta_provider,
+        settings,
+        access_token=settings.provided.meta_access_token,
+        base_url=settings.provided.meta_graph_base_url,
+        timeout_seconds=settings.provided.meta_timeout_seconds,
+        pool_size=settings.provided.outbox_send_concurrency,
+    )
+    # What the outbox sends through: each message's provider, its tenant's (ADR 0019).
+    provider_router = providers.Singleton(
+        provider_router,
+        settings,
+        uow_factory,
+        default=messaging_provider.provider,
+        meta=meta_provider.provider,
+    )
     rate_limiter = providers.Singleton(
         TokenBucketRateLimiter, rate=settings.provided.outbox_rate_limit_per_second
     )
@@ -267,7 +321,7 @@ class Container(containers.DeclarativeContainer):
     outbox_sender = providers.Factory(
         OutboxSender,
         uow_factory=uow_factory,
-        provider=messaging_provider,
+        provider=provider_router,
         clock=clock,
         ids=ids,
         policy=retry_policy,

@@ -154,6 +154,7 @@ def read_meta_message(
         button_payload=fields.get("button_payload"),
     )
     display = metadata.get("display_phone_number")
+    phone_number_id = _text(metadata.get("phone_number_id")) or ""
     webhook_message = WebhookMessage(
         provider_message_id=_text(message.get("id")) or "",
         from_address=whatsapp_address(sender) if sender else "",
@@ -164,9 +165,10 @@ def read_meta_message(
         media_urls=media_urls,
         content=content,
         params=_params(message, metadata, contact),
+        meta_phone_number_id=phone_number_id,
     )
     return MetaInboundMessage(
-        phone_number_id=_text(metadata.get("phone_number_id")) or "",
+        phone_number_id=phone_number_id,
         message=webhook_message,
         media_ids=media_ids,
         missing=tuple(key for key in ("id", "from") if not _text(message.get(key))),

@@ -85,6 +85,9 @@ class OutboxSenderPart:
         finally:
             if self.wakeup is not None:
                 self.wakeup.stop()
+            close = getattr(sender.provider, "close", None)  # the router: Meta's HTTP pool
+            if callable(close):
+                close()
 
     def _started(self) -> OutboxSender:
         if self.sender is None:

@@ -22,8 +22,21 @@ from domain.phones import normalise_phone
 T = TypeVar("T")
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-SECRET_FIELDS = frozenset({"twilio_auth_token", "redis_token", "sentry_dsn"})
+SECRET_FIELDS = frozenset(
+    {
+        "twilio_auth_token",
+        "redis_token",
+        "sentry_dsn",
+        "meta_access_token",
+        "meta_app_secret",
+        "meta_verify_token",
+    }
+)
 TWILIO_VARIABLES = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_WHATSAPP_NUMBER")
+META_VARIABLES = ("META_ACCESS_TOKEN", "META_APP_SECRET", "META_VERIFY_TOKEN")
+"""Meta's Cloud API (ADR 0019): the token the sender sends with, the app secret that signs
+Meta's webhook (``X-Hub-Signature-256``) and the token of its verification request."""
+DEFAULT_META_GRAPH_BASE_URL = "https://graph.facebook.com"
 
 
 class ConfigError(ValueError):
@@ -103,6 +116,11 @@ class Settings:
     twilio_auth_token: str | None = attrs.field(default=None, repr=False)
     twilio_whatsapp_number: str | None = None
     twilio_timeout_seconds: float = 10.0
+    meta_access_token: str | None = attrs.field(default=None, repr=False)
+    meta_app_secret: str | None = attrs.field(default=None, repr=False)
+    meta_verify_token: str | None = attrs.field(default=None, repr=False)
+    meta_graph_base_url: str = DEFAULT_META_GRAPH_BASE_URL
+    meta_timeout_seconds: float = 10.0
     live_session_inactivity_window_minutes: int = 45
     webhook_worker_concurrency: int = 5
     outbox_poll_interval_seconds: float = 5.0
@@ -158,12 +176,20 @@ class Settings:
         # Unset, the provider is Twilio as soon as one Twilio variable is set: an incomplete set
         # is then refused where a message would be sent (check_messaging_provider), never read
         # as "simulated" (ADR 0011).
+        meta = {name: env.text(name) for name in META_VARIABLES}
+        graph_url = env.text("META_GRAPH_BASE_URL", DEFAULT_META_GRAPH_BASE_URL) or ""
+        if urlsplit(graph_url).scheme not in ("http", "https"):
+            raise ConfigError("META_GRAPH_BASE_URL", "must be an http:// or https:// URL")
+        # Meta's variables make the deployment send for real as Twilio's do (ADR 0019): the
+        # provider "twilio" means "the real providers", each tenant's own.
+        real = len(missing) < len(TWILIO_VARIABLES) or any(meta.values())
         provider = env.choice(
             "MESSAGING_PROVIDER",
-            "twilio" if len(missing) < len(TWILIO_VARIABLES) else "simulated",
+            "twilio" if real else "simulated",
             ("twilio", "simulated"),
         )
-        if provider == "twilio" and missing and env.raw("MESSAGING_PROVIDER") is not None:
+        explicit = env.raw("MESSAGING_PROVIDER") is not None
+        if provider == "twilio" and missing and explicit and not any(meta.values()):
             raise ConfigError("MESSAGING_PROVIDER", f"twilio needs {', '.join(missing)} set")
         metrics_port = env.raw("METRICS_PORT")
         health_port = env.raw("HEALTH_PORT")
@@ -185,6 +211,11 @@ class Settings:
             twilio_auth_token=token,
             twilio_whatsapp_number=number,
             twilio_timeout_seconds=env.number("TWILIO_TIMEOUT_SECONDS", 10.0, float, 0.5, 120),
+            meta_access_token=meta["META_ACCESS_TOKEN"],
+            meta_app_secret=meta["META_APP_SECRET"],
+            meta_verify_token=meta["META_VERIFY_TOKEN"],
+            meta_graph_base_url=graph_url.rstrip("/"),
+            meta_timeout_seconds=env.number("META_TIMEOUT_SECONDS", 10.0, float, 0.5, 120),
             live_session_inactivity_window_minutes=window,
             webhook_worker_concurrency=env.number("WEBHOOK_WORKER_CONCURRENCY", 5, int, 1, 64),
             outbox_poll_interval_seconds=env.number(
@@ -236,7 +267,7 @@ class Settings:
         for Twilio; the simulated provider's slowest call, 1.5 * ``SIMULATED_LATENCY_MS``)."""
         queued = self.outbox_send_concurrency / self.outbox_rate_limit_per_second
         if self.messaging_provider == "twilio":
-            return queued + self.twilio_timeout_seconds
+            return queued + max(self.twilio_timeout_seconds, self.meta_timeout_seconds)
         return queued + 1.5 * self.simulated_latency_ms / 1000
 
     def check_lease(self) -> None:
@@ -245,8 +276,13 @@ class Settings:
         longest = self.longest_send_seconds()
         if self.outbox_lease_seconds > longest:
             return
+        slowest = (
+            ("TWILIO_TIMEOUT_SECONDS", self.twilio_timeout_seconds)
+            if self.twilio_timeout_seconds >= self.meta_timeout_seconds
+            else ("META_TIMEOUT_SECONDS", self.meta_timeout_seconds)
+        )
         call = (
-            f"TWILIO_TIMEOUT_SECONDS {self.twilio_timeout_seconds:g}"
+            f"{slowest[0]} {slowest[1]:g}"
             if self.messaging_provider == "twilio"
             else f"1.5 * SIMULATED_LATENCY_MS {self.simulated_latency_ms:g} / 1000"
         )
@@ -264,12 +300,41 @@ class Settings:
         values = (self.twilio_account_sid, self.twilio_auth_token, self.twilio_whatsapp_number)
         return tuple(name for name, value in zip(TWILIO_VARIABLES, values, strict=True) if value)
 
+    @property
+    def meta_variables_set(self) -> tuple[str, ...]:
+        """The Meta variables this process has (names only)."""
+        values = (self.meta_access_token, self.meta_app_secret, self.meta_verify_token)
+        return tuple(name for name, value in zip(META_VARIABLES, values, strict=True) if value)
+
+    @property
+    def uses_twilio(self) -> bool:
+        """Whether Twilio sends here: a Twilio variable is set, or no Meta one is (the default)."""
+        return bool(self.twilio_variables_set) or not self.meta_variables_set
+
+    def check_meta_provider(self) -> None:
+        """Raise ConfigError naming the first missing Meta variable; called at start-up where
+        messages are sent when a Meta variable is set or a tenant is on Meta (ADR 0019)."""
+        present = self.meta_variables_set
+        missing = [name for name in META_VARIABLES if name not in present]
+        if missing:
+            raise ConfigError(
+                missing[0],
+                f"is required to send and receive with Meta's Cloud API "
+                f"({', '.join(present) or 'a tenant on the meta provider'}); "
+                f"set {' and '.join(missing)}",
+            )
+
     def check_messaging_provider(self) -> None:
         """Raise ConfigError, naming the first missing variable, when the provider is Twilio and
         a Twilio variable is missing (``MESSAGING_PROVIDER`` unset and the set incomplete). Called
         where the provider is built, so a process that sends refuses to start while one that only
-        verifies webhooks (``TWILIO_AUTH_TOKEN`` alone) does not."""
+        verifies webhooks (``TWILIO_AUTH_TOKEN`` alone) does not. A deployment with Meta's
+        variables and none of Twilio's sends through Meta only: their set is checked instead."""
         if self.messaging_provider != "twilio":
+            return
+        if self.meta_variables_set:
+            self.check_meta_provider()
+        if not self.uses_twilio:
             return
         present = self.twilio_variables_set
         missing = [name for name in TWILIO_VARIABLES if name not in present]

@@ -57,7 +57,7 @@ async def read_form(request: Request, max_body_bytes: int) -> FormParams:
     charset = _charset(parameters)
     if charset not in (None, "utf-8", "utf8"):
         raise HttpProblem(415, f"expected a UTF-8 form, got charset {charset}")
-    body = await _bounded_body(request, max_body_bytes)
+    body = await bounded_body(request, max_body_bytes)
     try:
         text = body.decode("utf-8")
         pairs = parse_qsl(
@@ -73,7 +73,7 @@ async def read_form(request: Request, max_body_bytes: int) -> FormParams:
     return FormParams(pairs)
 
 
-async def _bounded_body(request: Request, limit: int) -> bytes:
+async def bounded_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():

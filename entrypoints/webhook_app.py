@@ -6,6 +6,7 @@
 - ``POST /webhooks/twilio/status`` (and with a trailing slash): a delivery status callback for an
   outbound message, matched by the ``tenantId`` and ``outboxId`` the sender put in the callback
   URL, or by its ``MessageSid`` when the URL has none (a Messaging Service's callback, ADR 0011).
+- ``GET`` and ``POST /webhooks/meta``: Meta's webhook, the same inbox (``entrypoints.meta_routes``).
 - ``GET /healthz`` (the process answers) and ``GET /readyz`` (Postgres and Redis answer, the
   schema is at head: ADR 0015).
 
@@ -41,6 +42,7 @@ from application.inbox import (
     DeliveryRecorded,
     Duplicate,
     Invalid,
+    ReceiveOutcome,
     Recorded,
     UnknownNumber,
     record_delivery_report,
@@ -71,8 +73,8 @@ INSECURE_ENV = "LIVESELL_WEBHOOK_INSECURE_SKIP_SIGNATURE"
 """Set by ``livesell webhook --insecure-skip-signature`` for the app factory of each uvicorn
 worker process; the flag is the interface."""
 TOKEN_REQUIRED = (
-    "is required to verify X-Twilio-Signature; for local development only, start the webhook "
-    "with --insecure-skip-signature"
+    "is required to verify X-Twilio-Signature (or META_APP_SECRET, for Meta's webhook alone); "
+    "for local development only, start the webhook with --insecure-skip-signature"
 )
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
@@ -84,8 +86,10 @@ class WebhookApp:
         settings = container.settings()
         if settings is None:  # pragma: no cover - build() always sets it
             raise ConfigError("settings", "the container was built without settings")
-        if verify_signatures and not settings.twilio_auth_token:
+        if verify_signatures and not settings.twilio_auth_token and not settings.meta_app_secret:
             raise ConfigError("TWILIO_AUTH_TOKEN", TOKEN_REQUIRED)
+        # A deployment on Meta alone has no Twilio token: its Twilio routes refuse everything.
+        self.serves_twilio = bool(settings.twilio_auth_token) or not verify_signatures
         self.settings = settings
         self.forms = SignedForms(
             settings.twilio_auth_token if verify_signatures else None,
@@ -102,6 +106,7 @@ class WebhookApp:
     # -- routes ----------------------------------------------------------------------------------
 
     async def messages(self, request: Request) -> Response:
+        self._check_twilio()
         form = await self.forms.read(request)
         message = read_twilio_message(form.pairs)
         correlation_id = _request_id(request)
@@ -110,17 +115,8 @@ class WebhookApp:
         try:
             if missing:
                 return await self._refuse_missing(message, missing)
-            outcome = await run_in_threadpool(
-                accept_inbound_message,
-                message,
-                params=[(key, value) for key in form for value in form.getall(key)],
-                correlation_id=correlation_id,
-                uow_factory=self.uow_factory,
-                queue=self.queue,
-                spool=self.spool,
-                clock=self.clock,
-                ids=self.ids,
-            )
+            params = [(key, value) for key in form for value in form.getall(key)]
+            outcome = await self.accept(message, params, correlation_id)
         except HttpProblem:
             raise
         except StoreUnavailable as exc:
@@ -136,67 +132,44 @@ class WebhookApp:
                 "Inbound message failed in the webhook",
                 extra={"context": {**ids, "error": type(exc).__name__, "at": where_raised(exc)}},
             )
-            dead_letter_id = await self._reject(
+            dead_letter_id = await self.reject(
                 message, RejectReason.WEBHOOK_ERROR, f"{type(exc).__name__} in the webhook"
             )
             raise HttpProblem(
                 500, "the message could not be recorded", **ids, deadLetterId=dead_letter_id
             ) from exc
-        if isinstance(outcome, Spooled):
-            pass  # logged by the use case; the spool drainer records it (ADR 0013)
-        elif isinstance(outcome, Recorded):
-            log.info(
-                "Inbound message recorded",
-                extra={
-                    "context": {
-                        **ids,
-                        "tenantId": outcome.tenant_id,
-                        "correlationId": outcome.correlation_id,
-                        "enqueued": outcome.enqueued,
-                        "jobId": outcome.job_id,
-                        "inputFlags": list(outcome.flags) or None,
-                    }
-                },
-            )
-        elif isinstance(outcome, Duplicate):
-            log.info(
-                "Inbound message already recorded, not enqueued again",
-                extra={
-                    "context": {
-                        **ids,
-                        "tenantId": outcome.tenant_id,
-                        "correlationId": outcome.correlation_id,
-                        "processed": outcome.processed,
-                    }
-                },
-            )
-        elif isinstance(outcome, UnknownNumber):
-            _observe_unknown_number()
-            log.error(
-                "Inbound message for a number no tenant has, kept as a dead letter",
-                extra={
-                    "context": {
-                        **ids,
-                        "to": outcome.to_address,
-                        "deadLetterId": outcome.dead_letter_id,
-                    }
-                },
-            )
-        elif isinstance(outcome, Invalid):
+        if isinstance(outcome, Invalid):
             raise HttpProblem(
                 400,
                 "invalid message: " + "; ".join(str(e) for e in outcome.errors),
                 **ids,
                 deadLetterId=outcome.dead_letter_id,
             )
+        log_accepted(outcome, ids)
         return _twiml()
+
+    async def accept(
+        self, message: WebhookMessage, params: list[tuple[str, str]], correlation_id: str | None
+    ) -> ReceiveOutcome | Spooled:
+        """``accept_inbound_message`` off the event loop, on this app's ports."""
+        return await run_in_threadpool(
+            accept_inbound_message,
+            message,
+            params=params,
+            correlation_id=correlation_id,
+            uow_factory=self.uow_factory,
+            queue=self.queue,
+            spool=self.spool,
+            clock=self.clock,
+            ids=self.ids,
+        )
 
     async def _refuse_missing(self, message: WebhookMessage, missing: list[str]) -> Response:
         reason = f"missing field(s): {', '.join(missing)}"
-        dead_letter_id = await self._reject(message, RejectReason.MISSING_FIELDS, reason)
+        dead_letter_id = await self.reject(message, RejectReason.MISSING_FIELDS, reason)
         raise HttpProblem(400, reason, missing=missing, deadLetterId=dead_letter_id)
 
-    async def _reject(self, message: WebhookMessage, reason: str, error: str) -> str | None:
+    async def reject(self, message: WebhookMessage, reason: str, error: str) -> str | None:
         """Keep a signed message the webhook cannot take as a dead letter; None (logged) when
         even that fails: the refusal then answers non-2xx, so Twilio records its error."""
         try:
@@ -218,6 +191,7 @@ class WebhookApp:
             return None
 
     async def status(self, request: Request) -> Response:
+        self._check_twilio()
         form = await self.forms.read(request)
         tenant_id = request.query_params.get("tenantId") or None
         outbox_id = request.query_params.get("outboxId") or None
@@ -264,6 +238,12 @@ class WebhookApp:
                 extra={"context": {**context, "reason": outcome.reason}},
             )
         return PlainTextResponse("", status_code=200)
+
+    def _check_twilio(self) -> None:
+        if not self.serves_twilio:
+            raise HttpProblem(
+                403, "X-Twilio-Signature cannot be verified: TWILIO_AUTH_TOKEN is not set"
+            )
 
     async def metrics(self, _request: Request) -> Response:
         """Prometheus text: the webhook's counters (unknown numbers)."""
@@ -333,13 +313,17 @@ class _NamedWorker:
 
 def create_app(container: Container, *, verify_signatures: bool = True) -> Starlette:
     """The webhook app on ``container``. Raises ConfigError without ``TWILIO_AUTH_TOKEN`` unless
-    ``verify_signatures`` is False (local development only)."""
+    ``verify_signatures`` is False (local development only), and with an incomplete set of
+    Meta's variables."""
+    from entrypoints.meta_routes import META_PATH, MetaWebhook  # it builds on this module
+
     handlers = WebhookApp(container, verify_signatures=verify_signatures)
+    meta = MetaWebhook(handlers, verify_signatures=verify_signatures)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> Any:
         current_worker.set(WORKER_NAME)
-        if not handlers.forms.verifies:
+        if not verify_signatures:
             log.warning("X-Twilio-Signature is NOT verified (--insecure-skip-signature)")
         log.info(
             "Webhook started successfully",
@@ -363,6 +347,8 @@ def create_app(container: Container, *, verify_signatures: bool = True) -> Starl
             Route(STATUS_PATH, handlers.status, methods=["POST"]),
             # The URL as pasted in Twilio's console may end with a slash: served, not redirected.
             Route(STATUS_PATH + "/", handlers.status, methods=["POST"]),
+            Route(META_PATH, meta.verify, methods=["GET"]),
+            Route(META_PATH, meta.notification, methods=["POST"]),
             Route("/healthz", handlers.healthz, methods=["GET"]),
             Route("/readyz", handlers.readyz, methods=["GET"]),
             Route("/metrics", handlers.metrics, methods=["GET"]),
@@ -372,6 +358,51 @@ def create_app(container: Container, *, verify_signatures: bool = True) -> Starl
     )
     app.add_middleware(_NamedWorker)
     return app
+
+
+def log_accepted(outcome: ReceiveOutcome | Spooled, ids: dict[str, Any]) -> None:
+    """One log line (and the unknown-number metric) per accepted message, Twilio's or Meta's:
+    recorded, a repeat, or kept as a dead letter for a number no tenant has. A spooled message
+    is logged by the use case (the spool drainer records it, ADR 0013); an invalid one is the
+    caller's to answer."""
+    if isinstance(outcome, Recorded):
+        log.info(
+            "Inbound message recorded",
+            extra={
+                "context": {
+                    **ids,
+                    "tenantId": outcome.tenant_id,
+                    "correlationId": outcome.correlation_id,
+                    "enqueued": outcome.enqueued,
+                    "jobId": outcome.job_id,
+                    "inputFlags": list(outcome.flags) or None,
+                }
+            },
+        )
+    elif isinstance(outcome, Duplicate):
+        log.info(
+            "Inbound message already recorded, not enqueued again",
+            extra={
+                "context": {
+                    **ids,
+                    "tenantId": outcome.tenant_id,
+                    "correlationId": outcome.correlation_id,
+                    "processed": outcome.processed,
+                }
+            },
+        )
+    elif isinstance(outcome, UnknownNumber):
+        _observe_unknown_number()
+        log.error(
+            "Inbound message for a number no tenant has, kept as a dead letter",
+            extra={
+                "context": {
+                    **ids,
+                    "to": outcome.to_address,
+                    "deadLetterId": outcome.dead_letter_id,
+                }
+            },
+        )
 
 
 async def _warn_if_spool_not_durable(spool: Spool) -> None:

@@ -20,7 +20,9 @@ class SendRequest:
     Either a free-form ``body`` (with optional ``media_urls``) or a template: ``content_sid`` (a
     Twilio Content API SID, ``HX...``) and its ``content_variables`` (``domain.outbox.
     check_content``). ``validity_period``: when the message expires, the seconds the provider may
-    still queue it (a Messaging Service honours it); None for no expiry."""
+    still queue it (a Messaging Service honours it); None for no expiry.
+    ``provider`` names the provider it goes out through (``domain.tenants.PROVIDERS``), None
+    the deployment's default (ADR 0019)."""
 
     outbox_id: str
     tenant_id: str
@@ -32,6 +34,7 @@ class SendRequest:
     content_variables: dict[str, str] | None = None
     media_urls: tuple[str, ...] = ()
     validity_period: int | None = None
+    provider: str | None = None
 
 
 @attrs.frozen

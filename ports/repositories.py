@@ -50,8 +50,13 @@ class TenantRepository(Protocol):
 
     def find_by_whatsapp_number(self, number_e164: str) -> Tenant | None: ...
 
+    def find_by_meta_phone_number_id(self, phone_number_id: str) -> Tenant | None:
+        """The tenant served by Meta under this business phone-number id (Meta's webhook)."""
+        ...
+
     def add(self, tenant: Tenant) -> None:
-        """Store a new tenant. Raises AlreadyExists for a taken id or WhatsApp number."""
+        """Store a new tenant. Raises AlreadyExists for a taken id, WhatsApp number or Meta
+        phone-number id."""
         ...
 
     def list(self) -> Sequence[Tenant]:

@@ -116,11 +116,21 @@ class MemoryTenantRepository(_Repo):
                 return tenant
         return None
 
+    def find_by_meta_phone_number_id(self, phone_number_id: str) -> Tenant | None:
+        for tenant in self._store.tenants.values():
+            if tenant.meta_phone_number_id == phone_number_id:
+                return tenant
+        return None
+
     def add(self, tenant: Tenant) -> None:
         if tenant.id in self._store.tenants:
             raise AlreadyExists(f"tenant {tenant.id!r} already exists")
         if tenant.whatsapp_number and self.find_by_whatsapp_number(tenant.whatsapp_number):
             raise AlreadyExists("another tenant already uses this WhatsApp number")
+        if tenant.meta_phone_number_id and self.find_by_meta_phone_number_id(
+            tenant.meta_phone_number_id
+        ):
+            raise AlreadyExists("another tenant already uses this Meta phone-number id")
         self._journal.put(self._store.tenants, tenant.id, tenant)
 
     def list(self) -> Sequence[Tenant]:

@@ -25,6 +25,7 @@ from ports.messaging import DeliveryFailed, SendReceipt, SendRequest
 TRANSIENT_CODES = ("20429", "30001", "20500")
 PERMANENT_CODES = ("21211", "21610", "63016")
 DEFAULT_SENDER = "+15005550006"
+RATE_LIMITED_CODES = {"twilio": "20429", "meta": "130429"}
 
 
 @attrs.frozen
@@ -49,6 +50,7 @@ class SimulatedMessagingProvider:
         latency_ms: float = 0.0,
         transient_failure_rate: float = 0.0,
         permanent_failure_rate: float = 0.0,
+        rate_limited_failure_rate: float = 0.0,
         seed: int = 0,
         sent_log: str | None = None,
         default_sender: str = DEFAULT_SENDER,
@@ -58,16 +60,20 @@ class SimulatedMessagingProvider:
         for name, rate in (
             ("transient failure rate", transient_failure_rate),
             ("permanent failure rate", permanent_failure_rate),
+            ("rate-limited failure rate", rate_limited_failure_rate),
         ):
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"{name} must be within 0..1, got {rate}")
-        if transient_failure_rate + permanent_failure_rate > 1.0:
+        if transient_failure_rate + permanent_failure_rate + rate_limited_failure_rate > 1.0:
             raise ValueError("failure rates add up to more than 1")
         if latency_ms < 0:
             raise ValueError(f"latency must be >= 0 ms, got {latency_ms}")
         self.latency_ms = latency_ms
         self.transient_failure_rate = transient_failure_rate
         self.permanent_failure_rate = permanent_failure_rate
+        self.rate_limited_failure_rate = rate_limited_failure_rate
+        """Refused for capacity, as a provider's 429 (no attempt spent, ADR 0015): drawn after
+        the other two rates, so adding it changes no seeded run without it."""
         self.seed = seed
         self.default_sender = default_sender
         self._sleep = sleep
@@ -109,7 +115,22 @@ class SimulatedMessagingProvider:
                     retry_after=retry_after,
                 )
             )
-        provider_id = f"SM{draw.getrandbits(128):032x}"
+        failed = self.permanent_failure_rate + self.transient_failure_rate
+        if roll < failed + self.rate_limited_failure_rate:
+            code = RATE_LIMITED_CODES.get(request.provider or "", RATE_LIMITED_CODES["twilio"])
+            self._count(f"rate_limited:{code}")
+            raise DeliveryFailed(
+                DeliveryFailure(
+                    transient=True,
+                    code=code,
+                    message=f"simulated rate limit {code}",
+                    retry_after=timedelta(seconds=1),
+                    rate_limited=True,
+                )
+            )
+        # Standing in for Meta, it answers a wamid as Meta does; else a Twilio MessageSid.
+        prefix = "wamid.SIM" if request.provider == "meta" else "SM"
+        provider_id = f"{prefix}{draw.getrandbits(128):032x}"
         record = SentRecord(
             outbox_id=request.outbox_id,
             to=request.to_phone,

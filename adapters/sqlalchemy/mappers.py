@@ -29,6 +29,8 @@ def tenant_to_row(tenant: Tenant) -> dict[str, Any]:
         "whatsapp_number": tenant.whatsapp_number,
         "default_region": tenant.default_region,
         "created_at": tenant.created_at,
+        "provider": tenant.provider,
+        "meta_phone_number_id": tenant.meta_phone_number_id,
         **tenant_window_to_row(tenant),
     }
 
@@ -51,6 +53,8 @@ def tenant_to_domain(row: Row) -> Tenant:
         window_policy=WindowPolicy(row["window_policy"]),
         fallback_content_sid=row["fallback_content_sid"],
         fallback_variable=row["fallback_variable"],
+        provider=row["provider"],
+        meta_phone_number_id=row["meta_phone_number_id"],
     )
 
 
@@ -225,6 +229,7 @@ def outbox_to_row(message: OutboxMessage) -> dict[str, Any]:
         "content_variables": message.content_variables,
         "media_urls": list(message.media_urls) if message.media_urls else None,
         "expires_at": message.expires_at,
+        "provider": message.provider,
     }
 
 
@@ -245,6 +250,7 @@ def outbox_to_domain(row: Row, *, claimed: bool = False) -> OutboxMessage:
         last_error_code=row["last_error_code"],
         provider_message_id=row["provider_message_id"],
         from_phone=row["from_phone"],
+        provider=row["provider"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         sent_at=row["sent_at"],

@@ -50,6 +50,9 @@ tenants = sa.Table(
     sa.Column("fallback_content_sid", sa.Text, nullable=True),
     sa.Column("fallback_variable", sa.Text, nullable=False, server_default="1"),
     _status_check("window_policy", ("send", "template", "drop")),
+    sa.Column("provider", sa.Text, nullable=False, server_default="twilio"),
+    sa.Column("meta_phone_number_id", sa.Text, nullable=True),
+    sa.Index("tenants_meta_phone_number_id_key", "meta_phone_number_id", unique=True),
 )
 
 sellers = sa.Table(
@@ -193,6 +196,10 @@ messages_out = sa.Table(
     sa.Column("content_variables", json_type(), nullable=True),
     sa.Column("media_urls", json_type(), nullable=True),
     sa.Column("expires_at", UtcDateTime, nullable=True),
+    # The provider the message goes out through, its tenant's when written (ADR 0019; alembic
+    # 0015); NULL: the default provider (Twilio), as every message written before. Last: the claim
+    # reads the columns in the table's order (ADD COLUMN appends).
+    sa.Column("provider", sa.Text, nullable=True),
     _status_check("status", ("pending", "sending", "sent", "failed", "dead", "expired")),
 )
 WAITING = messages_out.c.status.in_(("pending", "failed"))

@@ -75,6 +75,13 @@ def register(sub: Any) -> None:
         default=0.01,
         help="provider permanent failure rate, 0..1 (default 0.01)",
     )
+    parser.add_argument(
+        "--meta-tenants",
+        type=int,
+        default=None,
+        help="how many of the shops are on Meta instead of Twilio (memory only; default 0): the"
+        " simulated provider stands in for both",
+    )
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--verbose", action="store_true", help="show the workers' log lines")
@@ -98,6 +105,8 @@ def check_options(args: argparse.Namespace) -> None:
         raise UsageError(f"--seed must be 0 or more, got {args.seed}")
     if args.engine == "embedded":
         given = [f"--{name}" for name in MEMORY_ONLY if getattr(args, name) is not None]
+        if args.meta_tenants is not None:
+            given.append("--meta-tenants")
         if given:
             raise UsageError(
                 f"{', '.join(given)} only apply to --engine memory: the embedded demo runs one "
@@ -191,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
                     transient_failure_rate=args.transient_rate,
                     permanent_failure_rate=args.permanent_rate,
                     seed=args.seed,
+                    meta_tenants=args.meta_tenants or 0,
                 )
             except ValueError as exc:
                 raise UsageError(str(exc)) from exc

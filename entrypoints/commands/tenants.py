@@ -8,7 +8,7 @@ from typing import Any
 
 from application.tenants import add_tenant, set_window_policy
 from domain.service_window import DEFAULT_FALLBACK_VARIABLE, WindowPolicy, check_content_sid
-from domain.tenants import DEFAULT_REGION, Tenant, check_tenant_id
+from domain.tenants import DEFAULT_REGION, META, PROVIDERS, TWILIO, Tenant, check_tenant_id
 from entrypoints.commands.support import UsageError, add_actions, store_errors
 from entrypoints.container import build
 
@@ -27,6 +27,18 @@ def register(sub: Any) -> None:
     add.add_argument("--name", required=True, help="the shop's name")
     add.add_argument(
         "--whatsapp-number", help="the tenant's WhatsApp number (the `to` of its messages)"
+    )
+    add.add_argument(
+        "--provider",
+        choices=PROVIDERS,
+        default=TWILIO,
+        help=f"the provider that serves the tenant (default {TWILIO}): twilio sends from "
+        "--whatsapp-number, meta from --meta-phone-number-id",
+    )
+    add.add_argument(
+        "--meta-phone-number-id",
+        help="the tenant's Meta business phone-number id (--provider meta; Meta's webhook "
+        "names it as metadata.phone_number_id)",
     )
     add.add_argument(
         "--region",
@@ -88,6 +100,10 @@ def _check_window(args: argparse.Namespace) -> None:
 
 def _check_add(args: argparse.Namespace) -> None:
     check_tenant_id(args.tenant_id)
+    if args.provider == META and not args.meta_phone_number_id:
+        raise UsageError("--provider meta needs --meta-phone-number-id")
+    if args.provider != META and args.meta_phone_number_id:
+        raise UsageError("--meta-phone-number-id is for --provider meta")
     _check_window(args)
 
 
@@ -110,9 +126,15 @@ def add_command(args: argparse.Namespace) -> int:
         window_policy=_policy(args) or WindowPolicy.SEND,
         fallback_content_sid=args.fallback_template,
         fallback_variable=args.fallback_variable or DEFAULT_FALLBACK_VARIABLE,
+        provider=args.provider,
+        meta_phone_number_id=args.meta_phone_number_id,
     )
     number = tenant.whatsapp_number or "no WhatsApp number"
-    print(f"Tenant {tenant.id} added ({tenant.name}, region {tenant.default_region}, {number})")
+    served = f", on meta as {tenant.meta_phone_number_id}" if tenant.provider == META else ""
+    print(
+        f"Tenant {tenant.id} added ({tenant.name}, region {tenant.default_region}, {number}"
+        f"{served})"
+    )
     return 0
 
 
@@ -147,5 +169,11 @@ def list_command(args: argparse.Namespace) -> int:
         print(
             f"{tenant.id}\t{tenant.name}\t{tenant.default_region}\t{tenant.whatsapp_number or '-'}"
             f"\twindow: {_window(tenant)}"
+            f"\t{_provider_of(tenant)}"
         )
     return 0
+
+
+def _provider_of(tenant: Tenant) -> str:
+    """``twilio``, or ``meta:<phone-number id>``."""
+    return f"{META}:{tenant.meta_phone_number_id}" if tenant.provider == META else tenant.provider

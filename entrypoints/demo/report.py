@@ -18,6 +18,8 @@ class Report:
     inbound: Counter[str] = attrs.field(factory=Counter)
     sessions: Counter[str] = attrs.field(factory=Counter)
     outbound: Counter[str] = attrs.field(factory=Counter)
+    providers: Counter[str] = attrs.field(factory=Counter)
+    """Messages sent, by the provider they went through (shown when tenants are on Meta)."""
     invariants: dict[str, bool] = attrs.field(factory=dict)
     violations: list[str] = attrs.field(factory=list)
     """The first breaches, ``name: what breaks it``."""
@@ -47,6 +49,7 @@ class Report:
             "inbound": dict(self.inbound),
             "sessions": dict(self.sessions),
             "outbound": dict(self.outbound),
+            **({"providers": dict(self.providers)} if self.providers else {}),
             "invariants": self.invariants,
             "violations": self.violations,
             "failures": self.failures,
@@ -65,6 +68,10 @@ class Report:
             "inbound   " + _pairs(self.inbound, ("seller", "client", "duplicate", "rejected")),
             "sessions  " + _pairs(self.sessions, ("opened", "closed_by_job", "closed_stale")),
             "outbound  " + _pairs(self.outbound, ("queued", "sent", "retried", "dead")),
+        ]
+        if self.providers:
+            lines.append("providers " + _pairs(self.providers, ("twilio", "meta")))
+        lines += [
             "",
             "invariants",
         ]

@@ -34,10 +34,15 @@ class Scenario:
     max_attempts: int = 5
     batch_size: int = 50
     seed: int = 7
+    meta_tenants: int = 0
+    """How many of the tenants (the last ones) are on Meta instead of Twilio; the simulated
+    provider stands in for both, through the production provider router."""
 
     def __attrs_post_init__(self) -> None:
         if self.tenants < 1 or self.clients < 1 or self.sellers_per_tenant < 1:
             raise ValueError("a scenario needs at least one tenant, client and seller")
+        if not 0 <= self.meta_tenants <= self.tenants:
+            raise ValueError(f"meta tenants must be 0..{self.tenants}, got {self.meta_tenants}")
         if self.live_minutes < self.product_every_minutes:
             raise ValueError("the live must last at least one product interval")
 

@@ -25,11 +25,13 @@ from application.inbound import Rejected, process_inbound_message
 from application.live_sessions import close_inactive_sessions
 from application.outbox import DEFAULT_LEASE, queue_outbound_message
 from application.outbox_sender import OutboxSender
+from application.provider_router import ProviderRouter
 from application.tenants import add_seller, add_tenant
 from domain.live_sessions import InactivityWindow
 from domain.outbox import OutboxStatus
 from domain.retry import RetryPolicy
 from domain.senders import SenderType
+from domain.tenants import META, TWILIO
 from entrypoints.demo.invariants import InvariantChecker, Ledger, events_of
 from entrypoints.demo.report import Report
 from entrypoints.demo.scenario import START, Scenario, Script, Step, distinct_phones
@@ -60,6 +62,7 @@ def run_scenario(
     used: set[str] = set()
     tenants: list[dict[str, Any]] = []
     per_tenant = max(1, scenario.clients // scenario.tenants)
+    on_meta = range(scenario.tenants - scenario.meta_tenants, scenario.tenants)
     for index in range(scenario.tenants):
         tenant_id = f"shop-{index + 1}"
         number = f"+3375{index:07d}"
@@ -69,6 +72,8 @@ def run_scenario(
             tenant_id=tenant_id,
             name=f"Boutique {index + 1}",
             whatsapp_number=number,
+            provider=META if index in on_meta else TWILIO,
+            meta_phone_number_id=f"10654035{index:07d}" if index in on_meta else None,
         )
         sellers = distinct_phones(rng, scenario.sellers_per_tenant, used)
         for phone in sellers:
@@ -89,7 +94,8 @@ def run_scenario(
 
     sender = OutboxSender(  # the production sender; its sends inline, so runs repeat exactly
         uow_factory=uow_factory,
-        provider=provider,
+        # The production router, the simulated provider standing in for Twilio and Meta.
+        provider=ProviderRouter({TWILIO: lambda: provider, META: lambda: provider}, default=TWILIO),
         clock=clock,
         ids=ids,
         policy=policy,
@@ -137,6 +143,8 @@ def run_scenario(
         progress(len(steps), len(steps))
 
     report.record(checker.at_end(r.outbox_id for r in provider.sent))
+    if scenario.meta_tenants:
+        report.providers.update(store.outbox[r.outbox_id].provider or TWILIO for r in provider.sent)
     with uow_factory() as uow:
         report.sessions["opened"] = len(events_of(uow, "live_session.opened"))
         ended = len(events_of(uow, "live_session.closed"))

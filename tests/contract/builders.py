@@ -20,9 +20,20 @@ def at(seconds: float = 0, *, minutes: float = 0) -> datetime:
     return T0 + timedelta(seconds=seconds, minutes=minutes)
 
 
-def tenant(tenant_id: str = "shop-a", whatsapp_number: str | None = None) -> Tenant:
+def tenant(
+    tenant_id: str = "shop-a",
+    whatsapp_number: str | None = None,
+    *,
+    meta_phone_number_id: str | None = None,
+) -> Tenant:
+    """A tenant on Twilio, or on Meta when given its ``meta_phone_number_id``."""
     return Tenant(
-        id=tenant_id, name=f"Shop {tenant_id}", whatsapp_number=whatsapp_number, created_at=T0
+        id=tenant_id,
+        name=f"Shop {tenant_id}",
+        whatsapp_number=whatsapp_number,
+        created_at=T0,
+        provider="meta" if meta_phone_number_id else "twilio",
+        meta_phone_number_id=meta_phone_number_id,
     )
 
 

@@ -69,3 +69,42 @@ class TestTenants:
 
         with uow_factory() as uow:
             assert ["shop-a", "shop-b"] == [t.id for t in uow.tenants.list()]
+
+
+class TestTenantsOnMeta:
+    def test_a_meta_tenant_reads_back_whole_and_is_found_by_its_phone_number_id(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        stored = tenant("shop-m", "+15550001111", meta_phone_number_id="106540352242922")
+        with uow_factory() as uow:
+            uow.tenants.add(stored)
+            uow.tenants.add(tenant("shop-t", "+14155238886"))
+            uow.commit()
+
+        with uow_factory() as uow:
+            assert stored == uow.tenants.get("shop-m")
+            assert stored == uow.tenants.find_by_meta_phone_number_id("106540352242922")
+            assert "twilio" == uow.tenants.get("shop-t").provider  # type: ignore[union-attr]
+            assert uow.tenants.find_by_meta_phone_number_id("999") is None
+
+    def test_a_taken_meta_phone_number_id_already_exists(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        with uow_factory() as uow:
+            uow.tenants.add(tenant("shop-a", meta_phone_number_id="106540352242922"))
+            uow.commit()
+
+        with uow_factory() as uow, pytest.raises(AlreadyExists, match="Meta phone-number id"):
+            uow.tenants.add(tenant("shop-b", meta_phone_number_id="106540352242922"))
+
+    def test_several_tenants_may_have_no_meta_phone_number_id(
+        self, uow_factory: UnitOfWorkFactory
+    ) -> None:
+        with uow_factory() as uow:
+            uow.tenants.add(tenant("shop-a"))
+            uow.tenants.add(tenant("shop-b"))
+            uow.tenants.add(tenant("shop-c", meta_phone_number_id="123"))
+            uow.commit()
+
+        with uow_factory() as uow:
+            assert 3 == len(uow.tenants.list())

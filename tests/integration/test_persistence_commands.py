@@ -93,6 +93,60 @@ class TestTenantsAndSellers:
         assert "shop-a\tShop A\tFR\t+14155238886" in out
         assert "+33612345678\tAlice" in out
 
+    def test_an_operator_registers_a_tenant_on_meta_and_one_on_twilio(
+        self, database: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        run("migrate")
+
+        codes = [
+            run(
+                "tenants",
+                "add",
+                "--id",
+                "shop-t",
+                "--name",
+                "T",
+                "--whatsapp-number",
+                "+14155238886",
+            ),
+            run(
+                "tenants",
+                "add",
+                "--id",
+                "shop-m",
+                "--name",
+                "M",
+                "--provider",
+                "meta",
+                "--meta-phone-number-id",
+                "106540352242922",
+            ),
+            run("tenants", "list"),
+        ]
+
+        out = capsys.readouterr().out
+        assert [0, 0, 0] == codes
+        assert (
+            "Tenant shop-m added (M, region FR, no WhatsApp number, on meta as 106540352242922)"
+            in out
+        )
+        assert "shop-m\tM\tFR\t-\twindow: send\tmeta:106540352242922" in out
+        assert "shop-t\tT\tFR\t+14155238886\twindow: send\ttwilio" in out
+
+    def test_a_taken_meta_phone_number_id_is_one_line_and_exit_2(
+        self, database: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        run("migrate")
+        meta = ("--provider", "meta", "--meta-phone-number-id", "106540352242922")
+        run("tenants", "add", "--id", "shop-m", "--name", "M", *meta)
+        capsys.readouterr()
+
+        code = run("tenants", "add", "--id", "shop-n", "--name", "N", *meta)
+
+        err = capsys.readouterr().err
+        assert (2, 1) == (code, len(err.strip().splitlines()))
+        assert "Meta phone-number id" in err
+
     @pytest.mark.parametrize(
         ("argv", "message"),
         [
@@ -101,6 +155,21 @@ class TestTenantsAndSellers:
             (
                 ("tenants", "add", "--id", "shop-b", "--name", "B", "--whatsapp-number", "12"),
                 "invalid phone number",
+            ),
+            (
+                ("tenants", "add", "--id", "shop-m", "--name", "M", "--provider", "meta"),
+                "--provider meta needs --meta-phone-number-id",
+            ),
+            (
+                ("tenants", "add", "--id", "shop-m", "--name", "M", "--meta-phone-number-id", "1"),
+                "--meta-phone-number-id is for --provider meta",
+            ),
+            (
+                (
+                    *("tenants", "add", "--id", "shop-m", "--name", "M", "--provider", "meta"),
+                    *("--meta-phone-number-id", "+14155238886"),
+                ),
+                "is 1 to 32 digits",
             ),
             (("sellers", "add", "--tenant", "shop-a", "--phone", "12"), "invalid phone number"),
             (("sellers", "add", "--tenant", "nope", "--phone", "0612345678"), "unknown tenant"),

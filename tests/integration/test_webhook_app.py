@@ -463,7 +463,7 @@ class TestBadInput:
     def test_a_message_that_breaks_the_payload_contract_is_400_and_kept_as_a_dead_letter(
         self, client: TestClient, pg_engine: sa.Engine, redis_db: RedisTestDb
     ) -> None:
-        response = post_signed(client, MESSAGES_PATH, twilio_form("SM" + "9" * 70))
+        response = post_signed(client, MESSAGES_PATH, twilio_form("SM" + "9" * 130))
 
         assert 400 == response.status_code
         assert "providerMessageId" in response.text

@@ -92,8 +92,14 @@ class World:
 
     # -- data an operator sets up ---------------------------------------------------------------
     def tenant(
-        self, tenant_id: str = "shop-a", *, region: str = "FR", whatsapp_number: str | None = None
+        self,
+        tenant_id: str = "shop-a",
+        *,
+        region: str = "FR",
+        whatsapp_number: str | None = None,
+        meta_phone_number_id: str | None = None,
     ) -> Tenant:
+        """A tenant on Twilio, or on Meta when given its ``meta_phone_number_id``."""
         return add_tenant(
             uow_factory=self.uow_factory,
             clock=self.clock,
@@ -101,6 +107,8 @@ class World:
             name=f"Shop {tenant_id}",
             whatsapp_number=whatsapp_number,
             region=region,
+            provider="meta" if meta_phone_number_id else "twilio",
+            meta_phone_number_id=meta_phone_number_id,
         )
 
     def seller(self, tenant_id: str = "shop-a", phone: str = SELLER_PHONE) -> Seller:

@@ -158,10 +158,17 @@ class TestABadPayload:
             payload(providerMessageId="")
         )
 
-    def test_a_provider_message_id_over_64_characters_is_rejected(self) -> None:
-        assert {"providerMessageId": "is 65 characters, at most 64 allowed"} == errors_of(
-            payload(providerMessageId="S" * 65)
+    def test_a_provider_message_id_over_128_characters_is_rejected(self) -> None:
+        assert {"providerMessageId": "is 129 characters, at most 128 allowed"} == errors_of(
+            payload(providerMessageId="S" * 129)
         )
+
+    def test_a_meta_wamid_of_66_characters_is_a_provider_message_id(self) -> None:
+        # A 13-digit number (Brazil) and a 20-character id (ADR 0019's decoding of Meta's ids).
+        wamid = "wamid.HBgNNTUxNjk5MjMxODIyMhUCABIYFDNBQURGODQ0MTM0N0U4NTcxQzEwAA=="
+        assert 66 == len(wamid)
+        message = InboundMessage.from_payload(payload(providerMessageId=wamid), NOW)
+        assert wamid == message.provider_message_id
 
     def test_a_body_over_4096_characters_is_rejected(self) -> None:
         assert {"body": "is 4097 characters, at most 4096 allowed"} == errors_of(
@@ -197,7 +204,7 @@ class TestABadPayload:
 
     def test_every_bad_field_is_reported_at_once(self) -> None:
         raw = payload(
-            tenantId=MISSING, providerMessageId="S" * 65, body=12, receivedAt="2026-03-02T18:00"
+            tenantId=MISSING, providerMessageId="S" * 129, body=12, receivedAt="2026-03-02T18:00"
         )
 
         assert {"tenantId", "providerMessageId", "body", "receivedAt"} == set(errors_of(raw))

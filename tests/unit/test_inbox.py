@@ -195,7 +195,7 @@ class TestReceiveInboundMessage:
     def test_a_message_id_over_its_limit_is_a_dead_letter_not_a_record(
         self, inbox: World, queue: MemoryInboundQueue
     ) -> None:
-        outcome = receive(inbox, queue, message("SM" + "9" * 63))
+        outcome = receive(inbox, queue, message("SM" + "9" * 127))
 
         assert isinstance(outcome, Invalid)
         assert ["providerMessageId"] == [e.field for e in outcome.errors]

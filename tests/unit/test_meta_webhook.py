@@ -17,7 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapters.memory.queue import MemoryInboundQueue
-from application.inbox import Recorded, receive_inbound_message
+from application.dead_letters import ReplayStatus, replay_dead_letter
+from application.inbox import Recorded, UnknownNumber, receive_inbound_message
 from application.webhook_input import cleaned
 from domain.delivery import DeliveryReport, DeliveryStatus
 from domain.inbound import InboundMessage
@@ -590,7 +591,7 @@ class TestDeliveryReports:
 class TestRecordedAsTwilioMessagesAre:
     def test_a_meta_message_goes_into_the_durable_inbox_as_the_same_inbound_message(self) -> None:
         world = World()
-        world.tenant("shop-a", whatsapp_number=f"+{DISPLAY_NUMBER}")
+        world.tenant("shop-a", meta_phone_number_id=PHONE_NUMBER_ID)
         queue = MemoryInboundQueue()
         read = read_one(message("button", {"payload": "buy:sku-3", "text": "Je prends"}))
 
@@ -613,6 +614,71 @@ class TestRecordedAsTwilioMessagesAre:
             stored.content.wa_id,
         )
         assert PHONE_NUMBER_ID == stored.content.provider_params["metadata.phone_number_id"]
+
+    def test_the_tenant_is_found_by_phone_number_id_not_by_the_display_number(self) -> None:
+        world = World()
+        world.tenant("shop-twilio", whatsapp_number=f"+{DISPLAY_NUMBER}")
+        world.tenant("shop-meta", meta_phone_number_id=PHONE_NUMBER_ID)
+        read = read_one(message("text", {"body": "Je prends le 3"}))
+
+        outcome = receive_inbound_message(
+            read.message,
+            correlation_id=None,
+            uow_factory=world.uow_factory,
+            queue=MemoryInboundQueue(),
+            clock=world.clock,
+            ids=world.ids,
+        )
+
+        assert isinstance(outcome, Recorded)
+        assert "shop-meta" == outcome.tenant_id
+
+    def test_a_phone_number_id_no_tenant_has_is_kept_as_a_dead_letter(self) -> None:
+        world = World()
+        world.tenant("shop-a", whatsapp_number=f"+{DISPLAY_NUMBER}")
+        queue = MemoryInboundQueue()
+        read = read_one(message("text", {"body": "Je prends le 3"}))
+
+        outcome = receive_inbound_message(
+            read.message,
+            correlation_id=None,
+            uow_factory=world.uow_factory,
+            queue=queue,
+            clock=world.clock,
+            ids=world.ids,
+        )
+
+        assert isinstance(outcome, UnknownNumber)
+        (dead_letter,) = world.store.dead_letters.values()
+        assert (None, "unknown_number") == (dead_letter.tenant_id, dead_letter.error_code)
+        assert "Meta phone-number id" in dead_letter.error
+        assert (0, 0) == (len(world.store.inbound), len(queue))
+
+    def test_a_dead_letter_for_an_unknown_phone_number_id_replays_to_the_tenant_added_since(
+        self,
+    ) -> None:
+        world = World()
+        read = read_one(message("text", {"body": "Je prends le 3"}))
+        outcome = receive_inbound_message(
+            read.message,
+            correlation_id=None,
+            uow_factory=world.uow_factory,
+            queue=MemoryInboundQueue(),
+            clock=world.clock,
+            ids=world.ids,
+        )
+        assert isinstance(outcome, UnknownNumber)
+        assert outcome.dead_letter_id is not None
+        world.tenant("shop-m", meta_phone_number_id=PHONE_NUMBER_ID)
+        queue = MemoryInboundQueue()
+
+        result = replay_dead_letter(
+            outcome.dead_letter_id, uow_factory=world.uow_factory, queue=queue, clock=world.clock
+        )
+
+        assert ReplayStatus.ENQUEUED == result.status
+        (_job_id, payload) = queue.pop()
+        assert ("shop-m", MESSAGE_ID) == (payload["tenantId"], payload["providerMessageId"])
 
     @given(st.text(max_size=5000))
     def test_any_text_meets_the_payload_contract_once_cleaned(self, text: str) -> None:

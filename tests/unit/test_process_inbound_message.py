@@ -258,7 +258,7 @@ class TestRejectingAJob:
     def test_an_invalid_payload_is_rejected_with_a_dead_letter_and_an_event(
         self, shop: World
     ) -> None:
-        payload = shop.payload(providerMessageId="S" * 65)
+        payload = shop.payload(providerMessageId="S" * 129)
 
         outcome = shop.receive(payload)
 

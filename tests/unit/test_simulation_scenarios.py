@@ -21,6 +21,20 @@ class TestSimulatedLive:
         assert report.inbound["client"] > 500
         assert report.outbound["queued"] == report.outbound["sent"] + report.outbound["dead"]
 
+    def test_one_tenant_on_each_provider_keeps_every_invariant_and_uses_both(self) -> None:
+        report = run_scenario(Scenario(tenants=2, clients=100, meta_tenants=1, seed=7))
+
+        assert report.ok, report.violations
+        assert {"twilio", "meta"} == set(report.providers)
+        assert report.outbound["sent"] == sum(report.providers.values())
+        assert "providers twilio=" in report.render()
+
+    def test_without_tenants_on_meta_the_report_is_as_before(self) -> None:
+        report = run_scenario(Scenario(tenants=2, clients=100, seed=7))
+
+        assert not report.providers
+        assert "providers" not in report.render()
+
     def test_a_flaky_provider_retries_then_dead_letters(self) -> None:
         report = run_scenario(
             Scenario(

@@ -25,6 +25,12 @@ class SqlTenantRepository(Repository):
         row = self._tx.execute(statement).first()
         return mappers.tenant_to_domain(row._mapping) if row else None
 
+    def find_by_meta_phone_number_id(self, phone_number_id: str) -> Tenant | None:
+        """Meta's webhook's lookup of a tenant by business phone-number id (all tenants)."""
+        statement = sa.select(tenants).where(tenants.c.meta_phone_number_id == phone_number_id)
+        row = self._tx.execute(statement).first()
+        return mappers.tenant_to_domain(row._mapping) if row else None
+
     def add(self, tenant: Tenant) -> None:
         try:
             with self._tx.savepoint():
@@ -32,6 +38,12 @@ class SqlTenantRepository(Repository):
         except sa_exc.IntegrityError as exc:
             if self.get(tenant.id) is not None:
                 raise AlreadyExists(f"tenant {tenant.id!r} already exists") from exc
+            if tenant.meta_phone_number_id and self.find_by_meta_phone_number_id(
+                tenant.meta_phone_number_id
+            ):
+                raise AlreadyExists(
+                    "another tenant already uses this Meta phone-number id"
+                ) from exc
             raise AlreadyExists("another tenant already uses this WhatsApp number") from exc
 
     def list(self) -> Sequence[Tenant]:
