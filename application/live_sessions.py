@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 from datetime import datetime
 from typing import Protocol
@@ -20,6 +21,12 @@ log = logging.getLogger("livesell.live_sessions")
 RACE_RETRIES = 8
 
 
+class Unread(enum.Enum):
+    """``attach_to_current_session``'s default: the active session is not read yet."""
+
+    UNREAD = "unread"
+
+
 def attach_to_current_session(
     uow: UnitOfWork,
     *,
@@ -30,6 +37,7 @@ def attach_to_current_session(
     window: InactivityWindow,
     ids: IdGenerator,
     correlation_id: str,
+    known_active: LiveSession | Unread | None = Unread.UNREAD,
 ) -> str | None:
     """Touch the session that was current when the message was received and return its id.
 
@@ -40,10 +48,14 @@ def attach_to_current_session(
     never opens a session (ADR 0004). A stale session whose window still holds messages waiting to
     be processed is not closed: EarlierMessagesWaiting is raised and the job retried. Races are
     resolved as SPEC §3 says: a lost creation re-reads the winner, a session closed between read
-    and touch is never reopened and the lookup starts again.
+    and touch is never reopened and the lookup starts again. ``known_active``: the tenant's
+    active session as the caller just read it in ``uow`` (``inbound_facts``), for the first try.
     """
     for _ in range(RACE_RETRIES):
-        active = uow.sessions.get_active(tenant_id)
+        active = (
+            uow.sessions.get_active(tenant_id) if isinstance(known_active, Unread) else known_active
+        )
+        known_active = Unread.UNREAD  # a retry reads again
         if active is not None and active.is_stale(at, window):
             if sender is SenderType.CLIENT:
                 return None

@@ -347,12 +347,14 @@ def reset(engine: sa.Engine, url: str, scenario: Scenario) -> int:
     if not scenario.hot:
         return 0
     container = build(Settings.from_env({"DATABASE_URL": url}))
+    now = container.clock().now()
     with container.uow_factory()() as uow:
         attach_to_current_session(
             uow,
             tenant_id=scenario.tenant_id(0),
             sender=SenderType.SELLER,
-            now=container.clock().now(),
+            at=now,
+            now=now,
             window=container.window(),
             ids=container.ids(),
             correlation_id="bench-hot-live-open",

@@ -124,9 +124,9 @@ class Settings:
     live_session_inactivity_window_minutes: int = 45
     webhook_worker_concurrency: int = 5
     outbox_poll_interval_seconds: float = 5.0
-    outbox_batch_size: int = 10
+    outbox_batch_size: int = 100
     outbox_max_attempts: int = 5
-    outbox_send_concurrency: int = 16
+    outbox_send_concurrency: int = 64
     outbox_rate_limit_per_second: float = 80.0
     outbox_lease_seconds: float = 60.0
     outbox_rate_limited_max_seconds: float = 3600.0
@@ -221,9 +221,9 @@ class Settings:
             outbox_poll_interval_seconds=env.number(
                 "OUTBOX_POLL_INTERVAL_SECONDS", 5.0, float, 0.01, 3600
             ),
-            outbox_batch_size=env.number("OUTBOX_BATCH_SIZE", 10, int, 1, 1000),
+            outbox_batch_size=env.number("OUTBOX_BATCH_SIZE", 100, int, 1, 1000),
             outbox_max_attempts=env.number("OUTBOX_MAX_ATTEMPTS", 5, int, 1, 100),
-            outbox_send_concurrency=env.number("OUTBOX_SEND_CONCURRENCY", 16, int, 1, 512),
+            outbox_send_concurrency=env.number("OUTBOX_SEND_CONCURRENCY", 64, int, 1, 512),
             outbox_rate_limit_per_second=env.number(
                 "OUTBOX_RATE_LIMIT_PER_SECOND", 80.0, float, 0.1, 10000
             ),

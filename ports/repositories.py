@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from domain.dead_letters import DeadLetter, DeadLetterSource
 from domain.delivery import DeliveryReport
@@ -86,6 +86,24 @@ class SellerDirectory(Protocol):
         ...
 
     def list(self, tenant_id: str) -> Sequence[Seller]: ...
+
+
+class InboundFacts(NamedTuple):
+    """What the inbound job reads before it writes: the message's inbox record, the seller with
+    the sender's phone key, the tenant's active session (each None when there is none)."""
+
+    record: InboundRecord | None
+    seller: Seller | None
+    active_session: LiveSession | None
+
+
+class InboundLookup(Protocol):
+    def inbound_facts(
+        self, tenant_id: str, provider_message_id: str, phone_key: str
+    ) -> InboundFacts:
+        """``inbound.get``, ``sellers.find_by_key`` and ``sessions.get_active`` of the tenant at
+        once (one round trip in SQL): the same answers as those three reads."""
+        ...
 
 
 class LiveSessionRepository(Protocol):

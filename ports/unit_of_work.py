@@ -9,6 +9,7 @@ from typing import Protocol, Self
 from ports.repositories import (
     DeadLetterRepository,
     EventLog,
+    InboundLookup,
     InboundMessageRepository,
     LiveSessionRepository,
     OutboxRepository,
@@ -27,6 +28,9 @@ class UnitOfWork(Protocol):
 
     @property
     def sellers(self) -> SellerDirectory: ...
+
+    @property
+    def lookups(self) -> InboundLookup: ...
 
     @property
     def sessions(self) -> LiveSessionRepository: ...

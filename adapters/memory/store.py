@@ -28,7 +28,12 @@ from domain.phones import phone_key
 from domain.recipient_order import queue_heads
 from domain.senders import SenderType
 from domain.tenants import Seller, Tenant
-from ports.repositories import ActiveSessionExists, AlreadyExists, DuplicateInboundMessage
+from ports.repositories import (
+    ActiveSessionExists,
+    AlreadyExists,
+    DuplicateInboundMessage,
+    InboundFacts,
+)
 
 T = TypeVar("T")
 _MISSING = object()
@@ -495,6 +500,23 @@ class MemoryEventLog:
         return rows[:limit]
 
 
+class MemoryInboundLookup:
+    """The three reads of the unit of work's own repositories (so a test's substitute of one of
+    them is what the lookup reads)."""
+
+    def __init__(self, uow: MemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    def inbound_facts(
+        self, tenant_id: str, provider_message_id: str, phone_key: str
+    ) -> InboundFacts:
+        return InboundFacts(
+            record=self._uow.inbound.get(tenant_id, provider_message_id),
+            seller=self._uow.sellers.find_by_key(tenant_id, phone_key),
+            active_session=self._uow.sessions.get_active(tenant_id),
+        )
+
+
 class MemoryUnitOfWork:
     """``with uow:`` holds the store's lock; leaving without ``commit()`` undoes every write."""
 
@@ -509,6 +531,7 @@ class MemoryUnitOfWork:
         self.inbound = MemoryInboundMessageRepository(*parts)
         self.outbox = MemoryOutboxRepository(*parts)
         self.dead_letters = MemoryDeadLetterRepository(*parts)
+        self.lookups = MemoryInboundLookup(self)
 
     def __enter__(self) -> Self:
         self._store.lock.acquire()

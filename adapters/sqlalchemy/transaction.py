@@ -20,6 +20,9 @@ from adapters.sqlalchemy.tables import event_logs
 from domain.events import Event
 from ports.repositories import StoreUnavailable
 
+# Built once: the statement object reused keeps its cache key (ADR 0022).
+_INSERT_EVENTS = sa.insert(event_logs)
+
 
 def is_unavailable(error: BaseException) -> bool:
     """True for errors that say the store could not do the work now (worth a retry)."""
@@ -99,7 +102,7 @@ class Transaction:
     def flush_events(self) -> None:
         if self._events:
             rows, self._events = self._events, []
-            self.execute(sa.insert(event_logs), rows)
+            self.execute(_INSERT_EVENTS, rows)
 
     def commit(self) -> None:
         self.flush_events()

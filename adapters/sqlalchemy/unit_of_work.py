@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from adapters.sqlalchemy.repositories import (
     SqlDeadLetterRepository,
     SqlEventLog,
+    SqlInboundLookup,
     SqlInboundMessageRepository,
     SqlLiveSessionRepository,
     SqlOutboxRepository,
@@ -35,6 +36,7 @@ class SqlUnitOfWork:
         self.outbox = SqlOutboxRepository(self._tx)
         self.dead_letters = SqlDeadLetterRepository(self._tx)
         self.events = SqlEventLog(self._tx)
+        self.lookups = SqlInboundLookup(self._tx)
         self._depth = 0
 
     def __enter__(self) -> Self:

@@ -152,12 +152,12 @@ async function processMessage(m) {
       let stored;
       if (!record) {
         stored = await client.query(
-          "INSERT INTO inbound_messages (id, tenant_id, provider_message_id, from_phone, from_e164, to_phone, body, status, message_type, live_session_id, correlation_id, profile_name, num_media, media_urls, received_at, processed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'processed', $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING RETURNING id",
+          "INSERT INTO inbound_messages (id, tenant_id, provider_message_id, from_phone, from_e164, to_phone, body, status, message_type, live_session_id, correlation_id, profile_name, num_media, media_urls, received_at, processed_at, forwarded, frequently_forwarded, media_content_types, referral, provider_params, input_flags) VALUES ($1, $2, $3, $4, $5, $6, $7, 'processed', $8, $9, $10, $11, $12, $13, $14, $15, false, false, 'null', 'null', 'null', 'null') ON CONFLICT DO NOTHING RETURNING id",
           row,
         );
       } else {
         stored = await client.query(
-          "UPDATE inbound_messages SET from_phone = $4, from_e164 = $5, to_phone = $6, body = $7, status = 'processed', message_type = $8, live_session_id = $9, correlation_id = $10, profile_name = $11, num_media = $12, media_urls = $13, received_at = $14, processed_at = $15 WHERE tenant_id = $2 AND provider_message_id = $3 AND id = $1 AND status = 'received'",
+          "UPDATE inbound_messages SET from_phone = $4, from_e164 = $5, to_phone = $6, body = $7, status = 'processed', message_type = $8, live_session_id = $9, correlation_id = $10, profile_name = $11, num_media = $12, media_urls = $13, received_at = $14, processed_at = $15, forwarded = false, frequently_forwarded = false, media_content_types = 'null', referral = 'null', provider_params = 'null', input_flags = 'null' WHERE tenant_id = $2 AND provider_message_id = $3 AND id = $1 AND status = 'received'",
           row,
         );
       }

@@ -31,7 +31,7 @@ class TestDefaults:
     def test_an_empty_environment_gives_the_documented_defaults(self) -> None:
         settings = Settings.from_env({})
 
-        assert (45, 10, 5, 5.0, 10.0, 100, 80.0, "simulated", "text") == (
+        assert (45, 100, 5, 5.0, 10.0, 100, 80.0, "simulated", "text") == (
             settings.live_session_inactivity_window_minutes,
             settings.outbox_batch_size,
             settings.outbox_max_attempts,

@@ -24,10 +24,10 @@ def refused(**environ: str) -> ConfigError:
 
 
 class TestTheLeaseOutlastsTheLongestSend:
-    def test_the_defaults_leave_a_60_second_lease_over_a_10_2_second_send(self) -> None:
+    def test_the_defaults_leave_a_60_second_lease_over_a_10_8_second_send(self) -> None:
         settings = Settings.from_env(TWILIO)
 
-        assert (60.0, pytest.approx(10.2)) == (
+        assert (60.0, pytest.approx(10.8)) == (
             settings.outbox_lease_seconds,
             settings.longest_send_seconds(),
         )
@@ -42,7 +42,7 @@ class TestTheLeaseOutlastsTheLongestSend:
             "TWILIO_TIMEOUT_SECONDS",
         ):
             assert name in str(error)
-        assert "10.2 s" in str(error)
+        assert "10.8 s" in str(error)
 
     def test_a_slow_rate_makes_the_queue_wait_count(self) -> None:
         error = refused(
@@ -55,9 +55,9 @@ class TestTheLeaseOutlastsTheLongestSend:
         assert "= 110 s" in str(error)
 
     def test_a_lease_just_over_the_longest_send_is_accepted(self) -> None:
-        settings = Settings.from_env({**TWILIO, "OUTBOX_LEASE_SECONDS": "10.3"})
+        settings = Settings.from_env({**TWILIO, "OUTBOX_LEASE_SECONDS": "10.9"})
 
-        assert 10.3 == settings.outbox_lease_seconds
+        assert 10.9 == settings.outbox_lease_seconds
 
     def test_the_simulated_provider_counts_its_slowest_call_not_the_twilio_timeout(
         self,

@@ -9,6 +9,7 @@ SAVEPOINT), so the transaction stays usable for the caller to read the winner.
 
 from adapters.sqlalchemy.repositories.dead_letters import SqlDeadLetterRepository
 from adapters.sqlalchemy.repositories.events import SqlEventLog
+from adapters.sqlalchemy.repositories.inbound_lookup import SqlInboundLookup
 from adapters.sqlalchemy.repositories.inbound_messages import SqlInboundMessageRepository
 from adapters.sqlalchemy.repositories.live_sessions import SqlLiveSessionRepository
 from adapters.sqlalchemy.repositories.outbox import CANDIDATES_PER_TENANT, SqlOutboxRepository
@@ -19,6 +20,7 @@ __all__ = [
     "CANDIDATES_PER_TENANT",
     "SqlDeadLetterRepository",
     "SqlEventLog",
+    "SqlInboundLookup",
     "SqlInboundMessageRepository",
     "SqlLiveSessionRepository",
     "SqlOutboxRepository",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from datetime import datetime
@@ -15,14 +16,41 @@ from domain.inbound import RECEIVED_STATE, InboundRecord, InboundState
 from domain.phones import phone_forms, phone_key
 from ports.repositories import DuplicateInboundMessage
 
+# Built once (the inbound hot path, ADR 0022): reused statement objects keep their cache key.
+_GET = sa.select(inbound_messages).where(
+    inbound_messages.c.tenant_id == sa.bindparam("tenant_id"),
+    inbound_messages.c.provider_message_id == sa.bindparam("provider_message_id"),
+)
+_KEYS = ("id", "tenant_id", "provider_message_id")
+
+
+@functools.cache
+def _save_statement(columns: tuple[str, ...], was_without_dead_letter: bool) -> sa.Update:
+    """The conditional write of a record's ``columns`` (parameters ``v_<column>``) where it is
+    still in the state it was read in (``w_*``), built once per column set and state shape."""
+    c = inbound_messages.c
+    dead_letter = (
+        c.dead_letter_id.is_(None)
+        if was_without_dead_letter
+        else c.dead_letter_id == sa.bindparam("w_dead_letter_id")
+    )
+    return (
+        sa.update(inbound_messages)
+        .where(
+            c.tenant_id == sa.bindparam("w_tenant_id"),
+            c.provider_message_id == sa.bindparam("w_provider_message_id"),
+            c.id == sa.bindparam("w_id"),
+            c.status == sa.bindparam("w_status"),
+            dead_letter,
+        )
+        .values({c[name]: sa.bindparam("v_" + name, type_=c[name].type) for name in columns})
+    )
+
 
 class SqlInboundMessageRepository(Repository):
     def get(self, tenant_id: str, provider_message_id: str) -> InboundRecord | None:
-        statement = sa.select(inbound_messages).where(
-            inbound_messages.c.tenant_id == tenant_id,
-            inbound_messages.c.provider_message_id == provider_message_id,
-        )
-        row = self._tx.execute(statement).first()
+        parameters = {"tenant_id": tenant_id, "provider_message_id": provider_message_id}
+        row = self._tx.execute(_GET, parameters).first()
         return mappers.inbound_to_domain(row._mapping) if row else None
 
     def add(self, record: InboundRecord) -> None:
@@ -32,21 +60,18 @@ class SqlInboundMessageRepository(Repository):
 
     def save(self, record: InboundRecord, *, was: InboundState = RECEIVED_STATE) -> bool:
         values = mappers.inbound_to_row(record)
-        for key in ("id", "tenant_id", "provider_message_id"):
-            del values[key]
-        column = inbound_messages.c.dead_letter_id
-        statement = (
-            sa.update(inbound_messages)
-            .where(
-                inbound_messages.c.tenant_id == record.tenant_id,
-                inbound_messages.c.provider_message_id == record.provider_message_id,
-                inbound_messages.c.id == record.id,
-                inbound_messages.c.status == was.status.value,
-                column.is_(None) if was.dead_letter_id is None else column == was.dead_letter_id,
-            )
-            .values(values)
+        parameters = {"v_" + name: value for name, value in values.items() if name not in _KEYS}
+        parameters.update(
+            w_tenant_id=record.tenant_id,
+            w_provider_message_id=record.provider_message_id,
+            w_id=record.id,
+            w_status=was.status.value,
         )
-        applied = self._tx.execute(statement).rowcount == 1
+        if was.dead_letter_id is not None:
+            parameters["w_dead_letter_id"] = was.dead_letter_id
+        columns = tuple(name for name in values if name not in _KEYS)
+        statement = _save_statement(columns, was.dead_letter_id is None)
+        applied = self._tx.execute(statement, parameters).rowcount == 1
         events = record.pull_events()
         if applied:
             self._tx.add_events(events)

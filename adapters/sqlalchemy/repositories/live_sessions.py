@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
@@ -16,6 +17,42 @@ from domain.live_sessions import LiveSession
 from domain.senders import SenderType
 from ports.repositories import ActiveSessionExists, AlreadyExists
 
+# Built once (the inbound hot path, ADR 0022): reused statement objects keep their cache key.
+_GET_ACTIVE = sa.select(live_sessions).where(
+    live_sessions.c.tenant_id == sa.bindparam("tenant_id"), live_sessions.c.status == "active"
+)
+
+
+@functools.cache
+def _touch_statement(postgres: bool, sender: SenderType) -> sa.Update:
+    """The touch of an active session by a message of ``sender`` at ``:at``, built once per
+    dialect family and sender: the later last activity, the earlier start, one more message."""
+    instant = sa.bindparam("at", type_=UtcDateTime())
+    greatest, least = (sa.func.greatest, sa.func.least) if postgres else (sa.func.max, sa.func.min)
+    counter = (
+        live_sessions.c.seller_message_count
+        if sender is SenderType.SELLER
+        else live_sessions.c.client_message_count
+    )
+    return (
+        sa.update(live_sessions)
+        .where(
+            live_sessions.c.id == sa.bindparam("w_session_id"),
+            live_sessions.c.tenant_id == sa.bindparam("w_tenant_id"),
+            live_sessions.c.status == "active",
+        )
+        .values(
+            {
+                live_sessions.c.last_activity_at: greatest(
+                    live_sessions.c.last_activity_at, instant
+                ),
+                live_sessions.c.started_at: least(live_sessions.c.started_at, instant),
+                counter: counter + 1,
+            }
+        )
+        .returning(*live_sessions.c)
+    )
+
 
 class SqlLiveSessionRepository(Repository):
     def get(self, tenant_id: str, session_id: str) -> LiveSession | None:
@@ -26,10 +63,7 @@ class SqlLiveSessionRepository(Repository):
         return mappers.session_to_domain(row._mapping) if row else None
 
     def get_active(self, tenant_id: str) -> LiveSession | None:
-        statement = sa.select(live_sessions).where(
-            live_sessions.c.tenant_id == tenant_id, live_sessions.c.status == "active"
-        )
-        row = self._tx.execute(statement).first()
+        row = self._tx.execute(_GET_ACTIVE, {"tenant_id": tenant_id}).first()
         return mappers.session_to_domain(row._mapping) if row else None
 
     def add(self, session: LiveSession) -> None:
@@ -44,36 +78,9 @@ class SqlLiveSessionRepository(Repository):
     def touch(
         self, tenant_id: str, session_id: str, now: datetime, sender: SenderType
     ) -> LiveSession | None:
-        instant = sa.literal(now, UtcDateTime())
-        greatest, least = (
-            (sa.func.greatest, sa.func.least)
-            if self._tx.is_postgres
-            else (sa.func.max, sa.func.min)
-        )
-        later = greatest(live_sessions.c.last_activity_at, instant)
-        earlier = least(live_sessions.c.started_at, instant)
-        counter = (
-            live_sessions.c.seller_message_count
-            if sender is SenderType.SELLER
-            else live_sessions.c.client_message_count
-        )
-        statement = (
-            sa.update(live_sessions)
-            .where(
-                live_sessions.c.id == session_id,
-                live_sessions.c.tenant_id == tenant_id,
-                live_sessions.c.status == "active",
-            )
-            .values(
-                {
-                    live_sessions.c.last_activity_at: later,
-                    live_sessions.c.started_at: earlier,
-                    counter: counter + 1,
-                }
-            )
-            .returning(*live_sessions.c)
-        )
-        row = self._tx.execute(statement).first()
+        statement = _touch_statement(self._tx.is_postgres, sender)
+        parameters = {"w_session_id": session_id, "w_tenant_id": tenant_id, "at": now}
+        row = self._tx.execute(statement, parameters).first()
         return mappers.session_to_domain(row._mapping) if row else None
 
     def close(self, session: LiveSession) -> bool:

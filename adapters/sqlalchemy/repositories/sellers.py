@@ -14,13 +14,17 @@ from domain.errors import UnknownTenant
 from domain.tenants import Seller
 from ports.repositories import AlreadyExists
 
+# Built once (the inbound hot path, ADR 0022).
+_FIND_BY_KEY = sa.select(sellers).where(
+    sellers.c.tenant_id == sa.bindparam("tenant_id"),
+    sellers.c.phone_key == sa.bindparam("phone_key"),
+)
+
 
 class SqlSellerDirectory(Repository):
     def find_by_key(self, tenant_id: str, phone_key: str) -> Seller | None:
-        statement = sa.select(sellers).where(
-            sellers.c.tenant_id == tenant_id, sellers.c.phone_key == phone_key
-        )
-        row = self._tx.execute(statement).first()
+        parameters = {"tenant_id": tenant_id, "phone_key": phone_key}
+        row = self._tx.execute(_FIND_BY_KEY, parameters).first()
         return mappers.seller_to_domain(row._mapping) if row else None
 
     def add(self, seller: Seller) -> None:

@@ -13,10 +13,14 @@ from adapters.sqlalchemy.tables import tenants
 from domain.tenants import Tenant
 from ports.repositories import AlreadyExists
 
+# Built once (the inbound hot path): a statement object reused keeps its cache key memoised, so
+# executing it skips SQLAlchemy's per-call construction and cache-key work (ADR 0022).
+_GET = sa.select(tenants).where(tenants.c.id == sa.bindparam("tenant_id"))
+
 
 class SqlTenantRepository(Repository):
     def get(self, tenant_id: str) -> Tenant | None:
-        row = self._tx.execute(sa.select(tenants).where(tenants.c.id == tenant_id)).first()
+        row = self._tx.execute(_GET, {"tenant_id": tenant_id}).first()
         return mappers.tenant_to_domain(row._mapping) if row else None
 
     def find_by_whatsapp_number(self, number_e164: str) -> Tenant | None:
