@@ -18,6 +18,7 @@ from adapters.memory.store import MemoryStore, MemoryUnitOfWorkFactory
 from adapters.rq.connection import redis_connection
 from adapters.rq.health import RedisQueueHealth
 from adapters.rq.queue import RqInboundQueue
+from adapters.rq.rate_limit import RedisRateLimiter, rate_limit_client
 from adapters.rq.spec import JOB_TIMEOUT_SECONDS, JobSpec
 from adapters.rq.spool import RedisSpool
 from adapters.simulated.provider import SimulatedMessagingProvider
@@ -108,10 +109,6 @@ class Container(containers.DeclarativeContainer):
             pool_size=config.outbox_send_concurrency,
         ),
     )
-    rate_limiter = providers.Singleton(
-        TokenBucketRateLimiter, rate=config.outbox_rate_limit_per_second
-    )
-
     # Producers of webhook-processing jobs (the webhook, the inbox reconciler). Nothing connects
     # until the first enqueue; an unreachable Redis raises ports.queue.QueueUnavailable then.
     queue_redis = providers.Singleton(
@@ -126,6 +123,22 @@ class Container(containers.DeclarativeContainer):
     # What the database could not take waits here (ADR 0013); the queue's liveness and epoch.
     spool = providers.Singleton(RedisSpool, queue_redis)
     queue_health = providers.Singleton(RedisQueueHealth, queue_redis)
+    # The per-sender-number limit (ADR 0018): shared by every sender through Redis (the
+    # producers' server, on a client of its own with short timeouts), falling back to
+    # rate / OUTBOX_SENDER_INSTANCES in the process; the in-memory store keeps it in the process.
+    rate_limiter = providers.Selector(
+        config.store,
+        memory=providers.Singleton(
+            TokenBucketRateLimiter, rate=config.outbox_rate_limit_per_second
+        ),
+        sql=providers.Singleton(
+            RedisRateLimiter,
+            providers.Singleton(rate_limit_client, queue_redis),
+            rate=config.outbox_rate_limit_per_second,
+            instances=config.outbox_sender_instances,
+            fallback=providers.Object(TokenBucketRateLimiter),
+        ),
+    )
 
 
 def build(settings: Settings | None = None, *, store: str = "sql") -> Container:
