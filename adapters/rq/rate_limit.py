@@ -49,9 +49,10 @@ KEY_PREFIX = "livesell:ratelimit"
 PROVIDER = "twilio"
 PROBE_KEY = f"{KEY_PREFIX}:probe"
 BURST_SECONDS = 0.05
-# Slots granted beyond the caller's own are kept this long for the next callers, then dropped:
-# a sender number's sends in any L seconds stay under rate * (L + LOOKAHEAD_SECONDS) + burst.
-LOOKAHEAD_SECONDS = BURST_SECONDS
+# Slots granted beyond the caller's own (burst - 1 at most) are kept this long for the next
+# callers, then dropped: in any L seconds a number sends at most rate * L + burst, plus what the
+# processes hold (burst - 1 each, and only while they send below the rate).
+LOOKAHEAD_SECONDS = 0.25
 DEMAND_WINDOW_SECONDS = 0.5
 PROBE_INTERVAL_SECONDS = 1.0
 # A rate-limit answer takes well under a millisecond; a Redis that takes longer than this is
