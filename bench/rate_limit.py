@@ -135,6 +135,14 @@ class Senders:
         """How many processes logged that the limit fell back to the process (none should)."""
         return sum("falls back to this process" in path.read_text() for path in self.logs)
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU the processes have used so far (Linux)."""
+        total = 0.0
+        for process in self.processes:
+            stat = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
     def stop(self) -> list[int]:
         """SIGTERM, then SIGKILL if one has not exited in 30 s: none is left behind."""
         for process in self.processes:
@@ -289,6 +297,7 @@ def run_one(
         "PYTHONUNBUFFERED": "1",
     }
     senders = Senders(processes, log_dir, name, env)
+    cpu = 0.0
     try:
         total = write_backlog(engine, numbers, round(RATE * args.seconds))
         deadline = time.monotonic() + args.seconds * 2 + 20
@@ -296,6 +305,7 @@ def run_one(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name}: {count_sent(engine)}/{total} sent in time")
             time.sleep(0.2)
+        cpu = senders.cpu_seconds()
     finally:
         codes = senders.stop()
     measured = rates(sent_log, numbers, args.latency_ms)
@@ -305,6 +315,7 @@ def run_one(
         "messages": total,
         "send_concurrency": concurrency,
         "fell_back": senders.fell_back(),
+        "sender_cpu_s": cpu,
         "exit": codes,
         **measured,
     }
@@ -351,6 +362,9 @@ def main() -> int:
     parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432")
     parser.add_argument("--seconds", type=float, default=12.0, help="backlog, in seconds at 80/s")
     parser.add_argument("--latency-ms", type=float, default=200.0)
+    parser.add_argument(
+        "--only", default="", help="runs as PROCESSESxNUMBERS, comma-separated (1x1,3x1,1x4,3x4)"
+    )
     parser.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
     args = parser.parse_args()
     with json_output(args.json) as figures:
@@ -367,14 +381,20 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     with private_redis(log_dir) as redis_url, bench_database(args.server) as url:
         engine = build_engine(url, pool_size=2)
         try:
+            chosen = [r.strip() for r in args.only.split(",") if r.strip()]
             for processes, numbers, concurrency in RUNS:
+                if chosen and f"{processes}x{numbers}" not in chosen:
+                    continue
                 name = f"{processes} process{'es' if processes > 1 else ''}, {numbers} number"
                 name += "s" if numbers > 1 else ""
                 results[name] = run_one(
                     url, redis_url, engine, log_dir, processes, numbers, concurrency, args
                 )
                 aggregate = results[name]["aggregate"]
-                print(f"{name}: {aggregate:.2f} msg/s over {results[name]['window_s']:.1f} s")
+                window, cpu = results[name]["window_s"], results[name]["sender_cpu_s"]
+                print(
+                    f"{name}: {aggregate:.2f} msg/s over {window:.1f} s; senders' CPU {cpu:.1f} s"
+                )
         finally:
             engine.dispose()
     print(f"\n{table(results)}\n\n{time.monotonic() - started:.0f} s in all")
