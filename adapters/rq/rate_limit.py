@@ -12,7 +12,7 @@ scripts it counts whole microseconds (exact in a Lua double), and it grants as m
 asked for as are free (their ``cost``, here chosen by the limit): in a process, one caller per
 sender number asks at a time, for every caller waiting there, or for what the process sent in
 ``LOOKAHEAD_SECONDS`` lately when that is more; the others take the granted slots without a round
-trip (one per send cost the sender a fifth more CPU per message at 0 ms; ADR 0018).
+trip (one per send cost the sender about a quarter more CPU at 0 ms latency; ADR 0018).
 
 ``burst`` is small on purpose: at most ``BURST_SECONDS`` of sends (4 at 80/s) may go back to back
 after an idle spell. It is not there for traffic (Twilio queues what exceeds a sender's
