@@ -45,6 +45,7 @@ BENCHMARKS = (
     Benchmark("persistence", "persistence.py", ["--seconds", "1"]),
     Benchmark("outbox", "outbox_throughput.py", ["--messages", "5000"]),
     Benchmark("close_sessions", "close_sessions.py", ["--sessions", "5000"]),
+    Benchmark("rate_limit", "rate_limit.py", ["--seconds", "12"]),
 )
 NOT_RUN = {"soak.py": "make soak", "summary.py": "", "support.py": ""}
 
@@ -171,6 +172,15 @@ def rows(results: dict[str, dict[str, Any] | None]) -> list[Row]:
     once = (closing or {}).get("each_closed_once")
     out.append(("close_sessions", "two closers: each session closed once", None, "true",
                 "not measured" if once is None else ("met" if once else "MISSED")))  # fmt: skip
+
+    # the shared per-number limit (ADR 0018): every number and run within 95..100 % of 80/s
+    limits = results.get("rate_limit")
+    for run_name, number, value, ok in (limits or {}).get("checks", []):
+        out.append(("rate_limit", f"{run_name}: {number} % of 80/s", float(value), "95..100",
+                    "met" if ok else "MISSED"))  # fmt: skip
+    if limits is None:
+        out.append(("rate_limit", "% of 80/s per number, 1 and 3 senders", None, "95..100",
+                    "not measured"))  # fmt: skip
     return out
 
 

@@ -22,6 +22,7 @@ from adapters.rq.connection import queue_errors, redis_connection
 from adapters.rq.health import RedisQueueHealth
 from adapters.rq.monitor import RqQueueMonitor
 from adapters.rq.queue import RqInboundQueue
+from adapters.rq.rate_limit import RedisRateLimiter, rate_limit_client
 from adapters.rq.spec import JOB_TIMEOUT_SECONDS, QUEUE_NAME, JobSpec
 from adapters.rq.spool import RedisSpool
 from adapters.rq.worker import ThreadedRqWorker
@@ -301,8 +302,41 @@ class Container(containers.DeclarativeContainer):
         default=messaging_provider.provider,
         meta=meta_provider.provider,
     )
-    rate_limiter = providers.Singleton(
-        TokenBucketRateLimiter, rate=settings.provided.outbox_rate_limit_per_second
+    # Producers of webhook-processing jobs (the webhook, the inbox reconciler). Nothing connects
+    # until the first enqueue; an unreachable Redis raises ports.queue.QueueUnavailable then.
+    queue_redis = providers.Singleton(
+        redis_connection,
+        settings.provided.redis_url,
+        settings.provided.redis_token,
+        client_name="livesell-producer",
+    )
+    # The webhook-processor's own client (its worker blocks on the queue; producers never wait).
+    worker_redis = providers.Singleton(
+        redis_connection,
+        settings.provided.redis_url,
+        settings.provided.redis_token,
+        client_name="webhook-processor",
+    )
+    webhook_job_spec = providers.Singleton(JobSpec.webhook_processing, retry_policy)
+    inbound_queue = providers.Singleton(RqInboundQueue, queue_redis, webhook_job_spec)
+    # What the database could not take waits here (ADR 0013); the queue's liveness and epoch.
+    spool = providers.Singleton(RedisSpool, queue_redis)
+    queue_health = providers.Singleton(RedisQueueHealth, queue_redis)
+    # The per-sender-number limit (ADR 0018): shared by every sender through Redis (the
+    # producers' server, on a client of its own with short timeouts), falling back to
+    # rate / OUTBOX_SENDER_INSTANCES in the process; the in-memory store keeps it in the process.
+    rate_limiter = providers.Selector(
+        store,
+        memory=providers.Singleton(
+            TokenBucketRateLimiter, rate=settings.provided.outbox_rate_limit_per_second
+        ),
+        sql=providers.Singleton(
+            RedisRateLimiter,
+            providers.Singleton(rate_limit_client, queue_redis),
+            rate=settings.provided.outbox_rate_limit_per_second,
+            instances=settings.provided.outbox_sender_instances,
+            fallback=providers.Object(TokenBucketRateLimiter),
+        ),
     )
 
     # The outbox sender (application.outbox_sender), one per part; its sizes are read from the
@@ -335,26 +369,6 @@ class Container(containers.DeclarativeContainer):
         job_scope=providers.Object(job_scope),
     )
 
-    # Producers of webhook-processing jobs (the webhook, the inbox reconciler). Nothing connects
-    # until the first enqueue; an unreachable Redis raises ports.queue.QueueUnavailable then.
-    queue_redis = providers.Singleton(
-        redis_connection,
-        settings.provided.redis_url,
-        settings.provided.redis_token,
-        client_name="livesell-producer",
-    )
-    # The webhook-processor's own client (its worker blocks on the queue; producers never wait).
-    worker_redis = providers.Singleton(
-        redis_connection,
-        settings.provided.redis_url,
-        settings.provided.redis_token,
-        client_name="webhook-processor",
-    )
-    webhook_job_spec = providers.Singleton(JobSpec.webhook_processing, retry_policy)
-    inbound_queue = providers.Singleton(RqInboundQueue, queue_redis, webhook_job_spec)
-    # What the database could not take waits here (ADR 0013); the queue's liveness and epoch.
-    spool = providers.Singleton(RedisSpool, queue_redis)
-    queue_health = providers.Singleton(RedisQueueHealth, queue_redis)
     # What the queue holds, for operators (livesell stats, /metrics); each reader has its own
     # client, named at the call: ``container.queue_monitor(client_name="stats")``.
     queue_monitor = providers.Factory(

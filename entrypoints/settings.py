@@ -128,6 +128,7 @@ class Settings:
     outbox_max_attempts: int = 5
     outbox_send_concurrency: int = 64
     outbox_rate_limit_per_second: float = 80.0
+    outbox_sender_instances: int = 1
     outbox_lease_seconds: float = 60.0
     outbox_rate_limited_max_seconds: float = 3600.0
     close_interval_minutes: float = 10.0
@@ -227,6 +228,7 @@ class Settings:
             outbox_rate_limit_per_second=env.number(
                 "OUTBOX_RATE_LIMIT_PER_SECOND", 80.0, float, 0.1, 10000
             ),
+            outbox_sender_instances=env.number("OUTBOX_SENDER_INSTANCES", 1, int, 1, 1000),
             outbox_lease_seconds=env.number("OUTBOX_LEASE_SECONDS", 60.0, float, 1, 3600),
             outbox_rate_limited_max_seconds=env.number(
                 "OUTBOX_RATE_LIMITED_MAX_SECONDS", 3600.0, float, 1, 7 * 86400
@@ -262,10 +264,12 @@ class Settings:
 
     def longest_send_seconds(self) -> float:
         """The longest a claimed message can take to be sent (ADR 0015): waiting its turn at the
-        rate limit behind every other send slot (``OUTBOX_SEND_CONCURRENCY /
-        OUTBOX_RATE_LIMIT_PER_SECOND``), then the provider call itself (``TWILIO_TIMEOUT_SECONDS``
-        for Twilio; the simulated provider's slowest call, 1.5 * ``SIMULATED_LATENCY_MS``)."""
-        queued = self.outbox_send_concurrency / self.outbox_rate_limit_per_second
+        rate limit behind every other send slot of every sender instance (``OUTBOX_SEND_CONCURRENCY
+        * OUTBOX_SENDER_INSTANCES / OUTBOX_RATE_LIMIT_PER_SECOND``: the limit is shared, ADR 0018),
+        then the provider call itself (``TWILIO_TIMEOUT_SECONDS`` for Twilio; the simulated
+        provider's slowest call, 1.5 * ``SIMULATED_LATENCY_MS``)."""
+        slots = self.outbox_send_concurrency * self.outbox_sender_instances
+        queued = slots / self.outbox_rate_limit_per_second
         if self.messaging_provider == "twilio":
             return queued + max(self.twilio_timeout_seconds, self.meta_timeout_seconds)
         return queued + 1.5 * self.simulated_latency_ms / 1000
@@ -286,10 +290,15 @@ class Settings:
             if self.messaging_provider == "twilio"
             else f"1.5 * SIMULATED_LATENCY_MS {self.simulated_latency_ms:g} / 1000"
         )
+        instances = (
+            f" * OUTBOX_SENDER_INSTANCES {self.outbox_sender_instances}"
+            if self.outbox_sender_instances > 1
+            else ""
+        )
         raise ConfigError(
             "OUTBOX_LEASE_SECONDS",
             f"{self.outbox_lease_seconds:g} s does not outlast the longest send, "
-            f"OUTBOX_SEND_CONCURRENCY {self.outbox_send_concurrency} / "
+            f"OUTBOX_SEND_CONCURRENCY {self.outbox_send_concurrency}{instances} / "
             f"OUTBOX_RATE_LIMIT_PER_SECOND {self.outbox_rate_limit_per_second:g} + {call} "
             f"= {longest:.3g} s: raise it, or lower the concurrency or the timeout",
         )

@@ -6,6 +6,10 @@ import threading
 import time
 from collections.abc import Callable
 
+# A refill computed from a wait of (1 - tokens) / rate may come back a hair under one token; under
+# a fake clock that would ask for a wait too small to move it, for ever.
+_ROUNDING = 1e-9
+
 
 class TokenBucketRateLimiter:
     """At most ``rate`` acquisitions per second per key, with bursts up to ``burst``."""
@@ -33,8 +37,8 @@ class TokenBucketRateLimiter:
                 now = self._monotonic()
                 tokens, last = self._buckets.get(key, (self._burst, now))
                 tokens = min(self._burst, tokens + (now - last) * self._rate)
-                if tokens >= 1:
-                    self._buckets[key] = (tokens - 1, now)
+                if tokens >= 1 - _ROUNDING:
+                    self._buckets[key] = (max(0.0, tokens - 1), now)
                     return
                 self._buckets[key] = (tokens, now)
                 wait = (1 - tokens) / self._rate
