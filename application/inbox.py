@@ -3,23 +3,35 @@
 An inbound message is recorded ``received`` in the database before the webhook answers, then
 enqueued on ``webhook-processing``; the processor marks it processed. A message whose enqueue
 failed (Redis down, evicted, a crash between commit and enqueue) stays ``received``, and
-``reconcile_inbox`` enqueues it again later: processing is idempotent, so a second job is harmless.
+``reconcile_inbox`` (``application.inbox_reconcile``) enqueues it again later: processing is
+idempotent, so a second job is harmless.
 
 Delivery status callbacks update the outbox row's delivery report, forward only
-(``domain.delivery``).
+(``application.delivery_reports``). Every name of both stays importable from here.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import attrs
 
+from application.delivery_reports import (
+    DeliveryIgnored,
+    DeliveryOutcome,
+    DeliveryRecorded,
+    record_delivery_report,
+)
 from application.inbound import Processed, RejectReason, reject_inbound
-from application.webhook_input import WebhookMessage, cleaned, provider_params
-from domain.delivery import DeliveryReport, DeliveryStatus
+from application.inbox_reconcile import (
+    MAX_PAGES_PER_PASS,
+    ReconcileReport,
+    RequeueSchedule,
+    reconcile_inbox,
+)
+from application.webhook_input import TO_NUMBER_REGION, WebhookMessage, cleaned, provider_params
 from domain.errors import FieldError, InvalidPayload, InvalidPhoneNumber
 from domain.inbound import InboundMessage, InboundRecord
 from domain.phones import normalise_phone
@@ -31,9 +43,30 @@ from ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger("livesell.inbox")
 
-TO_NUMBER_REGION = "US"
-"""Twilio sends ``To`` in E.164 (``whatsapp:+14155238886``); the region only reads a number
-written without ``+``, which Twilio never sends."""
+__all__ = [
+    "MAX_PAGES_PER_PASS",
+    "META_PHONE_NUMBER_ID_PARAM",
+    "TO_NUMBER_REGION",
+    "UNKNOWN_NUMBER",
+    "DeliveryIgnored",
+    "DeliveryOutcome",
+    "DeliveryRecorded",
+    "Duplicate",
+    "Invalid",
+    "ReceiveOutcome",
+    "ReconcileReport",
+    "Recorded",
+    "RequeueSchedule",
+    "UnknownNumber",
+    "WebhookMessage",
+    "receive_inbound_message",
+    "reconcile_inbox",
+    "record_delivery_report",
+    "reject_webhook_message",
+    "serves_meta_phone_number_id",
+    "tenant_for_number",
+    "tenant_for_payload",
+]
 
 
 @attrs.frozen(kw_only=True)
@@ -329,230 +362,3 @@ def _enqueue(record: InboundRecord, queue: InboundQueue) -> str | None:
             extra={"context": context},
         )
     return None
-
-
-MAX_PAGES_PER_PASS = 50
-"""A pass reads at most this many pages of ``limit`` waiting records (it goes on where it
-stopped at the next pass), so one pass's work is bounded however large the backlog."""
-
-
-@attrs.frozen(kw_only=True)
-class ReconcileReport:
-    """One reconciler pass: records read still ``received``, how many were enqueued again, how
-    many were left for a later pass (enqueued again recently), whether the pass reached the end
-    of the waiting records (else the next pass goes on from where this one stopped), and the
-    queue error that stopped the pass early, if any."""
-
-    found: int
-    enqueued: int
-    deferred: int = 0
-    complete: bool = True
-    queue_error: str | None = None
-
-
-class RequeueSchedule:
-    """When a record still ``received`` may be enqueued again, and where the reconciler's walk
-    over the waiting records stands. After each re-enqueue a record's wait doubles (from
-    ``first_wait`` up to ``max_wait``), so a long queue backlog, where records wait because their
-    jobs have not run yet, is not multiplied by the reconciler. Kept in memory: a restarted
-    reconciler starts again from ``first_wait`` and from the oldest record (a duplicate job is
-    harmless)."""
-
-    def __init__(self, first_wait: timedelta, max_wait: timedelta) -> None:
-        self.first_wait = first_wait
-        self.max_wait = max(max_wait, first_wait)
-        self.cursor: tuple[datetime, str] | None = None
-        self._next: dict[str, tuple[datetime, timedelta]] = {}
-        self._seen: set[str] = set()
-
-    def is_due(self, record_id: str, now: datetime) -> bool:
-        entry = self._next.get(record_id)
-        return entry is None or entry[0] <= now
-
-    def enqueued(self, record_id: str, now: datetime) -> None:
-        previous = self._next.get(record_id)
-        wait = self.first_wait if previous is None else min(previous[1] * 2, self.max_wait)
-        self._next[record_id] = (now + wait, wait)
-
-    def seen(self, record_ids: set[str], *, end: bool) -> None:
-        """Records read by the walk; at its ``end``, forget those no longer waiting (processed
-        or rejected since) and start the next walk from the oldest record."""
-        self._seen |= record_ids
-        if end:
-            self.keep_only(self._seen)
-            self._seen = set()
-            self.cursor = None
-
-    def keep_only(self, record_ids: set[str]) -> None:
-        for record_id in set(self._next) - record_ids:
-            del self._next[record_id]
-
-
-def reconcile_inbox(
-    *,
-    uow_factory: UnitOfWorkFactory,
-    queue: InboundQueue,
-    clock: Clock,
-    older_than: timedelta,
-    limit: int,
-    schedule: RequeueSchedule | None = None,
-    received_since: datetime | None = None,
-) -> ReconcileReport:
-    """Enqueue again up to ``limit`` records still ``received`` since before ``now - older_than``
-    (terminal records, processed or rejected, never), oldest first, any tenant, skipping those
-    ``schedule`` says were enqueued again too recently.
-
-    Records are read page by page (keyset on ``(received_at, id)``), and the walk goes on from
-    where the previous pass stopped (``schedule.cursor``): however many old records wait, every
-    record is reached, so none can be starved. Stops at the first queue failure (the next pass
-    tries again). Raises StoreUnavailable when the database cannot be read. ``received_since``
-    starts the walk at the records received at or after it (a pass after a queue outage, with no
-    schedule, ADR 0013)."""
-    now = clock.now()
-    after = schedule.cursor if schedule is not None else None
-    if after is None and received_since is not None:
-        after = (received_since, "")  # keyset (received_at, id): every id sorts after ""
-    found = enqueued = deferred = 0
-    for _ in range(MAX_PAGES_PER_PASS):
-        with uow_factory() as uow:
-            page = list(uow.inbound.list_received_before(now - older_than, limit, after=after))
-        found += len(page)
-        for record in page:
-            if schedule is not None and not schedule.is_due(record.id, now):
-                deferred += 1
-                continue
-            try:
-                queue.enqueue(record.message.to_payload())
-            except QueueUnavailable as exc:
-                return ReconcileReport(
-                    found=found,
-                    enqueued=enqueued,
-                    deferred=deferred,
-                    complete=False,
-                    queue_error=str(exc),
-                )
-            enqueued += 1
-            if schedule is not None:
-                schedule.enqueued(record.id, now)
-            _log_requeued(record)
-        end = len(page) < limit
-        if schedule is not None:
-            schedule.seen({record.id for record in page}, end=end)
-        if end:
-            return ReconcileReport(found=found, enqueued=enqueued, deferred=deferred)
-        after = (page[-1].message.received_at, page[-1].id)
-        if schedule is not None:
-            schedule.cursor = after
-        if enqueued >= limit:
-            break
-    return ReconcileReport(found=found, enqueued=enqueued, deferred=deferred, complete=False)
-
-
-def _log_requeued(record: InboundRecord) -> None:
-    log.info(
-        "Inbound message enqueued again by the reconciler",
-        extra={
-            "context": {
-                "tenantId": record.tenant_id,
-                "providerMessageId": record.provider_message_id,
-                "correlationId": record.message.correlation_id,
-                "receivedAt": record.message.received_at.isoformat(),
-            }
-        },
-    )
-
-
-@attrs.frozen(kw_only=True)
-class DeliveryRecorded:
-    """The report changed the message's delivery report (now ``status``, ``error_code``)."""
-
-    tenant_id: str
-    outbox_id: str
-    status: DeliveryStatus
-    error_code: str | None = None
-
-
-@attrs.frozen(kw_only=True)
-class DeliveryIgnored:
-    """The report changed nothing: ``stale`` (repeated, or behind what is stored),
-    ``unknown_status`` (not an outbound status) or ``unknown_message`` (no such outbox row of the
-    tenant, or no row with that MessageSid). The ids are those of the row when one was found."""
-
-    reason: str
-    tenant_id: str | None = None
-    outbox_id: str | None = None
-
-
-DeliveryOutcome = DeliveryRecorded | DeliveryIgnored
-
-
-def record_delivery_report(
-    *,
-    status: str,
-    error_code: str | None,
-    uow_factory: UnitOfWorkFactory,
-    clock: Clock,
-    tenant_id: str | None = None,
-    outbox_id: str | None = None,
-    provider_message_id: str | None = None,
-    sender: str | None = None,
-) -> DeliveryOutcome:
-    """Merge a provider's status report into an outbound message's delivery report
-    (``DeliveryReport.merged_into``): repeated and out-of-order reports are ignored, never errors.
-
-    The message is the tenant's ``outbox_id`` when the callback URL carries both ids (the sender
-    sets them); else the one the provider knows as ``provider_message_id`` (a Messaging Service's
-    callback has no ids in its URL), looked up in the tenant whose WhatsApp number is ``sender``
-    (the report's ``From``), or else by the row itself: the write is always scoped to the row's
-    tenant. Raises StoreUnavailable."""
-    delivery = DeliveryStatus.from_provider(status)
-    if delivery is None:
-        return DeliveryIgnored(reason="unknown_status", tenant_id=tenant_id, outbox_id=outbox_id)
-    report = DeliveryReport.of(delivery, clock.now(), error_code)
-    with uow_factory() as uow:
-        target = _delivery_target(uow, tenant_id, outbox_id, provider_message_id, sender)
-        if target is None:
-            return DeliveryIgnored(
-                reason="unknown_message", tenant_id=tenant_id, outbox_id=outbox_id
-            )
-        tenant_id, outbox_id = target
-        if uow.outbox.record_delivery_status(tenant_id, outbox_id, report):
-            stored = uow.outbox.delivery_report(tenant_id, outbox_id)
-            uow.commit()
-            return DeliveryRecorded(
-                tenant_id=tenant_id,
-                outbox_id=outbox_id,
-                status=stored.status if stored else delivery,
-                error_code=stored.error_code if stored else report.error_code,
-            )
-        if uow.outbox.get(tenant_id, outbox_id) is None:
-            return DeliveryIgnored(
-                reason="unknown_message", tenant_id=tenant_id, outbox_id=outbox_id
-            )
-    return DeliveryIgnored(reason="stale", tenant_id=tenant_id, outbox_id=outbox_id)
-
-
-def _delivery_target(
-    uow: UnitOfWork,
-    tenant_id: str | None,
-    outbox_id: str | None,
-    provider_message_id: str | None,
-    sender: str | None,
-) -> tuple[str, str] | None:
-    """``(tenant_id, outbox_id)`` of the message a report is about, or None."""
-    if tenant_id and outbox_id:
-        return tenant_id, outbox_id
-    if not provider_message_id:
-        return None
-    tenant = None
-    if sender:
-        try:
-            number = normalise_phone(sender, TO_NUMBER_REGION)
-        except InvalidPhoneNumber:
-            number = None
-        tenant = uow.tenants.find_by_whatsapp_number(number) if number else None
-    if tenant is not None:
-        found = uow.outbox.find_by_provider_message_id(tenant.id, provider_message_id)
-        if found is not None:
-            return tenant.id, found
-    return uow.outbox.locate_provider_message(provider_message_id)

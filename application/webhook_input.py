@@ -25,6 +25,10 @@ from domain.inbound_content import (
     storable,
 )
 
+TO_NUMBER_REGION = "US"
+"""Twilio sends ``To`` in E.164 (``whatsapp:+14155238886``); the region only reads a number
+written without ``+``, which Twilio never sends."""
+
 MAX_PROFILE_NAME_LENGTH = 256
 MAX_CONTENT_TYPE_LENGTH = 255
 
