@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from domain.events import (
     MessageSent,
 )
 from domain.retry import GiveUp, RetryPolicy
+from domain.service_window import CONTENT_SID_PATTERN
 
 MAX_BODY_LENGTH = 4096
 LEASE_EXPIRED_CODE = "lease_expired"
@@ -37,6 +39,26 @@ the Content Template Builder",
 https://www.twilio.com/docs/content/send-templates-created-with-the-content-template-builder)."""
 CONTENT_SID_PREFIX = "HX"
 """A Content resource's SID starts ``HX`` (https://www.twilio.com/docs/content/content-api-resources)."""
+META_TEMPLATE_PATTERN = re.compile(
+    r"^(?P<name>[a-z0-9_]{1,512}):(?P<language>[a-z]{2,3}(?:_[A-Z]{2,4})?)$"
+)
+"""A Meta template reference ``<name>:<language>`` (ADR 0023). Meta names a template with
+lower-case letters, digits and underscores, at most 512 characters ("Message templates",
+https://developers.facebook.com/docs/whatsapp/business-management-api/message-templates; also
+"Unique identifier (lowercase, underscores only)", https://docs.zavu.dev/guides/whatsapp/templates/overview),
+and sends it with a language code such as ``fr``, ``en_US``, ``pt_BR`` ("Supported languages",
+https://developers.facebook.com/docs/whatsapp/business-management-api/message-templates/supported-languages)."""
+
+
+def is_twilio_content_sid(reference: str) -> bool:
+    """``HX`` and 32 hexadecimal digits: a Twilio Content SID."""
+    return CONTENT_SID_PATTERN.match(reference) is not None
+
+
+def meta_template(reference: str) -> tuple[str, str] | None:
+    """``(name, language)`` of a Meta template reference ``name:language``, else None."""
+    match = META_TEMPLATE_PATTERN.match(reference)
+    return (match["name"], match["language"]) if match else None
 
 
 def _as_tuple(values: Iterable[str]) -> tuple[str, ...]:
@@ -64,9 +86,10 @@ def check_content(
             f"body is {len(body)} characters, at most {MAX_BODY_LENGTH} allowed"
         )
     if content_sid is not None:
-        if not (content_sid.startswith(CONTENT_SID_PREFIX) and len(content_sid) > 2):
+        if not is_twilio_content_sid(content_sid) and meta_template(content_sid) is None:
             raise InvalidOutboundContent(
-                f"content_sid {content_sid!r} is not a Twilio Content SID (HX...)"
+                f"content_sid {content_sid!r} is not a Twilio Content SID (HX and 32 hexadecimal "
+                "digits) nor a Meta template (name:language, e.g. order_ready:fr)"
             )
         if body or media_urls:
             raise InvalidOutboundContent(
@@ -170,7 +193,8 @@ class OutboxMessage:
     updated_at: datetime
     sent_at: datetime | None = None
     content_sid: str | None = None
-    """A Twilio Content API template (``HX...``) sent instead of a body (``check_content``)."""
+    """A template sent instead of a body: a Twilio Content SID (``HX...``) or a Meta template
+    ``name:language`` (``check_content``, ADR 0023)."""
     content_variables: dict[str, str] | None = None
     """The template's variables (``{"1": "Robe"}``), sent as a JSON string."""
     media_urls: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple)

@@ -43,8 +43,9 @@ def register(sub: Any) -> None:
     )
     send.add_argument(
         "--template",
-        metavar="HX...",
-        help="send this approved Twilio Content API template instead of a body",
+        metavar="HX...|NAME:LANG",
+        help="send this approved template instead of a body: a Twilio Content SID (HX...) or, "
+        "for a tenant on Meta, a Meta template name and language (order_ready:fr)",
     )
     send.add_argument(
         "--var",
