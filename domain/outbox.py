@@ -47,7 +47,7 @@ lower-case letters, digits and underscores, at most 512 characters ("Message tem
 https://developers.facebook.com/docs/whatsapp/business-management-api/message-templates; also
 "Unique identifier (lowercase, underscores only)", https://docs.zavu.dev/guides/whatsapp/templates/overview),
 and sends it with a language code such as ``fr``, ``en_US``, ``pt_BR`` ("Supported languages",
-https://developers.facebook.com/docs/whatsapp/business-management-api/message-templates/supported-languages)."""
+https://developers.facebook.com/documentation/business-messaging/whatsapp/templates/supported-languages)."""
 
 
 def is_twilio_content_sid(reference: str) -> bool:
