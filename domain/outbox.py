@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +20,7 @@ from domain.events import (
     MessageSent,
 )
 from domain.retry import GiveUp, RetryPolicy
-from domain.service_window import CONTENT_SID_PATTERN
+from domain.template_refs import is_twilio_content_sid, meta_template
 
 MAX_BODY_LENGTH = 4096
 LEASE_EXPIRED_CODE = "lease_expired"
@@ -39,26 +38,6 @@ the Content Template Builder",
 https://www.twilio.com/docs/content/send-templates-created-with-the-content-template-builder)."""
 CONTENT_SID_PREFIX = "HX"
 """A Content resource's SID starts ``HX`` (https://www.twilio.com/docs/content/content-api-resources)."""
-META_TEMPLATE_PATTERN = re.compile(
-    r"^(?P<name>[a-z0-9_]{1,512}):(?P<language>[a-z]{2,3}(?:_[A-Z]{2,4})?)$"
-)
-"""A Meta template reference ``<name>:<language>`` (ADR 0023). Meta names a template with
-lower-case letters, digits and underscores, at most 512 characters ("Message templates",
-https://developers.facebook.com/docs/whatsapp/business-management-api/message-templates; also
-"Unique identifier (lowercase, underscores only)", https://docs.zavu.dev/guides/whatsapp/templates/overview),
-and sends it with a language code such as ``fr``, ``en_US``, ``pt_BR`` ("Supported languages",
-https://developers.facebook.com/documentation/business-messaging/whatsapp/templates/supported-languages)."""
-
-
-def is_twilio_content_sid(reference: str) -> bool:
-    """``HX`` and 32 hexadecimal digits: a Twilio Content SID."""
-    return CONTENT_SID_PATTERN.match(reference) is not None
-
-
-def meta_template(reference: str) -> tuple[str, str] | None:
-    """``(name, language)`` of a Meta template reference ``name:language``, else None."""
-    match = META_TEMPLATE_PATTERN.match(reference)
-    return (match["name"], match["language"]) if match else None
 
 
 def _as_tuple(values: Iterable[str]) -> tuple[str, ...]:

@@ -32,7 +32,8 @@ from adapters.meta.bodies import (
     text_body,
 )
 from adapters.meta.codes import translate
-from domain.outbox import DeliveryFailure, is_twilio_content_sid, meta_template
+from domain.outbox import DeliveryFailure
+from domain.template_refs import is_twilio_content_sid, meta_template
 from ports.messaging import DeliveryFailed, SendReceipt, SendRequest
 
 DEFAULT_GRAPH_BASE_URL = "https://graph.facebook.com"

@@ -30,8 +30,9 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from adapters.twilio.codes import Kind, classify, is_rate_limit
-from domain.outbox import DeliveryFailure, is_twilio_content_sid
+from domain.outbox import DeliveryFailure
 from domain.phones import WHATSAPP_PREFIX, strip_whatsapp_prefix
+from domain.template_refs import is_twilio_content_sid
 from ports.messaging import STATUS_CALLBACK_PATH, DeliveryFailed, SendReceipt, SendRequest
 
 MAX_RETRY_AFTER = timedelta(hours=1)

@@ -2,9 +2,10 @@
 
 The message goes out through the outbox sender like any other (``livesell worker --only outbox``):
 a free-form ``--body`` (with an optional ``--media`` URL), or a template ``--template HX...``
-(Twilio) or ``--template name:language`` (Meta, ADR 0023) with its ``--var NAME=VALUE``; ``--expires-in 10m`` drops it unsent if it has not gone out by
-then. A bad phone, an unknown tenant, content Twilio would refuse, a malformed ``--var`` or
-duration exits 2 with one line saying so.
+(Twilio) or ``--template name:language`` (Meta, ADR 0023) with its ``--var NAME=VALUE``;
+``--expires-in 10m`` drops it unsent if it has not gone out by then. A bad phone, an unknown
+tenant, content Twilio would refuse, a malformed ``--var`` or duration exits 2 with one line
+saying so.
 """
 
 from __future__ import annotations
