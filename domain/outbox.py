@@ -20,6 +20,7 @@ from domain.events import (
     MessageSent,
 )
 from domain.retry import GiveUp, RetryPolicy
+from domain.template_refs import is_twilio_content_sid, meta_template
 
 MAX_BODY_LENGTH = 4096
 LEASE_EXPIRED_CODE = "lease_expired"
@@ -64,9 +65,10 @@ def check_content(
             f"body is {len(body)} characters, at most {MAX_BODY_LENGTH} allowed"
         )
     if content_sid is not None:
-        if not (content_sid.startswith(CONTENT_SID_PREFIX) and len(content_sid) > 2):
+        if not is_twilio_content_sid(content_sid) and meta_template(content_sid) is None:
             raise InvalidOutboundContent(
-                f"content_sid {content_sid!r} is not a Twilio Content SID (HX...)"
+                f"content_sid {content_sid!r} is not a Twilio Content SID (HX and 32 hexadecimal "
+                "digits) nor a Meta template (name:language, e.g. order_ready:fr)"
             )
         if body or media_urls:
             raise InvalidOutboundContent(
@@ -170,7 +172,8 @@ class OutboxMessage:
     updated_at: datetime
     sent_at: datetime | None = None
     content_sid: str | None = None
-    """A Twilio Content API template (``HX...``) sent instead of a body (``check_content``)."""
+    """A template sent instead of a body: a Twilio Content SID (``HX...``) or a Meta template
+    ``name:language`` (``check_content``, ADR 0023)."""
     content_variables: dict[str, str] | None = None
     """The template's variables (``{"1": "Robe"}``), sent as a JSON string."""
     media_urls: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple)

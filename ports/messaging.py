@@ -18,9 +18,10 @@ class SendRequest:
     """One outbound message. ``from_phone`` None means the provider's default sender number.
 
     Either a free-form ``body`` (with optional ``media_urls``) or a template: ``content_sid`` (a
-    Twilio Content API SID, ``HX...``) and its ``content_variables`` (``domain.outbox.
-    check_content``). ``validity_period``: when the message expires, the seconds the provider may
-    still queue it (a Messaging Service honours it); None for no expiry.
+    Twilio Content API SID, ``HX...``, or a Meta template ``name:language``, ADR 0023) and its
+    ``content_variables`` (``domain.outbox.check_content``). ``validity_period``: when the
+    message expires, the seconds the provider may still queue it (a Messaging Service honours
+    it); None for no expiry.
     ``provider`` names the provider it goes out through (``domain.tenants.PROVIDERS``), None
     the deployment's default (ADR 0019)."""
 

@@ -1,8 +1,8 @@
 """The JSON bodies of ``POST /{phone-number-id}/messages``: text, template and media, pure.
 
-Today's ``SendRequest`` carries a text body only; the template and media bodies take explicit
-arguments so that issue 15's fields (a template with its variables, media URLs) map onto them
-without a change here. Shapes, from Meta's "Sending messages" pages:
+``adapters.meta.provider.message_body`` maps a ``SendRequest`` onto them: a Meta template
+reference ``name:language`` with its ``content_variables``, a media URL with the body as caption,
+else the text (ADR 0023). Shapes, from Meta's "Sending messages" pages:
 
 - every body: ``messaging_product: "whatsapp"``, ``recipient_type: "individual"``, ``to`` (the
   user's number, ``+`` and country code accepted), ``type``, and the object named by ``type``;

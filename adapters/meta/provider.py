@@ -19,12 +19,21 @@ thread.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
-from adapters.meta.bodies import callback_data, text_body
+from adapters.meta.bodies import (
+    CAPTIONED,
+    MediaKind,
+    callback_data,
+    media_body,
+    template_body,
+    text_body,
+)
 from adapters.meta.codes import translate
 from domain.outbox import DeliveryFailure
+from domain.template_refs import is_twilio_content_sid, meta_template
 from ports.messaging import DeliveryFailed, SendReceipt, SendRequest
 
 DEFAULT_GRAPH_BASE_URL = "https://graph.facebook.com"
@@ -33,6 +42,18 @@ GRAPH_API_VERSION = "v25.0"
 version. v25.0"), also pywa 4.4.0's latest (``Version.GRAPH_API = ("17.0", "25.0")``). Moving
 on is a one-line change, pinned by the HTTP-shape tests."""
 WHATSAPP_PREFIX = "whatsapp:"
+MEDIA_KINDS: dict[str, MediaKind] = {
+    **dict.fromkeys(("jpg", "jpeg", "png"), MediaKind.IMAGE),
+    **dict.fromkeys(("mp4", "3gp", "3gpp"), MediaKind.VIDEO),
+    **dict.fromkeys(("aac", "amr", "mp3", "m4a", "ogg", "opus"), MediaKind.AUDIO),
+    "webp": MediaKind.STICKER,
+}
+"""A media URL's kind by its extension, from the Cloud API's supported media types (image:
+JPEG, PNG; video: MP4, 3GPP; audio: AAC, AMR, MP3, M4A, OGG/Opus; sticker: WebP; document: text,
+PDF, Office files), "Supported media types",
+https://developers.facebook.com/docs/whatsapp/cloud-api/reference/media#supported-media-types
+(mirrored at https://docs.bizmagnets.ai/whatsapp-channel/supported-media-types). Any other
+extension, or none, is sent as a document: WhatsApp shows any file as one (ADR 0023)."""
 
 
 class MetaMessagingProvider:
@@ -95,7 +116,7 @@ class MetaMessagingProvider:
                 )
             )
         try:
-            body = text_body(_recipient(request.to_phone), request.body)
+            body = message_body(request)
         except ValueError as exc:
             raise DeliveryFailed(
                 DeliveryFailure(transient=False, code="invalid-request", message=str(exc))
@@ -129,6 +150,47 @@ class MetaMessagingProvider:
 
     def close(self) -> None:
         self._client.close()
+
+
+def media_kind(url: str) -> MediaKind:
+    """The kind of the media at ``url`` by its path's extension (``MEDIA_KINDS``); document when
+    unknown."""
+    name = urlsplit(url).path.rsplit("/", 1)[-1]
+    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    return MEDIA_KINDS.get(extension, MediaKind.DOCUMENT)
+
+
+def message_body(request: SendRequest) -> dict[str, Any]:
+    """The Graph API body for a request: a template (``name:language``, its variables as body
+    parameters), a media message by ``link`` with the body as caption, or a text. Raises
+    DeliveryFailed (permanent, a configuration error) for a Twilio Content SID; ValueError for
+    what Meta would refuse (a caption on audio or a sticker, text over the limits)."""
+    to = _recipient(request.to_phone)
+    if request.content_sid is not None:
+        template = meta_template(request.content_sid)
+        if template is None:
+            twilio = is_twilio_content_sid(request.content_sid)
+            raise DeliveryFailed(
+                DeliveryFailure(
+                    transient=False,
+                    code="meta-template",
+                    message=f"configuration error: the template {request.content_sid!r} is not "
+                    "a Meta template (name:language)"
+                    + (", it is a Twilio Content SID" if twilio else ""),
+                )
+            )
+        name, language = template
+        return template_body(
+            to, name=name, language=language, variables=request.content_variables or {}
+        )
+    if request.media_urls:
+        (url,) = request.media_urls[:1]
+        kind = media_kind(url)
+        if request.body and kind not in CAPTIONED:
+            raise ValueError(f"a {kind} message takes no caption: send the text on its own")
+        filename = urlsplit(url).path.rsplit("/", 1)[-1] if kind is MediaKind.DOCUMENT else ""
+        return media_body(to, kind, url, caption=request.body or None, filename=filename or None)
+    return text_body(to, request.body)
 
 
 def _message_id(response: httpx.Response) -> str | None:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 import attrs
 
 from domain.outbox import DeliveryFailure
+from domain.template_refs import is_twilio_content_sid, meta_template
 from ports.messaging import DeliveryFailed, SendReceipt, SendRequest
 
 TRANSIENT_CODES = ("20429", "30001", "20500")
@@ -39,6 +40,26 @@ class SentRecord:
     content_variables: dict[str, str] | None = None
     media_urls: tuple[str, ...] = ()
     validity_period: int | None = None
+
+
+def template_refusal(request: SendRequest) -> DeliveryFailure | None:
+    """As the real providers do (ADR 0023): standing in for Meta it refuses a Twilio Content SID,
+    for Twilio a Meta template, permanently as a configuration error; else None."""
+    if request.content_sid is None:
+        return None
+    if request.provider == "meta":
+        if meta_template(request.content_sid) is not None:
+            return None
+        code, wanted = "meta-template", "a Meta template (name:language)"
+    else:
+        if is_twilio_content_sid(request.content_sid):
+            return None
+        code, wanted = "twilio-template", "a Twilio Content SID (HX...)"
+    return DeliveryFailure(
+        transient=False,
+        code=code,
+        message=f"configuration error: the template {request.content_sid!r} is not {wanted}",
+    )
 
 
 class SimulatedMessagingProvider:
@@ -90,6 +111,9 @@ class SimulatedMessagingProvider:
         return request.from_phone or self.default_sender
 
     def send(self, request: SendRequest) -> SendReceipt:
+        refusal = template_refusal(request)
+        if refusal is not None:
+            raise DeliveryFailed(refusal)
         with self._lock:
             self._attempts[request.outbox_id] += 1
             attempt = self._attempts[request.outbox_id]

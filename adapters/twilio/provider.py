@@ -32,6 +32,7 @@ from twilio.rest import Client
 from adapters.twilio.codes import Kind, classify, is_rate_limit
 from domain.outbox import DeliveryFailure
 from domain.phones import WHATSAPP_PREFIX, strip_whatsapp_prefix
+from domain.template_refs import is_twilio_content_sid
 from ports.messaging import STATUS_CALLBACK_PATH, DeliveryFailed, SendReceipt, SendRequest
 
 MAX_RETRY_AFTER = timedelta(hours=1)
@@ -104,6 +105,16 @@ class TwilioMessagingProvider:
         return f"{self._callback_base}{STATUS_CALLBACK_PATH}?{query}"
 
     def send(self, request: SendRequest) -> SendReceipt:
+        if request.content_sid is not None and not is_twilio_content_sid(request.content_sid):
+            # A Meta template (name:language) cannot go through Twilio (ADR 0023).
+            raise DeliveryFailed(
+                DeliveryFailure(
+                    transient=False,
+                    code="twilio-template",
+                    message=f"configuration error: the template {request.content_sid!r} is not "
+                    "a Twilio Content SID (HX...); a Meta template cannot be sent through Twilio",
+                )
+            )
         fields = self.create_fields(request)
         callback = self.status_callback(request)
         if callback is not None:

@@ -2,9 +2,10 @@
 
 The message goes out through the outbox sender like any other (``livesell worker --only outbox``):
 a free-form ``--body`` (with an optional ``--media`` URL), or a template ``--template HX...``
-with its ``--var NAME=VALUE``; ``--expires-in 10m`` drops it unsent if it has not gone out by
-then. A bad phone, an unknown tenant, content Twilio would refuse, a malformed ``--var`` or
-duration exits 2 with one line saying so.
+(Twilio) or ``--template name:language`` (Meta, ADR 0023) with its ``--var NAME=VALUE``;
+``--expires-in 10m`` drops it unsent if it has not gone out by then. A bad phone, an unknown
+tenant, content Twilio would refuse, a malformed ``--var`` or duration exits 2 with one line
+saying so.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def register(sub: Any) -> None:
     )
     send.add_argument(
         "--template",
-        metavar="HX...",
-        help="send this approved Twilio Content API template instead of a body",
+        metavar="HX...|NAME:LANG",
+        help="send this approved template instead of a body: a Twilio Content SID (HX...) or, "
+        "for a tenant on Meta, a Meta template name and language (order_ready:fr)",
     )
     send.add_argument(
         "--var",

@@ -15,16 +15,26 @@ its ``sender_key`` names the request's sender. The same cases run on:
 - the simulated provider, each outcome by its rate;
 - the provider router over each of them (what the outbox sender really calls).
 
-Templates and media are not on ``SendRequest`` yet (another branch adds them): their cases join
-here with it.
+Templates and media (ADR 0023): each provider sends its own template reference (Twilio a Content
+SID as ``ContentSid``/``ContentVariables`` without a Body,
+https://www.twilio.com/docs/content-api/send-templates-created-with-content-api; Meta
+``name:language`` as a ``template`` object with body parameters,
+https://developers.facebook.com/docs/whatsapp/message-templates/creation) and refuses the other
+one's permanently, as a configuration error, without sending; a media URL goes as Twilio's
+``MediaUrl`` beside the Body (https://www.twilio.com/docs/whatsapp/guidance-whatsapp-media-messages)
+or as Meta's media object by ``link`` with the body as caption
+(https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/image-messages).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import parse_qs
 
+import attrs
 import httpx
 import pytest
 import responses
@@ -232,3 +242,207 @@ class TestTheRouter:
 
             with pytest.raises(DeliveryFailed):  # its HTTP client is closed
                 meta_provider.send(send_request(META_SENDER, "meta"))
+
+
+TWILIO_TEMPLATE = "HX" + "b" * 32
+META_TEMPLATE = "order_ready:fr"
+PHOTO = "https://shop.example/robe.jpg"
+Shape = Callable[[], list[dict[str, Any]]]
+"""What a provider sent, in its own shape: Twilio's form fields, Meta's JSON bodies, the simulated
+provider's records."""
+
+
+@contextmanager
+def twilio_capturing() -> Iterator[tuple[MessagingProvider, str, Shape]]:
+    status, body = TWILIO_ANSWERS["accepted"]
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
+        mocked.post(TWILIO_URL, json=body, status=status)
+        provider = TwilioMessagingProvider(
+            account_sid=TWILIO_SID,
+            auth_token="secret-token",
+            default_sender=TWILIO_SENDER,
+            timeout_seconds=5,
+        )
+
+        def shape() -> list[dict[str, Any]]:
+            forms = []
+            for call in mocked.calls:
+                raw = call.request.body
+                text = raw.decode() if isinstance(raw, bytes) else str(raw)
+                forms.append(dict(parse_qs(text)))
+            return forms
+
+        yield provider, TWILIO_SENDER, shape
+
+
+@contextmanager
+def meta_capturing() -> Iterator[tuple[MessagingProvider, str, Shape]]:
+    bodies: list[dict[str, Any]] = []
+    status, answer = META_ANSWERS["accepted"]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(status, json=answer)
+
+    provider = MetaMessagingProvider(
+        access_token="EAAJB-test",
+        phone_number_id=META_SENDER,
+        transport=httpx.MockTransport(handler),
+    )
+    try:
+        yield provider, META_SENDER, lambda: bodies
+    finally:
+        provider.close()
+
+
+@contextmanager
+def simulated_capturing() -> Iterator[tuple[MessagingProvider, str, Shape]]:
+    provider = SimulatedMessagingProvider()
+
+    def shape() -> list[dict[str, Any]]:
+        return [
+            {
+                "content_sid": record.content_sid,
+                "content_variables": record.content_variables,
+                "media_urls": record.media_urls,
+            }
+            for record in provider.sent
+        ]
+
+    yield provider, TWILIO_SENDER, shape
+
+
+CAPTURING: dict[str, tuple[Callable[[], Any], str | None]] = {
+    "twilio": (twilio_capturing, None),
+    "meta": (meta_capturing, "meta"),
+    "simulated": (simulated_capturing, None),
+    "simulated-for-meta": (simulated_capturing, "meta"),
+}
+OWN_TEMPLATE = {None: TWILIO_TEMPLATE, "meta": META_TEMPLATE}
+OTHER_TEMPLATE = {None: META_TEMPLATE, "meta": TWILIO_TEMPLATE}
+TEMPLATE_SENT: dict[str, list[dict[str, Any]]] = {
+    "twilio": [
+        {
+            "To": ["whatsapp:+33612345678"],
+            "From": [f"whatsapp:{TWILIO_SENDER}"],
+            "ContentSid": [TWILIO_TEMPLATE],
+            "ContentVariables": ['{"1":"Robe","2":"M"}'],
+        }
+    ],
+    "meta": [
+        {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": "+33612345678",
+            "type": "template",
+            "template": {
+                "name": "order_ready",
+                "language": {"code": "fr"},
+                "components": [
+                    {
+                        "type": "body",
+                        "parameters": [
+                            {"type": "text", "text": "Robe"},
+                            {"type": "text", "text": "M"},
+                        ],
+                    }
+                ],
+            },
+            "biz_opaque_callback_data": "tenantId=shop-a&outboxId=01OUTBOX",
+        }
+    ],
+    "simulated": [
+        {
+            "content_sid": TWILIO_TEMPLATE,
+            "content_variables": {"1": "Robe", "2": "M"},
+            "media_urls": (),
+        }
+    ],
+    "simulated-for-meta": [
+        {
+            "content_sid": META_TEMPLATE,
+            "content_variables": {"1": "Robe", "2": "M"},
+            "media_urls": (),
+        }
+    ],
+}
+MEDIA_SENT: dict[str, list[dict[str, Any]]] = {
+    "twilio": [
+        {
+            "To": ["whatsapp:+33612345678"],
+            "From": [f"whatsapp:{TWILIO_SENDER}"],
+            "Body": ["La robe"],
+            "MediaUrl": [PHOTO],
+        }
+    ],
+    "meta": [
+        {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": "+33612345678",
+            "type": "image",
+            "image": {"link": PHOTO, "caption": "La robe"},
+            "biz_opaque_callback_data": "tenantId=shop-a&outboxId=01OUTBOX",
+        }
+    ],
+    "simulated": [{"content_sid": None, "content_variables": None, "media_urls": (PHOTO,)}],
+    "simulated-for-meta": [
+        {"content_sid": None, "content_variables": None, "media_urls": (PHOTO,)}
+    ],
+}
+
+
+@pytest.fixture(params=sorted(CAPTURING))
+def capturing(request: pytest.FixtureRequest) -> tuple[str, Callable[[], Any], str | None]:
+    make, name = CAPTURING[request.param]
+    return request.param, make, name
+
+
+def content_request(sender: str, provider: str | None, **content: Any) -> SendRequest:
+    return attrs.evolve(send_request(sender, provider), **content)
+
+
+class TestTemplatesAndMedia:
+    def test_a_template_goes_as_the_providers_own_template_shape(
+        self, capturing: tuple[str, Callable[[], Any], str | None]
+    ) -> None:
+        case, make, name = capturing
+        with make() as (provider, sender, shape):
+            receipt = provider.send(
+                content_request(
+                    sender,
+                    name,
+                    body="",
+                    content_sid=OWN_TEMPLATE[name],
+                    content_variables={"1": "Robe", "2": "M"},
+                )
+            )
+            sent = shape()
+
+        assert receipt.provider_message_id
+        assert TEMPLATE_SENT[case] == sent
+
+    def test_a_photo_goes_with_the_body_beside_it(
+        self, capturing: tuple[str, Callable[[], Any], str | None]
+    ) -> None:
+        case, make, name = capturing
+        with make() as (provider, sender, shape):
+            provider.send(content_request(sender, name, body="La robe", media_urls=(PHOTO,)))
+            sent = shape()
+
+        assert MEDIA_SENT[case] == sent
+
+    def test_the_other_providers_template_is_a_permanent_configuration_error_unsent(
+        self, capturing: tuple[str, Callable[[], Any], str | None]
+    ) -> None:
+        _, make, name = capturing
+        with make() as (provider, sender, shape):
+            with pytest.raises(DeliveryFailed) as caught:
+                provider.send(
+                    content_request(sender, name, body="", content_sid=OTHER_TEMPLATE[name])
+                )
+            sent = shape()
+
+        failure = caught.value.failure
+        assert (False, []) == (failure.transient, sent)
+        assert failure.message.startswith("configuration error:")

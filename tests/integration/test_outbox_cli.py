@@ -128,6 +128,19 @@ class TestOutboxSendTemplatesMediaAndExpiry:
             row.media_urls,
         )
 
+    def test_a_meta_template_is_written_by_name_and_language(
+        self, shop: str, pg_engine: Engine
+    ) -> None:
+        code = self.send(shop, "--template", "order_ready:pt_BR", "--var", "1=Robe")
+
+        [row] = outbox_rows(pg_engine)
+        assert (0, "", "order_ready:pt_BR", {"1": "Robe"}) == (
+            code,
+            row.body,
+            row.content_sid,
+            row.content_variables,
+        )
+
     def test_a_media_url_is_written_beside_the_body(self, shop: str, pg_engine: Engine) -> None:
         self.send(shop, "--body", "La robe", "--media", "https://shop.example/robe.jpg")
 
@@ -163,6 +176,7 @@ class TestOutboxSendTemplatesMediaAndExpiry:
             ([], "needs a body, a media URL or a template"),
             (["--body", "x", "--media", "robe.jpg"], "not an http(s) URL"),
             (["--template", "robe"], "not a Twilio Content SID"),
+            (["--template", "Robe:fr"], "nor a Meta template"),
         ],
     )
     def test_content_twilio_would_refuse_exits_2_with_one_line(

@@ -84,6 +84,21 @@ class TestSendingATemplate:
 
         assert {"1": "Réservé"} == json.loads(form(responses.calls[0])["ContentVariables"][0])
 
+    @responses.activate
+    def test_a_meta_template_is_a_permanent_configuration_error_without_a_request(self) -> None:
+        responses.post(URL, json=success_body(), status=201)
+
+        failure = failure_of(
+            make_provider(), request(content_sid="order_ready:fr", content_variables={"1": "x"})
+        )
+
+        assert (False, "twilio-template", 0) == (
+            failure.transient,
+            failure.code,
+            len(responses.calls),
+        )
+        assert failure.message.startswith("configuration error:")
+
 
 class TestSendingMedia:
     @responses.activate

@@ -1,7 +1,8 @@
 """Outbound templates, media and expiry (issue 15 §2, §4) on the memory store, under the fixed
 clock.
 
-Twilio's rules the domain applies (``domain.outbox.check_content``):
+Twilio's rules the domain applies (``domain.outbox.check_content``), a template being a Twilio
+Content SID or a Meta template ``name:language`` (ADR 0023):
 - a message needs "a Body, Media URL or Content SID" (https://www.twilio.com/docs/api/errors/21619);
 - with a ContentSid, "Body and MediaUrl should be excluded ... superseded by the ContentSid"
   (https://www.twilio.com/docs/content-api/send-templates-created-with-content-api);
@@ -81,6 +82,31 @@ class TestWhatAMessageHolds:
             message.body,
             message.media_urls,
         )
+
+    @pytest.mark.parametrize("reference", ["order_ready:fr", "hello_world:en_US", "promo2:pt_BR"])
+    def test_a_meta_template_reference_is_a_template(self, reference: str) -> None:
+        message = new(content_sid=reference, content_variables={"1": "Robe"})
+
+        assert (reference, {"1": "Robe"}) == (message.content_sid, message.content_variables)
+
+    @pytest.mark.parametrize(
+        "reference",
+        [
+            "HX123",
+            "HX" + "g" * 32,
+            "Order_Ready:fr",
+            "order-ready:fr",
+            "order_ready",
+            "order_ready:",
+            ":fr",
+            "order_ready:FR",
+            "order_ready:pt-BR",
+            "order_ready:fr:extra",
+        ],
+    )
+    def test_a_reference_neither_twilio_nor_meta_is_refused(self, reference: str) -> None:
+        with pytest.raises(InvalidOutboundContent, match="nor a Meta template"):
+            new(content_sid=reference)
 
     def test_a_body_with_one_photo_is_a_message(self) -> None:
         assert (PHOTO,) == new("La robe", media_urls=[PHOTO]).media_urls
