@@ -46,6 +46,7 @@ from rq import Queue
 
 from adapters.rq.spec import QUEUE_NAME
 from application.tenants import add_seller, add_tenant
+from domain.inbound import MAX_PROVIDER_ID_LENGTH
 from entrypoints import webhook_app
 from entrypoints.container import Container
 from entrypoints.jobs import install_container
@@ -535,7 +536,7 @@ class TestNothingSignedIsRefusedWithoutATrace:
     def test_a_message_sid_over_its_size_is_400_and_kept_whole_as_a_dead_letter(
         self, client: TestClient, pg_engine: sa.Engine
     ) -> None:
-        form = twilio_form("SM" + "0" * 70)
+        form = twilio_form("SM" + "0" * (MAX_PROVIDER_ID_LENGTH - 1))  # one over the bound
 
         response = post(client, form)
 
