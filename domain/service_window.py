@@ -110,8 +110,13 @@ def decide_window(
 
 
 def check_content_sid(content_sid: str) -> None:
-    """Raises InvalidSetting unless ``content_sid`` is a Twilio Content SID (``HX`` + 32 hex)."""
-    if not CONTENT_SID_PATTERN.match(content_sid):
+    """Raises InvalidSetting unless ``content_sid`` is a template reference: a Twilio Content SID
+    (``HX`` + 32 hex) or a Meta template ``<name>:<language>`` (ADR 0023), so a tenant on either
+    provider can have a fallback template."""
+    from domain.template_refs import meta_template  # it reads this module's pattern
+
+    if not CONTENT_SID_PATTERN.match(content_sid) and meta_template(content_sid) is None:
         raise InvalidSetting(
             f"{content_sid!r} is not a Twilio Content SID (HX followed by 32 hexadecimal digits)"
+            " nor a Meta template reference (name:language, e.g. order_update:fr)"
         )

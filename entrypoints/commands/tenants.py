@@ -69,8 +69,9 @@ def _window_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fallback-template",
-        metavar="HX...",
-        help="the Content SID of the approved template sent outside the window",
+        metavar="HX...|NAME:LANG",
+        help="the approved template sent outside the window: a Twilio Content SID, or a Meta"
+        " template name and language (ADR 0023)",
     )
     parser.add_argument(
         "--fallback-variable",

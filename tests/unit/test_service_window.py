@@ -97,6 +97,18 @@ class TestTheTenantsPolicy:
         with pytest.raises(InvalidSetting, match="not a Twilio Content SID"):
             Tenant.register(id="shop-a", name="A", now=START, fallback_content_sid=sid)
 
+    @pytest.mark.parametrize("reference", ["HX" + "0" * 32, "order_update:fr", "robe:pt_BR"])
+    def test_a_fallback_template_is_a_twilio_sid_or_a_meta_template(self, reference: str) -> None:
+        tenant = Tenant.register(
+            id="shop-a",
+            name="A",
+            now=START,
+            window_policy=WindowPolicy.TEMPLATE,
+            fallback_content_sid=reference,
+        )
+
+        assert reference == tenant.fallback_content_sid
+
     def test_changing_the_policy_keeps_the_fallback_template(self) -> None:
         tenant = Tenant.register(
             id="shop-a", name="A", now=START, fallback_content_sid=TEMPLATE_SID
