@@ -100,7 +100,7 @@ def fill_outbox(uow_factory: SqlUnitOfWorkFactory, count: int, prefix: str) -> N
                 OutboxMessage.new(
                     id=f"{prefix}-{i:07d}",
                     tenant_id=f"shop-{i % TENANTS}",
-                    to_phone="+33698765432",
+                    to_phone=f"+336{10000000 + i:08d}",  # one recipient each (ADR 0020)
                     body="Your order is confirmed",
                     correlation_id=f"c-{i}",
                     now=T0 + timedelta(microseconds=i),
