@@ -36,8 +36,6 @@ MAX_CONTENT_VARIABLES = 100
 """"You can include up to 100 key-value pairs per request" (Twilio, "Send templates created with
 the Content Template Builder",
 https://www.twilio.com/docs/content/send-templates-created-with-the-content-template-builder)."""
-CONTENT_SID_PREFIX = "HX"
-"""A Content resource's SID starts ``HX`` (https://www.twilio.com/docs/content/content-api-resources)."""
 
 
 def _as_tuple(values: Iterable[str]) -> tuple[str, ...]:

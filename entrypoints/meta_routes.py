@@ -31,8 +31,6 @@ from starlette.responses import PlainTextResponse, Response
 
 from application.inbound import Rejected, RejectReason, reject_inbound
 from application.inbox import (
-    DeliveryIgnored,
-    DeliveryRecorded,
     Invalid,
     record_delivery_report,
     serves_meta_phone_number_id,
@@ -48,7 +46,7 @@ from entrypoints.meta_webhook import (
     verification_challenge,
 )
 from entrypoints.twilio_form import bounded_body
-from entrypoints.webhook_app import WebhookApp, log_accepted
+from entrypoints.webhook_app import WebhookApp, log_accepted, log_delivery_outcome
 from entrypoints.webhook_problems import HttpProblem, first_line, where_raised
 from ports.repositories import StoreUnavailable
 
@@ -203,18 +201,7 @@ class MetaWebhook:
             )
             return
         context |= {"tenantId": outcome.tenant_id, "outboxId": outcome.outbox_id}
-        if isinstance(outcome, DeliveryRecorded):
-            log.info(
-                "Delivery status recorded",
-                extra={"context": {**context, "deliveryStatus": outcome.status.value}},
-            )
-        elif isinstance(outcome, DeliveryIgnored):
-            level = logging.INFO if outcome.reason == "stale" else logging.WARNING
-            log.log(
-                level,
-                "Delivery status ignored",
-                extra={"context": {**context, "reason": outcome.reason}},
-            )
+        log_delivery_outcome(outcome, context)
 
     async def _owned(self, update: MetaStatusUpdate) -> bool:
         return await run_in_threadpool(

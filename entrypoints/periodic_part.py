@@ -13,12 +13,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 
 from application.periodic import Pacing, PassOutcome, PeriodicLoop
 from entrypoints.heartbeat import Heartbeat
 
 
-class PeriodicPart:
+class PeriodicPart(ABC):
+    """A part is one of these with its two ``PeriodicTask`` methods; without them it cannot be
+    built (``abc``), so a part that forgot one fails when the container makes it."""
+
     name: str
 
     def __init__(self, pacing: Pacing) -> None:
@@ -31,19 +35,21 @@ class PeriodicPart:
         loop.run(stop)
         self.log_stopped()
 
-    def between_passes(self) -> None:
+    def between_passes(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Nothing to look at between passes."""
 
+    @abstractmethod
     def run_pass(self) -> PassOutcome:
-        raise NotImplementedError
+        """One pass of the part's work; what the loop does next."""
 
+    @abstractmethod
     def pass_failed(self, error: Exception, retry_in: float, failures: int) -> None:
-        raise NotImplementedError
+        """A pass raised ``error``; the next runs in ``retry_in`` s (``failures`` in a row)."""
 
-    def log_started(self) -> None:
+    def log_started(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """The part's first log line, with its settings."""
 
-    def log_stopped(self) -> None:
+    def log_stopped(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """The part's last log line, when it has one."""
 
 

@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from application.inbound import RejectReason
 from application.inbox import (
     DeliveryIgnored,
+    DeliveryOutcome,
     DeliveryRecorded,
     Duplicate,
     Invalid,
@@ -225,18 +226,7 @@ class WebhookApp:
             "errorCode": form.get("ErrorCode"),
             "matchedBy": "url" if tenant_id and outbox_id else "MessageSid",
         }
-        if isinstance(outcome, DeliveryRecorded):
-            log.info(
-                "Delivery status recorded",
-                extra={"context": {**context, "deliveryStatus": outcome.status.value}},
-            )
-        elif isinstance(outcome, DeliveryIgnored):
-            level = logging.INFO if outcome.reason == "stale" else logging.WARNING
-            log.log(
-                level,
-                "Delivery status ignored",
-                extra={"context": {**context, "reason": outcome.reason}},
-            )
+        log_delivery_outcome(outcome, context)
         return PlainTextResponse("", status_code=200)
 
     def _check_twilio(self) -> None:
@@ -358,6 +348,23 @@ def create_app(container: Container, *, verify_signatures: bool = True) -> Starl
     )
     app.add_middleware(_NamedWorker)
     return app
+
+
+def log_delivery_outcome(outcome: DeliveryOutcome, context: dict[str, Any]) -> None:
+    """The line of a delivery report, from either provider: recorded (INFO), or ignored (INFO
+    when stale, WARNING otherwise)."""
+    if isinstance(outcome, DeliveryRecorded):
+        log.info(
+            "Delivery status recorded",
+            extra={"context": {**context, "deliveryStatus": outcome.status.value}},
+        )
+    elif isinstance(outcome, DeliveryIgnored):
+        level = logging.INFO if outcome.reason == "stale" else logging.WARNING
+        log.log(
+            level,
+            "Delivery status ignored",
+            extra={"context": {**context, "reason": outcome.reason}},
+        )
 
 
 def log_accepted(outcome: ReceiveOutcome | Spooled, ids: dict[str, Any]) -> None:
