@@ -9,16 +9,16 @@ from typing import Any
 import attrs
 
 from application.errors import ContentionError
-from application.live_sessions import attach_to_current_session
+from application.live_sessions import Unread, attach_to_current_session
 from domain.dead_letters import DeadLetter, DeadLetterSource, as_json_payload
 from domain.errors import InvalidPayload, InvalidPhoneNumber, UnknownTenant
 from domain.events import InboundRejected
 from domain.inbound import InboundMessage, InboundRecord, best_effort_ids
-from domain.live_sessions import InactivityWindow, received_instant
-from domain.phones import normalise_sender, phone_key
+from domain.live_sessions import InactivityWindow, LiveSession, received_instant
+from domain.phones import normalise_international_sender, normalise_sender, phone_key
 from domain.senders import SenderType, classify_sender
 from ports.clock import Clock, IdGenerator
-from ports.repositories import DuplicateInboundMessage
+from ports.repositories import DuplicateInboundMessage, TouchedWrite
 from ports.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger("livesell.inbound")
@@ -138,31 +138,77 @@ def _process_once(
     """Classify the sender, attach the message to the live session and record it processed,
     committed in ``uow``. None when a concurrent job wrote the record first: nothing is committed
     and the caller tries again."""
-    tenant = uow.tenants.get(message.tenant_id)
-    if tenant is None:
-        return _Refused(RejectReason.UNKNOWN_TENANT, UnknownTenant(message.tenant_id))
-    try:
-        from_e164 = normalise_sender(
-            message.from_address, tenant.default_region, wa_id=message.content.wa_id
+    international = normalise_international_sender(
+        message.from_address, wa_id=message.content.wa_id
+    )
+    if international is not None:
+        # The phone key does not depend on the tenant's region: the tenant, the record, the
+        # seller and the active session read at once (one round trip in SQL, ADR 0028).
+        from_e164 = international
+        tenant, facts = uow.lookups.tenant_and_facts(
+            message.tenant_id, message.provider_message_id, phone_key(from_e164)
         )
-    except InvalidPhoneNumber as exc:
-        return _Refused(RejectReason.INVALID_PHONE, exc, tenant_id=message.tenant_id)
-    # The record, the seller and the active session read at once (one round trip in SQL).
-    facts = uow.lookups.inbound_facts(tenant.id, message.provider_message_id, phone_key(from_e164))
+        if tenant is None:
+            return _Refused(RejectReason.UNKNOWN_TENANT, UnknownTenant(message.tenant_id))
+    else:
+        tenant = uow.tenants.get(message.tenant_id)
+        if tenant is None:
+            return _Refused(RejectReason.UNKNOWN_TENANT, UnknownTenant(message.tenant_id))
+        try:
+            from_e164 = normalise_sender(
+                message.from_address, tenant.default_region, wa_id=message.content.wa_id
+            )
+        except InvalidPhoneNumber as exc:
+            return _Refused(RejectReason.INVALID_PHONE, exc, tenant_id=message.tenant_id)
+        # The record, the seller and the active session read at once (one round trip in SQL).
+        facts = uow.lookups.inbound_facts(
+            tenant.id, message.provider_message_id, phone_key(from_e164)
+        )
     record = facts.record
     if record is not None and record.is_processed:
         return Processed(record.enriched(), duplicate=True)
     sender = classify_sender(facts.seller)
+    at = received_instant(message.received_at, now)
+    active: LiveSession | Unread | None = facts.active_session
+    if (
+        isinstance(active, LiveSession)
+        and not active.is_stale(at, window)
+        and (sender is SenderType.SELLER or active.covers(at, window))
+    ):
+        # The common case: the message joins the active session it read, the touch and the
+        # record's write in one round trip (ADR 0028).
+        written = _record_touching(
+            uow,
+            record,
+            message,
+            ids=ids,
+            from_e164=from_e164,
+            sender=sender,
+            session=active,
+            at=at,
+            now=now,
+        )
+        if isinstance(written, Processed):
+            return written
+        if written is TouchedWrite.RECORD_TAKEN:
+            return None  # a concurrent job's record: start again from the reads
+        # The session was closed meanwhile (nothing written): the general path in this unit of
+        # work, which reads the active session again and never reopens a closed one.
+        if record is not None:
+            record = uow.inbound.get(tenant.id, message.provider_message_id)
+            if record is not None and record.is_processed:
+                return Processed(record.enriched(), duplicate=True)
+        active = Unread.UNREAD
     session_id = attach_to_current_session(
         uow,
         tenant_id=tenant.id,
         sender=sender,
-        at=received_instant(message.received_at, now),
+        at=at,
         now=now,
         window=window,
         ids=ids,
         correlation_id=message.correlation_id,
-        known_active=facts.active_session,
+        known_active=active,
     )
     record = _write_processed(
         uow,
@@ -176,6 +222,34 @@ def _process_once(
     )
     if record is None:
         return None
+    uow.commit()
+    return Processed(record.enriched())
+
+
+def _record_touching(
+    uow: UnitOfWork,
+    record: InboundRecord | None,
+    message: InboundMessage,
+    *,
+    ids: IdGenerator,
+    from_e164: str,
+    sender: SenderType,
+    session: LiveSession,
+    at: datetime,
+    now: datetime,
+) -> Processed | TouchedWrite:
+    """The message's record moved to ``processed`` in ``session``, written with the session's
+    touch at ``at`` and committed. Otherwise what ``record_touching`` answered, nothing
+    committed: the session closed meanwhile, or the record written by a concurrent job."""
+    was = None if record is None else record.state
+    if record is None:
+        record = InboundRecord(id=ids.new_id(), message=message)
+    record.mark_processed(from_e164=from_e164, sender=sender, live_session_id=session.id, now=now)
+    written = uow.lookups.record_touching(
+        record, was=was, session_id=session.id, at=at, sender=sender
+    )
+    if written is not TouchedWrite.WRITTEN:
+        return written
     uow.commit()
     return Processed(record.enriched())
 

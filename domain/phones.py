@@ -41,6 +41,8 @@ _PARSE_PROBLEMS = {
 # Mexico's dialling prefixes abolished on 3 August 2019 (IFT): 044/045 before a mobile, 01 before
 # a long-distance number; people still type them. The ten digits after them are the number.
 _MX_OLD_PREFIXES = (("044", 13), ("045", 13), ("01", 12))
+# phonenumbers' "unknown region": a number written with "+" is read from its own country code.
+_NO_REGION = "ZZ"
 
 
 def strip_whatsapp_prefix(raw: str) -> str:
@@ -80,6 +82,23 @@ def normalise_sender(raw: str, default_region: str, *, wa_id: str | None = None)
         if wa_id is None or not wa_id.strip().isdigit():
             raise
         return _normalise(wa_id, "+" + wa_id.strip(), default_region.upper())
+
+
+def normalise_international_sender(raw: str, *, wa_id: str | None = None) -> str | None:
+    """``normalise_sender``'s answer, whatever the tenant's region, when the sender's address is
+    an international number (``whatsapp:+...``, a WhatsApp ID) that reads as one: such a number
+    is taken as it stands, the region plays no part (see the module docstring). None when the
+    region may matter (a national number, an international dialling prefix, or an address that
+    does not read, whose error then names the region's reading): call ``normalise_sender``."""
+    value = strip_whatsapp_prefix(raw)
+    if value != raw.strip() and value.isdigit() and not value.startswith("0"):
+        value = "+" + value
+    if not value.startswith("+"):
+        return None
+    try:
+        return _normalise(raw, value, _NO_REGION)
+    except InvalidPhoneNumber:
+        return None
 
 
 def phone_key(e164: str) -> str:

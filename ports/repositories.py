@@ -7,6 +7,7 @@ Errors a repository raises on purpose are defined here; an adapter never leaks i
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
@@ -97,12 +98,49 @@ class InboundFacts(NamedTuple):
     active_session: LiveSession | None
 
 
+class TouchedWrite(enum.Enum):
+    """What ``InboundLookup.record_touching`` did."""
+
+    WRITTEN = "written"
+    """The session was touched and the record written, with its events."""
+    SESSION_GONE = "session_gone"
+    """The session was no longer active (closed meanwhile): nothing was written."""
+    RECORD_TAKEN = "record_taken"
+    """A concurrent job wrote the record first. The session may have been touched: the caller
+    rolls the unit of work back."""
+
+
 class InboundLookup(Protocol):
+    """The inbound job's reads, and its writes on its fast path, each in one round trip in SQL."""
+
     def inbound_facts(
         self, tenant_id: str, provider_message_id: str, phone_key: str
     ) -> InboundFacts:
         """``inbound.get``, ``sellers.find_by_key`` and ``sessions.get_active`` of the tenant at
         once (one round trip in SQL): the same answers as those three reads."""
+        ...
+
+    def tenant_and_facts(
+        self, tenant_id: str, provider_message_id: str, phone_key: str
+    ) -> tuple[Tenant | None, InboundFacts]:
+        """``tenants.get`` and ``inbound_facts`` at once (one round trip in SQL), for a sender
+        whose phone key does not depend on the tenant's region (an international number). The
+        facts of an unknown tenant are three Nones."""
+        ...
+
+    def record_touching(
+        self,
+        record: InboundRecord,
+        *,
+        was: InboundState | None,
+        session_id: str,
+        at: datetime,
+        sender: SenderType,
+    ) -> TouchedWrite:
+        """``sessions.touch(record.tenant_id, session_id, at, sender)`` and, only if that touched
+        an active session, ``inbound.add(record)`` (``was`` None: a new record) or
+        ``inbound.save(record, was=was)``, with the record's events: one round trip in SQL
+        (ADR 0028). A session closed meanwhile is never touched, so never reopened."""
         ...
 
 
@@ -311,3 +349,26 @@ class EventLog(Protocol):
     ) -> Sequence[tuple[str, str | None, str, dict[str, object], str]]:
         """(event_type, tenant_id, subject_id, payload, correlation_id) in insertion order."""
         ...
+
+
+def compose_record_touching(
+    sessions: LiveSessionRepository,
+    inbound: InboundMessageRepository,
+    record: InboundRecord,
+    *,
+    was: InboundState | None,
+    session_id: str,
+    at: datetime,
+    sender: SenderType,
+) -> TouchedWrite:
+    """``InboundLookup.record_touching`` spelled as the repository calls it stands for: the
+    memory store's, and SQLite's (in-process, where a round trip costs nothing)."""
+    if sessions.touch(record.tenant_id, session_id, at, sender) is None:
+        return TouchedWrite.SESSION_GONE
+    if was is None:
+        try:
+            inbound.add(record)
+        except DuplicateInboundMessage:
+            return TouchedWrite.RECORD_TAKEN
+        return TouchedWrite.WRITTEN
+    return TouchedWrite.WRITTEN if inbound.save(record, was=was) else TouchedWrite.RECORD_TAKEN

@@ -7,6 +7,7 @@ committed, which the contract tests allow for); leaving without ``commit()`` und
 
 from __future__ import annotations
 
+from datetime import datetime
 from types import TracebackType
 from typing import Self
 
@@ -16,7 +17,10 @@ from adapters.memory.repositories.inbound_messages import MemoryInboundMessageRe
 from adapters.memory.repositories.live_sessions import MemoryLiveSessionRepository
 from adapters.memory.repositories.outbox import MemoryOutboxRepository
 from adapters.memory.repositories.tenants import MemorySellerDirectory, MemoryTenantRepository
-from ports.repositories import InboundFacts
+from domain.inbound import InboundRecord, InboundState
+from domain.senders import SenderType
+from domain.tenants import Tenant
+from ports.repositories import InboundFacts, TouchedWrite, compose_record_touching
 
 __all__ = [
     "EventRow",
@@ -48,6 +52,33 @@ class MemoryInboundLookup:
             record=self._uow.inbound.get(tenant_id, provider_message_id),
             seller=self._uow.sellers.find_by_key(tenant_id, phone_key),
             active_session=self._uow.sessions.get_active(tenant_id),
+        )
+
+    def tenant_and_facts(
+        self, tenant_id: str, provider_message_id: str, phone_key: str
+    ) -> tuple[Tenant | None, InboundFacts]:
+        tenant = self._uow.tenants.get(tenant_id)
+        if tenant is None:
+            return None, InboundFacts(None, None, None)
+        return tenant, self.inbound_facts(tenant_id, provider_message_id, phone_key)
+
+    def record_touching(
+        self,
+        record: InboundRecord,
+        *,
+        was: InboundState | None,
+        session_id: str,
+        at: datetime,
+        sender: SenderType,
+    ) -> TouchedWrite:
+        return compose_record_touching(
+            self._uow.sessions,
+            self._uow.inbound,
+            record,
+            was=was,
+            session_id=session_id,
+            at=at,
+            sender=sender,
         )
 
 
