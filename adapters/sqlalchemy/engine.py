@@ -55,9 +55,10 @@ def build_engine(
 ) -> Engine:
     """An engine for ``url`` (already normalised by ``normalise_database_url``).
 
-    Postgres: a pool of ``pool_size`` connections (as many again on overflow), each checked with
-    a ping on checkout and recycled after 30 minutes, so a database restart or a proxy that drops
-    idle connections (Neon, Railway) costs a retry, not a crash.
+    Postgres: a pool of ``pool_size`` connections (as many again on overflow), recycled after 30
+    minutes; no ping on checkout: a connection a database restart or a proxy (Neon, Railway)
+    dropped is replaced by the unit of work when its first statement finds it dead
+    (``Transaction.execute``), so it costs neither a crash nor a retry.
 
     SQLite: foreign keys on, WAL journal (readers never wait for the writer), a busy timeout, and
     every transaction opened with ``BEGIN IMMEDIATE``: one writer at a time, taken at the start of
@@ -78,7 +79,9 @@ def build_engine(
         max_overflow=pool_size,
         pool_timeout=30,
         pool_recycle=1800,
-        pool_pre_ping=True,
+        # No ping on checkout (one round trip per unit of work): a connection found dead by a
+        # transaction's first statement is replaced there (Transaction.execute, ADR 0028).
+        pool_pre_ping=False,
         connect_args=postgres_connect_args(),
     )
 

@@ -86,6 +86,25 @@ class Transaction:
     def execute(
         self, statement: sa.Executable, parameters: Mapping[str, Any] | Sequence[Any] | None = None
     ) -> CursorResult[Any]:
+        """Run ``statement`` in the transaction. A pooled connection found dead by the first
+        statement of a transaction (nothing done in it yet: a Postgres restart, a proxy that
+        dropped it) is replaced and the statement run once more on a fresh connection: the
+        reconnect-on-error that takes the place of the pool's ping on every checkout (one round
+        trip per unit of work, ADR 0028). Any later loss raises StoreUnavailable: work done in
+        the transaction is gone, the caller (the job) starts again."""
+        connection = self.connection
+        first = not connection.in_transaction()
+        try:
+            with translated_errors():
+                return connection.execute(statement, parameters)
+        except StoreUnavailable as exc:
+            cause = exc.__cause__
+            if not (
+                first and isinstance(cause, sa_exc.DBAPIError) and cause.connection_invalidated
+            ):
+                raise
+        self.close()
+        self.open()
         with translated_errors():
             return self.connection.execute(statement, parameters)
 

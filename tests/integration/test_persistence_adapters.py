@@ -81,6 +81,37 @@ class TestStoreUnavailable:
         with pg_uow_factory() as again:
             assert again.tenants.get("shop-a") is None
 
+    def test_a_pooled_connection_dropped_while_idle_is_replaced_by_the_next_unit_of_work(
+        self, pg_engine: Engine, pg_uow_factory: SqlUnitOfWorkFactory, postgres_url: str
+    ) -> None:
+        # No ping on checkout (ADR 0028): the first statement finds the connection dead and the
+        # unit of work carries on, on a fresh one, without an error for the caller.
+        with pg_uow_factory() as uow:
+            uow.tenants.add(tenant("shop-a"))
+            uow.commit()
+            pid = uow._tx.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        _terminate(postgres_url, pid)
+
+        with pg_uow_factory() as uow:
+            found = uow.tenants.get("shop-a")
+            now_pid = uow._tx.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+
+        assert found is not None
+        assert pid != now_pid
+
+    def test_a_connection_lost_after_the_first_statement_is_not_replaced(
+        self, pg_uow_factory: SqlUnitOfWorkFactory, postgres_url: str
+    ) -> None:
+        with pg_uow_factory() as uow:
+            uow.tenants.add(tenant("shop-a"))
+            uow.commit()
+        with pg_uow_factory() as uow:
+            assert uow.tenants.get("shop-a") is not None
+            pid = uow._tx.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            _terminate(postgres_url, pid)
+            with pytest.raises(StoreUnavailable):
+                uow.tenants.get("shop-a")
+
 
 def _terminate(url: str, pid: object) -> None:
     engine = sa.create_engine(url, poolclass=sa.NullPool, isolation_level="AUTOCOMMIT")
