@@ -35,6 +35,7 @@ from domain.errors import InvalidPhoneNumber
 from domain.phones import (
     mask_phone,
     mask_phones_in,
+    normalise_international_sender,
     normalise_phone,
     normalise_sender,
     phone_key,
@@ -250,3 +251,35 @@ class TestMaskingAPhone:
     )
     def test_free_text_without_a_phone_is_left_alone(self, text: str) -> None:
         assert text == mask_phones_in(text)
+
+
+class TestInternationalSender:
+    """``normalise_international_sender`` answers ``normalise_sender``'s E.164 for any region
+    when the address is an international number, and None whenever the region may matter."""
+
+    @pytest.mark.parametrize(
+        ("raw", "wa_id"),
+        [
+            ("whatsapp:+33612345678", None),
+            ("whatsapp:+5215512345678", None),
+            ("whatsapp:+559281723241", None),
+            ("whatsapp:33612345678", None),
+            ("+1 (415) 555-2671", None),
+            ("whatsapp:+491511234567", "491511234567"),
+        ],
+    )
+    def test_an_international_number_reads_the_same_in_every_region(
+        self, raw: str, wa_id: str | None
+    ) -> None:
+        got = normalise_international_sender(raw, wa_id=wa_id)
+
+        assert got is not None
+        for region in ("FR", "US", "MX", "BR", "DE", "GB"):
+            assert normalise_sender(raw, region, wa_id=wa_id) == got
+
+    @pytest.mark.parametrize(
+        "raw",
+        ["whatsapp:0612345678", "06 12 34 56 78", "0033612345678", "whatsapp:+999123456", "bob"],
+    )
+    def test_a_number_whose_reading_may_depend_on_the_region_gives_none(self, raw: str) -> None:
+        assert normalise_international_sender(raw) is None
