@@ -45,50 +45,58 @@ def _is_due(now: datetime) -> sa.ColumnElement[bool]:
     )
 
 
+_HEAD_OF_QUEUE = """NOT EXISTS (SELECT 1 FROM messages_out AS e
+                                WHERE e.tenant_id = m.tenant_id AND e.to_phone = m.to_phone
+                                  AND e.status IN ('pending', 'failed', 'sending')
+                                  AND (e.created_at, e.id) < (m.created_at, m.id))"""
+
 _CLAIM_POSTGRES = sa.text(
-    """
-WITH candidates AS (
-    SELECT c.id, c.tenant_id, c.due_since,
-           row_number() OVER (PARTITION BY c.tenant_id ORDER BY c.due_since, c.id) AS depth
+    f"""
+WITH due_tenants AS MATERIALIZED (
+    SELECT t.id
       FROM tenants AS t
+     WHERE EXISTS (SELECT 1 FROM messages_out AS m
+                    WHERE m.tenant_id = t.id AND m.status IN ('pending', 'failed')
+                      AND m.next_attempt_at <= :now)
+        OR EXISTS (SELECT 1 FROM messages_out AS m
+                    WHERE m.tenant_id = t.id AND m.status = 'sending' AND m.locked_until < :now)
+),
+sizes AS MATERIALIZED (
+    SELECT GREATEST(:limit, CAST(CEIL(CAST(:headroom AS numeric) / GREATEST(count(*), 1)) AS integer)) AS per_tenant
+      FROM due_tenants
+),
+candidates AS (
+    SELECT c.id,
+           row_number() OVER tenant_queue AS depth,
+           first_value(c.due_since) OVER tenant_queue AS tenant_due,
+           first_value(c.id) OVER tenant_queue AS tenant_first
+      FROM due_tenants AS t
      CROSS JOIN LATERAL (
            (SELECT m.id, m.tenant_id, m.next_attempt_at AS due_since
               FROM messages_out AS m
              WHERE m.tenant_id = t.id AND m.status IN ('pending', 'failed')
                AND m.next_attempt_at <= :now
-               AND NOT EXISTS (SELECT 1 FROM messages_out AS e
-                                WHERE e.tenant_id = m.tenant_id AND e.to_phone = m.to_phone
-                                  AND e.status IN ('pending', 'failed', 'sending')
-                                  AND (e.created_at, e.id) < (m.created_at, m.id))
+               AND {_HEAD_OF_QUEUE}
              ORDER BY m.next_attempt_at, m.id
-             LIMIT :per_tenant)
+             LIMIT (SELECT per_tenant FROM sizes))
            UNION ALL
            (SELECT m.id, m.tenant_id, m.locked_until AS due_since
               FROM messages_out AS m
              WHERE m.tenant_id = t.id AND m.status = 'sending' AND m.locked_until < :now
-               AND NOT EXISTS (SELECT 1 FROM messages_out AS e
-                                WHERE e.tenant_id = m.tenant_id AND e.to_phone = m.to_phone
-                                  AND e.status IN ('pending', 'failed', 'sending')
-                                  AND (e.created_at, e.id) < (m.created_at, m.id))
+               AND {_HEAD_OF_QUEUE}
              ORDER BY m.locked_until, m.id
-             LIMIT :per_tenant)
+             LIMIT (SELECT per_tenant FROM sizes))
      ) AS c
-),
-ranked AS (
-    SELECT id, depth,
-           first_value(due_since) OVER tenant_queue AS tenant_due,
-           first_value(id) OVER tenant_queue AS tenant_first
-      FROM candidates
-    WINDOW tenant_queue AS (PARTITION BY tenant_id ORDER BY depth)
+    WINDOW tenant_queue AS (PARTITION BY c.tenant_id ORDER BY c.due_since, c.id)
 ),
 top AS (
     SELECT id, depth, tenant_due, tenant_first
-      FROM ranked
+      FROM candidates
      ORDER BY depth, tenant_due, tenant_first
-     LIMIT :per_tenant
+     LIMIT :headroom
 ),
 picked AS MATERIALIZED (
-    SELECT m.id, r.depth, r.tenant_due, r.tenant_first
+    SELECT m.ctid AS row_version, m.id, r.depth, r.tenant_due, r.tenant_first
       FROM top AS r
       JOIN messages_out AS m ON m.id = r.id
      WHERE (m.status IN ('pending', 'failed') AND m.next_attempt_at <= :now)
@@ -103,22 +111,28 @@ UPDATE messages_out AS m
        attempts = m.attempts + 1,
        updated_at = :now
   FROM picked AS p
- WHERE m.id = p.id
+ WHERE m.ctid = p.row_version AND m.id = p.id
 RETURNING m.*, p.depth, p.tenant_due, p.tenant_first
 """
 ).bindparams(
     sa.bindparam("now", type_=UtcDateTime()),
     sa.bindparam("locked_until", type_=UtcDateTime()),
-    sa.bindparam("per_tenant", type_=sa.Integer()),
+    sa.bindparam("headroom", type_=sa.Integer()),
     sa.bindparam("limit", type_=sa.Integer()),
 )
-"""One round trip. Each tenant's due queue is read through its partial index (a LATERAL per
-tenant), keeping only the head of each recipient's queue (no earlier queued message to the same
-recipient: one probe of ``messages_out_recipient_queue_idx``, ADR 0020), ranked round-robin across
-tenants (depth first, then the tenant whose head waited longest), and the first ``limit`` rows are
-locked with SKIP LOCKED and claimed. Two concurrent claims cannot take a head and its successor:
-in any snapshot where the successor's predecessor is terminal, the predecessor was already
-recorded, and one statement never takes both (its own snapshot sees the head queued)."""
+"""One round trip. Each tenant with due rows has its due queue read through its partial index (a
+LATERAL per tenant), keeping only the head of each recipient's queue (no earlier queued message to
+the same recipient: one probe of ``messages_out_recipient_queue_idx``, ADR 0020), ranked
+round-robin across tenants (depth first, then the tenant whose head waited longest), and the first
+``limit`` rows are locked with SKIP LOCKED and claimed.
+
+Each tenant's candidate window is ``limit * CANDIDATES_PER_TENANT`` shared by the tenants with due
+rows, and never less than ``limit`` (ADR 0025): one tenant alone keeps the head room of ADR 0006
+for concurrent claimers; four tenants read 4 x ``limit`` candidates rather than 16 x, and each
+still offers a batch's worth to a claimer whose other tenants ran dry. Two concurrent claims
+cannot take a head and its successor: in any snapshot where the successor's predecessor is
+terminal, the predecessor was already recorded, and one statement never takes both (its own
+snapshot sees the head queued)."""
 
 
 _OUTCOME_ARRAYS = (
@@ -175,6 +189,18 @@ each value went through the type of the metadata's column at its place (``conten
 timestamps that psycopg already returns as the service reads them."""
 
 
+def claim_statement(
+    now: datetime, lease: timedelta, limit: int
+) -> tuple[sa.TextClause, dict[str, Any]]:
+    """The Postgres claim and its parameters (``bench/outbox_claim.py`` explains it)."""
+    return _CLAIM_POSTGRES_TYPED, {
+        "now": now,
+        "locked_until": now + lease,
+        "headroom": limit * CANDIDATES_PER_TENANT,
+        "limit": limit,
+    }
+
+
 class SqlOutboxRepository(Repository):
     def add(self, message: OutboxMessage) -> None:
         if not self._insert_ignoring_conflict(messages_out, mappers.outbox_to_row(message)):
@@ -195,15 +221,7 @@ class SqlOutboxRepository(Repository):
         if limit < 1:
             return []
         if self._tx.is_postgres:
-            rows = self._tx.execute(
-                _CLAIM_POSTGRES_TYPED,
-                {
-                    "now": now,
-                    "locked_until": now + lease,
-                    "per_tenant": limit * CANDIDATES_PER_TENANT,
-                    "limit": limit,
-                },
-            ).all()
+            rows = self._tx.execute(*claim_statement(now, lease, limit)).all()
             rows = sorted(rows, key=lambda r: (r.depth, r.tenant_due, r.tenant_first))
             return [mappers.outbox_to_domain(r._mapping, claimed=True) for r in rows]
         return self._claim_due_single_writer(now, lease, limit)
