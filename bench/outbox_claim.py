@@ -62,7 +62,7 @@ def write_backlog(engine: sa.Engine, count: int, recipients: int, tenant_count: 
 
 
 def explain(engine: sa.Engine, limit: int) -> None:
-    from adapters.sqlalchemy.repositories import outbox  # noqa: PLC0415
+    from adapters.sqlalchemy.repositories import outbox
 
     now = datetime.now(UTC)
     statement, parameters = outbox.claim_statement(now, LEASE, limit)
