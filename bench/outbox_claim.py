@@ -2,7 +2,7 @@
 ``bench/outbox_throughput.py`` (20,000 messages, 5,000 recipients with 4 each, 4 tenants).
 
     .venv/bin/python bench/outbox_claim.py [--server postgresql://postgres@127.0.0.1:5432]
-        [--messages 20000] [--recipients 5000] [--limit 200] [--rounds 2] [--explain]
+        [--messages 20000] [--recipients 5000] [--limit 200] [--rounds 2] [--explain] [--gap S]
 
 Drains the backlog by claiming ``--limit`` at a time, each claim followed by one set-based UPDATE
 marking the claimed rows ``sent`` (what the sender's recording does, without the sends), and
@@ -61,11 +61,11 @@ def write_backlog(engine: sa.Engine, count: int, recipients: int, tenant_count: 
         connection.exec_driver_sql("ANALYZE")
 
 
-def explain(engine: sa.Engine, limit: int) -> None:
+def explain(engine: sa.Engine, limit: int, gap: timedelta = timedelta(0)) -> None:
     from adapters.sqlalchemy.repositories import outbox
 
     now = datetime.now(UTC)
-    statement, parameters = outbox.claim_statement(now, LEASE, limit)
+    statement, parameters = outbox.claim_statement(now, LEASE, limit, gap)
     compiled = statement.compile(dialect=engine.dialect)
     with engine.connect() as connection:
         plan = connection.exec_driver_sql(
@@ -76,7 +76,9 @@ def explain(engine: sa.Engine, limit: int) -> None:
         connection.rollback()
 
 
-def drain(engine: sa.Engine, limit: int, explain_first: bool) -> tuple[list[float], int]:
+def drain(
+    engine: sa.Engine, limit: int, explain_first: bool, gap: timedelta = timedelta(0)
+) -> tuple[list[float], int]:
     uow_factory = SqlUnitOfWorkFactory(engine)
     timings: list[float] = []
     claimed_total = 0
@@ -84,14 +86,14 @@ def drain(engine: sa.Engine, limit: int, explain_first: bool) -> tuple[list[floa
         now = datetime.now(UTC)
         with uow_factory() as uow:
             started = time.perf_counter()
-            claimed = uow.outbox.claim_due(now, LEASE, limit)
+            claimed = uow.outbox.claim_due(now, LEASE, limit, gap)
             timings.append(time.perf_counter() - started)
             uow.commit()
         if not claimed:
             return timings[:-1], claimed_total
         claimed_total += len(claimed)
         if explain_first:
-            explain(engine, limit)
+            explain(engine, limit, gap)
             explain_first = False
         with engine.begin() as connection:
             connection.execute(
@@ -110,13 +112,18 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument(
+        "--gap", type=float, default=0.0, help="the paced claim (ADR 0025): seconds between sends"
+    )
     args = parser.parse_args()
     with bench_database(args.server) as url:
         engine = build_engine(url, pool_size=2)
         try:
             for round_ in range(args.rounds):
                 write_backlog(engine, args.messages, args.recipients, args.tenants)
-                timings, claimed = drain(engine, args.limit, args.explain and round_ == 0)
+                timings, claimed = drain(
+                    engine, args.limit, args.explain and round_ == 0, timedelta(seconds=args.gap)
+                )
                 mean = statistics.fmean(timings)
                 print(
                     f"round {round_ + 1}: {len(timings)} claims of up to {args.limit},"
