@@ -102,6 +102,7 @@ class OutboxSender:
         job_scope: JobScope = _no_job_scope,
         observers: Sequence[OutboxObserver] = (),
         heartbeat: Callable[[], None] = _no_beat,
+        recipient_gap: timedelta = timedelta(0),
     ) -> None:
         self.uow_factory = uow_factory
         self.provider = provider
@@ -120,6 +121,8 @@ class OutboxSender:
         self.observers = tuple(observers)
         self.heartbeat = heartbeat
         """Called every time round the loop (a part's sign of life)."""
+        self.recipient_gap = recipient_gap
+        """The least time between two sends to one recipient (0: no pacing; ADR 0025)."""
         self.counters = SenderCounters()
         self.counters.restart(waiter.monotonic())
         # Finished sends and notifications, posted from other threads. A deque's append and
@@ -190,7 +193,11 @@ class OutboxSender:
 
     def _claim(self) -> Sequence[Claim]:
         claimed = claim_due_in_window(
-            uow_factory=self.uow_factory, clock=self.clock, lease=self.lease, limit=self.claim_size
+            uow_factory=self.uow_factory,
+            clock=self.clock,
+            lease=self.lease,
+            limit=self.claim_size,
+            recipient_gap=self.recipient_gap,
         )
         self.counters.claimed += len(claimed)
         return claimed
@@ -329,13 +336,18 @@ class OutboxSender:
         return total, retry_times
 
     def _retry_times(self, recorded: Sequence[Attempt]) -> list[float]:
-        """When (monotonic, with the margin) each recorded retry falls due."""
+        """When (monotonic, with the margin) each recorded retry falls due, and, when sends are
+        paced (ADR 0025), when the recipient of each recorded send may be sent the next."""
         now = self.clock.now()
+        gap = self.recipient_gap.total_seconds()
         times = []
         for attempt in recorded:
             message = attempt.message
             if message.status is OutboxStatus.FAILED:
                 delay = (message.next_attempt_at - now).total_seconds()
+                times.append(self.waiter.monotonic() + max(delay, 0.0) + RETRY_MARGIN_SECONDS)
+            elif gap > 0 and message.status is OutboxStatus.SENT and message.sent_at is not None:
+                delay = (message.sent_at - now).total_seconds() + gap
                 times.append(self.waiter.monotonic() + max(delay, 0.0) + RETRY_MARGIN_SECONDS)
         return times
 

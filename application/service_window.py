@@ -34,12 +34,18 @@ class Claim:
 
 
 def claim_due_in_window(
-    *, uow_factory: UnitOfWorkFactory, clock: Clock, lease: timedelta, limit: int
+    *,
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    lease: timedelta,
+    limit: int,
+    recipient_gap: timedelta = timedelta(0),
 ) -> list[Claim]:
-    """Claim up to ``limit`` due messages, decide each one's window, commit before any is sent."""
+    """Claim up to ``limit`` due messages (none to a recipient sent a message less than
+    ``recipient_gap`` ago, ADR 0025), decide each one's window, commit before any is sent."""
     with uow_factory() as uow:
         now = clock.now()
-        claimed = uow.outbox.claim_due(now, lease, limit)
+        claimed = uow.outbox.claim_due(now, lease, limit, recipient_gap)
         decisions = window_decisions(uow, claimed, now)
         uow.commit()
     return [Claim(m, decisions.get(m.id, SendAsWritten())) for m in claimed]

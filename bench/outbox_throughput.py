@@ -18,13 +18,14 @@ Scenarios:
                        a time, provider latency 200 ms
 
 Usage: .venv/bin/python bench/outbox_throughput.py [--server postgresql://postgres@127.0.0.1:5432]
-       [--messages 20000] [--original-seconds 20] [--only SCENARIO,...]
+       [--messages 20000] [--original-seconds 20] [--only SCENARIO,...] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pstats
 import random
 import signal
 import statistics
@@ -154,6 +155,10 @@ def sent_span(engine: sa.Engine) -> tuple[int, float]:
 # -- a sender process --------------------------------------------------------------------------
 
 
+PROFILE = False
+"""``--profile``: each sender process runs under cProfile in every thread (bench/profiled.py)."""
+
+
 class SenderProcess:
     def __init__(self, url: str, log_dir: Path, name: str, **env: str) -> None:
         environ = {
@@ -171,9 +176,13 @@ class SenderProcess:
         )
         environ.update({k.upper(): v for k, v in env.items()})
         self.log_path = log_dir / f"{name}.log"
+        self.profile_path = log_dir / f"{name}.prof" if PROFILE else None
+        command = [sys.executable, "-m", "entrypoints.cli", "worker", "--only", "outbox"]
+        if self.profile_path is not None:
+            command[1:1] = [str(ROOT / "bench" / "profiled.py"), str(self.profile_path)]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "entrypoints.cli", "worker", "--only", "outbox"],
+                command,
                 cwd=ROOT,
                 env=environ,
                 stdout=log,
@@ -217,6 +226,14 @@ def wait_final(engine: sa.Engine, expected: int, timeout: float) -> float:
     return time.monotonic() - started
 
 
+def print_profile(path: Path, top: int = 30) -> None:
+    """The heaviest functions of a sender process by own time, and by cumulative time."""
+    stats = pstats.Stats(str(path))
+    print(f"profile {path} (every thread; own time, then cumulative)")
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+
+
 # -- scenarios ---------------------------------------------------------------------------------
 
 
@@ -242,6 +259,9 @@ def run_backlog(
         cpu = sum(s.cpu_seconds() for s in senders)
     finally:
         codes = [s.stop() for s in senders]
+    for sender in senders:
+        if sender.profile_path is not None:
+            print_profile(sender.profile_path)
     sent, span = sent_span(engine)
     return {
         "processes": processes,
@@ -358,7 +378,15 @@ def main() -> None:
     parser.add_argument("--idle-samples", type=int, default=150)
     parser.add_argument("--only", default=",".join(SCENARIOS))
     parser.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run each sender under cProfile (every thread) and print where its time goes"
+        " (slower: the figures are not the unprofiled ones)",
+    )
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
     with json_output(args.json) as figures:
         figures.update(run(args))
 

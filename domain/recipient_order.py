@@ -5,12 +5,15 @@ A recipient is ``(tenant_id, to_phone)``; written order is ``(created_at, id)``.
 sending under a lease); any other status is terminal (sent, dead, and any terminal status added
 later, such as expired) and releases the messages written after it. Only the *head* of a
 recipient's queue, its earliest queued message, may be claimed; the others wait behind it.
+
+Optional pacing (``OUTBOX_RECIPIENT_MIN_GAP_SECONDS``, ADR 0025): a head is not claimed until the
+gap has passed since the recipient's last message was sent (its ``sent_at``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from domain.outbox import OutboxMessage, OutboxStatus
 
@@ -26,6 +29,21 @@ def recipient_of(message: OutboxMessage) -> Recipient:
 
 def written_order(message: OutboxMessage) -> tuple[datetime, str]:
     return (message.created_at, message.id)
+
+
+def paced_recipients(
+    messages: Iterable[OutboxMessage], now: datetime, gap: timedelta
+) -> set[Recipient]:
+    """The recipients sent a message less than ``gap`` before ``now`` (ADR 0025): their next
+    message waits until ``gap`` has passed since that ``sent_at``. Empty when ``gap`` is 0."""
+    if gap <= timedelta(0):
+        return set()
+    since = now - gap
+    return {
+        recipient_of(m)
+        for m in messages
+        if m.status is OutboxStatus.SENT and m.sent_at is not None and m.sent_at > since
+    }
 
 
 def queue_heads(messages: Iterable[OutboxMessage]) -> dict[Recipient, OutboxMessage]:

@@ -88,6 +88,11 @@ class Container(containers.DeclarativeContainer):
     outbox_lease = providers.Factory(
         lambda seconds: timedelta(seconds=seconds), settings.provided.outbox_lease_seconds
     )
+    # Per-recipient pacing (ADR 0025): 0 = off, the default.
+    outbox_recipient_gap = providers.Factory(
+        lambda seconds: timedelta(seconds=seconds),
+        settings.provided.outbox_recipient_min_gap_seconds,
+    )
 
     memory_store = providers.Singleton(MemoryStore)
     engine = providers.Singleton(
@@ -205,6 +210,7 @@ class Container(containers.DeclarativeContainer):
         waiter=providers.Factory(ThreadWaiter),
         rate_limiter=rate_limiter,
         job_scope=providers.Object(job_scope),
+        recipient_gap=outbox_recipient_gap,
     )
 
     # What the queue holds, for operators (livesell stats, /metrics); each reader has its own

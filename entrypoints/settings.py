@@ -131,6 +131,7 @@ class Settings:
     outbox_sender_instances: int = 1
     outbox_lease_seconds: float = 60.0
     outbox_rate_limited_max_seconds: float = 3600.0
+    outbox_recipient_min_gap_seconds: float = 0.0
     close_interval_minutes: float = 10.0
     close_batch_limit: int = 100
     messaging_provider: str = "simulated"
@@ -232,6 +233,9 @@ class Settings:
             outbox_lease_seconds=env.number("OUTBOX_LEASE_SECONDS", 60.0, float, 1, 3600),
             outbox_rate_limited_max_seconds=env.number(
                 "OUTBOX_RATE_LIMITED_MAX_SECONDS", 3600.0, float, 1, 7 * 86400
+            ),
+            outbox_recipient_min_gap_seconds=env.number(
+                "OUTBOX_RECIPIENT_MIN_GAP_SECONDS", 0.0, float, 0, 3600
             ),
             close_interval_minutes=env.number("CLOSE_INTERVAL_MINUTES", 10.0, float, 0.01, 1440),
             close_batch_limit=env.number("CLOSE_BATCH_LIMIT", 100, int, 1, 100000),

@@ -241,12 +241,20 @@ class OutboxRepository(Protocol):
 
     def get(self, tenant_id: str, message_id: str) -> OutboxMessage | None: ...
 
-    def claim_due(self, now: datetime, lease: timedelta, limit: int) -> Sequence[OutboxMessage]:
+    def claim_due(
+        self,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        recipient_gap: timedelta = timedelta(0),
+    ) -> Sequence[OutboxMessage]:
         """System claim: up to ``limit`` due messages of any tenant, each moved to ``sending``
         with ``locked_until = now + lease`` and one more attempt, as ``OutboxMessage.claim`` says.
 
         Concurrent callers never claim the same row. Tenants are served fairly: a tenant's
-        backlog cannot take a whole batch while another tenant has due messages.
+        backlog cannot take a whole batch while another tenant has due messages. Only the head of
+        each recipient's queue is claimed (ADR 0020); with a positive ``recipient_gap``, not
+        before that long after the recipient's last ``sent`` message (``sent_at``; ADR 0025).
         """
         ...
 

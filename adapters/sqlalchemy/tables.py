@@ -234,6 +234,17 @@ sa.Index(
     postgresql_where=QUEUED,
     sqlite_where=QUEUED,
 )
+# Per-recipient pacing (ADR 0025): a recipient's sent messages by ``sent_at``, so the claim's "a
+# message to this recipient was sent less than the gap ago" is one probe (alembic 0016).
+SENT = messages_out.c.status == "sent"
+sa.Index(
+    "messages_out_recipient_sent_idx",
+    messages_out.c.tenant_id,
+    messages_out.c.to_phone,
+    messages_out.c.sent_at,
+    postgresql_where=SENT,
+    sqlite_where=SENT,
+)
 # Status callbacks without ids in their URL (a Messaging Service's) find the row by its
 # MessageSid (ADR 0011).
 HAS_PROVIDER_ID = messages_out.c.provider_message_id.is_not(None)

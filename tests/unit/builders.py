@@ -189,6 +189,7 @@ class World:
         waiter: Waiter | None = None,
         rate_limiter: RateLimiter | None = None,
         uow_factory: Callable[[], MemoryUnitOfWork] | None = None,
+        recipient_gap: timedelta = timedelta(0),
     ) -> OutboxSender:
         """The production sender on this world: by default its sends run inline and its waits
         move the world's clock."""
@@ -205,6 +206,7 @@ class World:
             executor=executor or InlineExecutor(),
             waiter=waiter or VirtualWaiter(self.clock),
             rate_limiter=rate_limiter,
+            recipient_gap=recipient_gap,
         )
 
     def send_due(

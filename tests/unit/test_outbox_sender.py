@@ -156,6 +156,25 @@ class TestClaimingAgain:
             status(outbox, i) for i in ids
         ]
 
+    def test_a_paced_recipients_next_message_is_claimed_when_the_gap_has_passed_not_at_the_poll(
+        self, outbox: World
+    ) -> None:
+        """ADR 0025: with a 6 s gap one customer's messages go 6 s apart (and a little margin),
+        another customer's at once; the poll interval (30 s) is not waited for."""
+        ids = [outbox.queue(body=f"m{n}") for n in range(3)]
+        other = outbox.queue(to=client(1), body="other")
+        provider = ClockedProvider(outbox)
+        sender = outbox.sender(
+            provider, batch_size=10, poll_interval=30.0, recipient_gap=timedelta(seconds=6)
+        )
+
+        sender.run(StopWhen(outbox, lambda: len(provider.requests) == 4))
+
+        margin = RETRY_MARGIN_SECONDS
+        sent = dict(zip([r.outbox_id for r in provider.requests], provider.sent_at, strict=True))
+        assert 0.0 == sent[other]
+        assert pytest.approx([0.0, 6 + margin, 12 + 2 * margin], abs=0.01) == [sent[i] for i in ids]
+
     def test_a_message_written_while_idle_waits_for_the_next_poll(self, outbox: World) -> None:
         provider = ClockedProvider(outbox)
         written: list[str] = []

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from adapters.memory.repositories.base import _copy, _Repo
 from domain.delivery import DeliveryReport
 from domain.outbox import OutboxMessage, OutboxStatus
-from domain.recipient_order import queue_heads
+from domain.recipient_order import paced_recipients, queue_heads, recipient_of
 from ports.repositories import AlreadyExists
 
 
@@ -24,11 +24,20 @@ class MemoryOutboxRepository(_Repo):
         message = self._store.outbox.get(message_id)
         return _copy(message) if message is not None and message.tenant_id == tenant_id else None
 
-    def claim_due(self, now: datetime, lease: timedelta, limit: int) -> Sequence[OutboxMessage]:
-        """Fair across tenants (round-robin by depth), and only the head of each recipient's
-        queue (ADR 0020), as the SQL claim."""
-        heads = queue_heads(self._store.outbox.values()).values()
-        due = [m for m in heads if m.is_due(now)]
+    def claim_due(
+        self,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        recipient_gap: timedelta = timedelta(0),
+    ) -> Sequence[OutboxMessage]:
+        """Fair across tenants (round-robin by depth), only the head of each recipient's queue
+        (ADR 0020), and not within ``recipient_gap`` of the recipient's last send (ADR 0025), as
+        the SQL claim."""
+        messages = self._store.outbox.values()
+        paced = paced_recipients(messages, now, recipient_gap)
+        heads = queue_heads(messages).values()
+        due = [m for m in heads if m.is_due(now) and recipient_of(m) not in paced]
         due.sort(key=lambda m: (_due_since(m), m.id))
         by_tenant: dict[str, list[OutboxMessage]] = defaultdict(list)
         for message in due:

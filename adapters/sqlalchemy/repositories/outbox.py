@@ -37,6 +37,23 @@ _IS_QUEUE_HEAD = ~sa.exists().where(
 """ADR 0020: no earlier queued message to the same recipient (``domain.recipient_order``)."""
 
 
+_SENT_BEFORE = messages_out.alias("sent_before")
+
+
+def _paced(now: datetime, gap: timedelta) -> list[sa.ColumnElement[bool]]:
+    """ADR 0025: nothing sent to the same recipient since ``now - gap`` (none when gap is 0)."""
+    if gap <= timedelta(0):
+        return []
+    return [
+        ~sa.exists().where(
+            _SENT_BEFORE.c.tenant_id == messages_out.c.tenant_id,
+            _SENT_BEFORE.c.to_phone == messages_out.c.to_phone,
+            _SENT_BEFORE.c.status == OutboxStatus.SENT.value,
+            _SENT_BEFORE.c.sent_at > now - gap,
+        )
+    ]
+
+
 def _is_due(now: datetime) -> sa.ColumnElement[bool]:
     """SPEC §3: waiting and due, or being sent under a lease that has passed."""
     return sa.or_(
@@ -45,50 +62,77 @@ def _is_due(now: datetime) -> sa.ColumnElement[bool]:
     )
 
 
-_CLAIM_POSTGRES = sa.text(
-    """
-WITH candidates AS (
-    SELECT c.id, c.tenant_id, c.due_since,
-           row_number() OVER (PARTITION BY c.tenant_id ORDER BY c.due_since, c.id) AS depth
+_HEAD_OF_QUEUE = """NOT EXISTS (SELECT 1 FROM messages_out AS e
+                                WHERE e.tenant_id = m.tenant_id AND e.to_phone = m.to_phone
+                                  AND e.status IN ('pending', 'failed', 'sending')
+                                  AND (e.created_at, e.id) < (m.created_at, m.id))"""
+
+_PACED = """NOT EXISTS (SELECT 1 FROM messages_out AS s
+                         WHERE s.tenant_id = m.tenant_id AND s.to_phone = m.to_phone
+                           AND s.status = 'sent' AND s.sent_at > :paced_since)"""
+"""ADR 0025: the recipient was sent nothing since ``now - gap`` (one probe of
+``messages_out_recipient_sent_idx``)."""
+
+
+def _claim_postgres(paced: bool) -> sa.TextClause:
+    head = f"{_HEAD_OF_QUEUE}\n               AND {_PACED}" if paced else _HEAD_OF_QUEUE
+    return sa.text(_CLAIM_POSTGRES_SQL.format(head=head)).bindparams(
+        sa.bindparam("now", type_=UtcDateTime()),
+        sa.bindparam("locked_until", type_=UtcDateTime()),
+        sa.bindparam("headroom", type_=sa.Integer()),
+        sa.bindparam("limit", type_=sa.Integer()),
+        *([sa.bindparam("paced_since", type_=UtcDateTime())] if paced else []),
+    )
+
+
+_CLAIM_POSTGRES_SQL = """
+WITH due_tenants AS MATERIALIZED (
+    SELECT t.id
       FROM tenants AS t
+     WHERE EXISTS (SELECT 1 FROM messages_out AS m
+                    WHERE m.tenant_id = t.id AND m.status IN ('pending', 'failed')
+                      AND m.next_attempt_at <= :now)
+        OR EXISTS (SELECT 1 FROM messages_out AS m
+                    WHERE m.tenant_id = t.id AND m.status = 'sending' AND m.locked_until < :now)
+),
+sizes AS MATERIALIZED (
+    SELECT GREATEST(:limit,
+                    CAST(CEIL(CAST(:headroom AS numeric) / GREATEST(count(*), 1)) AS integer))
+           AS per_tenant
+      FROM due_tenants
+),
+candidates AS (
+    SELECT c.id,
+           row_number() OVER tenant_queue AS depth,
+           first_value(c.due_since) OVER tenant_queue AS tenant_due,
+           first_value(c.id) OVER tenant_queue AS tenant_first
+      FROM due_tenants AS t
      CROSS JOIN LATERAL (
            (SELECT m.id, m.tenant_id, m.next_attempt_at AS due_since
               FROM messages_out AS m
              WHERE m.tenant_id = t.id AND m.status IN ('pending', 'failed')
                AND m.next_attempt_at <= :now
-               AND NOT EXISTS (SELECT 1 FROM messages_out AS e
-                                WHERE e.tenant_id = m.tenant_id AND e.to_phone = m.to_phone
-                                  AND e.status IN ('pending', 'failed', 'sending')
-                                  AND (e.created_at, e.id) < (m.created_at, m.id))
+               AND {head}
              ORDER BY m.next_attempt_at, m.id
-             LIMIT :per_tenant)
+             LIMIT (SELECT per_tenant FROM sizes))
            UNION ALL
            (SELECT m.id, m.tenant_id, m.locked_until AS due_since
               FROM messages_out AS m
              WHERE m.tenant_id = t.id AND m.status = 'sending' AND m.locked_until < :now
-               AND NOT EXISTS (SELECT 1 FROM messages_out AS e
-                                WHERE e.tenant_id = m.tenant_id AND e.to_phone = m.to_phone
-                                  AND e.status IN ('pending', 'failed', 'sending')
-                                  AND (e.created_at, e.id) < (m.created_at, m.id))
+               AND {head}
              ORDER BY m.locked_until, m.id
-             LIMIT :per_tenant)
+             LIMIT (SELECT per_tenant FROM sizes))
      ) AS c
-),
-ranked AS (
-    SELECT id, depth,
-           first_value(due_since) OVER tenant_queue AS tenant_due,
-           first_value(id) OVER tenant_queue AS tenant_first
-      FROM candidates
-    WINDOW tenant_queue AS (PARTITION BY tenant_id ORDER BY depth)
+    WINDOW tenant_queue AS (PARTITION BY c.tenant_id ORDER BY c.due_since, c.id)
 ),
 top AS (
     SELECT id, depth, tenant_due, tenant_first
-      FROM ranked
+      FROM candidates
      ORDER BY depth, tenant_due, tenant_first
-     LIMIT :per_tenant
+     LIMIT :headroom
 ),
 picked AS MATERIALIZED (
-    SELECT m.id, r.depth, r.tenant_due, r.tenant_first
+    SELECT m.ctid AS row_version, m.id, r.depth, r.tenant_due, r.tenant_first
       FROM top AS r
       JOIN messages_out AS m ON m.id = r.id
      WHERE (m.status IN ('pending', 'failed') AND m.next_attempt_at <= :now)
@@ -103,22 +147,25 @@ UPDATE messages_out AS m
        attempts = m.attempts + 1,
        updated_at = :now
   FROM picked AS p
- WHERE m.id = p.id
+ WHERE m.ctid = p.row_version AND m.id = p.id
 RETURNING m.*, p.depth, p.tenant_due, p.tenant_first
 """
-).bindparams(
-    sa.bindparam("now", type_=UtcDateTime()),
-    sa.bindparam("locked_until", type_=UtcDateTime()),
-    sa.bindparam("per_tenant", type_=sa.Integer()),
-    sa.bindparam("limit", type_=sa.Integer()),
-)
-"""One round trip. Each tenant's due queue is read through its partial index (a LATERAL per
-tenant), keeping only the head of each recipient's queue (no earlier queued message to the same
-recipient: one probe of ``messages_out_recipient_queue_idx``, ADR 0020), ranked round-robin across
-tenants (depth first, then the tenant whose head waited longest), and the first ``limit`` rows are
-locked with SKIP LOCKED and claimed. Two concurrent claims cannot take a head and its successor:
-in any snapshot where the successor's predecessor is terminal, the predecessor was already
-recorded, and one statement never takes both (its own snapshot sees the head queued)."""
+"""One round trip. Each tenant with due rows has its due queue read through its partial index (a
+LATERAL per tenant), keeping only the head of each recipient's queue (no earlier queued message to
+the same recipient: one probe of ``messages_out_recipient_queue_idx``, ADR 0020), ranked
+round-robin across tenants (depth first, then the tenant whose head waited longest), and the first
+``limit`` rows are locked with SKIP LOCKED and claimed.
+
+Each tenant's candidate window is ``limit * CANDIDATES_PER_TENANT`` shared by the tenants with due
+rows, and never less than ``limit`` (ADR 0025): one tenant alone keeps the head room of ADR 0006
+for concurrent claimers; four tenants read 4 x ``limit`` candidates rather than 16 x, and each
+still offers a batch's worth to a claimer whose other tenants ran dry. Two concurrent claims
+cannot take a head and its successor: in any snapshot where the successor's predecessor is
+terminal, the predecessor was already recorded, and one statement never takes both (its own
+snapshot sees the head queued). The locked rows are updated through the row version that
+``FOR UPDATE`` locked (``ctid``, with the id re-checked): a TID scan per row, where the planner
+otherwise hashed the whole table. The paced form (``{head}`` with ``_PACED``, ADR 0025) also skips
+a recipient sent a message since ``paced_since``."""
 
 
 _OUTCOME_ARRAYS = (
@@ -162,17 +209,35 @@ _SAVE_OUTCOMES = sa.text(
 )
 
 
-_CLAIM_POSTGRES_TYPED = _CLAIM_POSTGRES.columns(
+_CLAIM_COLUMNS: dict[str, Any] = {
     **{column.name: column.type for column in messages_out.c},
-    depth=sa.Integer(),
-    tenant_due=UtcDateTime(),
-    tenant_first=sa.Text(),
-)
+    "depth": sa.Integer(),
+    "tenant_due": UtcDateTime(),
+    "tenant_first": sa.Text(),
+}
+_CLAIM_POSTGRES_TYPED = _claim_postgres(paced=False).columns(**_CLAIM_COLUMNS)
+_CLAIM_POSTGRES_PACED = _claim_postgres(paced=True).columns(**_CLAIM_COLUMNS)
 """The claim's result typed by column name: ``RETURNING m.*`` lists the columns in the table's
 physical order (each migration appends), which need not be the metadata's. Typed by position,
 each value went through the type of the metadata's column at its place (``content_sid`` through
 ``UtcDateTime``: a crash); harmless until then only because the misplaced types were text and
 timestamps that psycopg already returns as the service reads them."""
+
+
+def claim_statement(
+    now: datetime, lease: timedelta, limit: int, recipient_gap: timedelta = timedelta(0)
+) -> tuple[sa.TextualSelect, dict[str, Any]]:
+    """The Postgres claim and its parameters (``bench/outbox_claim.py`` explains it); the paced
+    form only with a positive ``recipient_gap``, so the default costs nothing more."""
+    parameters: dict[str, Any] = {
+        "now": now,
+        "locked_until": now + lease,
+        "headroom": limit * CANDIDATES_PER_TENANT,
+        "limit": limit,
+    }
+    if recipient_gap <= timedelta(0):
+        return _CLAIM_POSTGRES_TYPED, parameters
+    return _CLAIM_POSTGRES_PACED, {**parameters, "paced_since": now - recipient_gap}
 
 
 class SqlOutboxRepository(Repository):
@@ -188,28 +253,26 @@ class SqlOutboxRepository(Repository):
         row = self._tx.execute(statement).first()
         return mappers.outbox_to_domain(row._mapping) if row else None
 
-    def claim_due(self, now: datetime, lease: timedelta, limit: int) -> Sequence[OutboxMessage]:
+    def claim_due(
+        self,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        recipient_gap: timedelta = timedelta(0),
+    ) -> Sequence[OutboxMessage]:
         """System claim, fair across tenants: round-robin over each tenant's due queue (oldest
         first), as the memory store does. Postgres: one statement with SKIP LOCKED; SQLite: the
         same ranking in two statements under its single writer."""
         if limit < 1:
             return []
         if self._tx.is_postgres:
-            rows = self._tx.execute(
-                _CLAIM_POSTGRES_TYPED,
-                {
-                    "now": now,
-                    "locked_until": now + lease,
-                    "per_tenant": limit * CANDIDATES_PER_TENANT,
-                    "limit": limit,
-                },
-            ).all()
+            rows = self._tx.execute(*claim_statement(now, lease, limit, recipient_gap)).all()
             rows = sorted(rows, key=lambda r: (r.depth, r.tenant_due, r.tenant_first))
             return [mappers.outbox_to_domain(r._mapping, claimed=True) for r in rows]
-        return self._claim_due_single_writer(now, lease, limit)
+        return self._claim_due_single_writer(now, lease, limit, recipient_gap)
 
     def _claim_due_single_writer(
-        self, now: datetime, lease: timedelta, limit: int
+        self, now: datetime, lease: timedelta, limit: int, recipient_gap: timedelta
     ) -> Sequence[OutboxMessage]:
         queue_order = (_DUE_SINCE, messages_out.c.id)
         due = (
@@ -226,7 +289,7 @@ class SqlOutboxRepository(Repository):
                 .over(partition_by=messages_out.c.tenant_id, order_by=queue_order)
                 .label("tenant_first"),
             )
-            .where(_is_due(now), _IS_QUEUE_HEAD)
+            .where(_is_due(now), _IS_QUEUE_HEAD, *_paced(now, recipient_gap))
             .subquery()
         )
         picked = (
