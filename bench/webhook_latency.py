@@ -87,10 +87,57 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 FIGURES: dict[str, Any] = {}
+SERVER_PID: list[int] = []
+"""The webhook's pid, once started: its process tree's CPU time is reported with each load."""
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def report(name: str, latencies: list[float], statuses: dict[int, int], elapsed: float) -> None:
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of ``root`` and its live descendants (uvicorn's workers), from
+    /proc; 0 where /proc cannot tell."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == pid]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(times.get(pid, 0.0) for pid in tree)
+
+
+class CpuMeter:
+    """CPU seconds this client process and the server's process tree spent between
+    ``start`` and ``stop``: on 2 cores shared by both, a client that needs most of a core
+    bounds what the server is offered."""
+
+    def start(self) -> None:
+        self.client = time.process_time()
+        self.server = tree_cpu_seconds(SERVER_PID[0]) if SERVER_PID else 0.0
+
+    def stop(self) -> tuple[float, float]:
+        server = tree_cpu_seconds(SERVER_PID[0]) if SERVER_PID else 0.0
+        return time.process_time() - self.client, server - self.server
+
+
+def report(
+    name: str,
+    latencies: list[float],
+    statuses: dict[int, int],
+    elapsed: float,
+    cpu: tuple[float, float] = (0.0, 0.0),
+) -> None:
     ms = [v * 1000 for v in latencies]
+    client_cpu, server_cpu = cpu
     FIGURES[name.strip()] = {
         "requests": len(ms),
         "requests_per_s": len(ms) / elapsed,
@@ -98,12 +145,17 @@ def report(name: str, latencies: list[float], statuses: dict[int, int], elapsed:
         "p99_ms": percentile(ms, 0.99),
         "max_ms": max(ms),
         "statuses": statuses,
+        "client_cpu_s": client_cpu,
+        "server_cpu_s": server_cpu,
     }
     print(
         f"{name:>7}: {len(ms)} requests in {elapsed:.2f} s = {len(ms) / elapsed:,.0f} requests/s;"
         f" latency ms p50 {percentile(ms, 0.50):.1f}  p90 {percentile(ms, 0.90):.1f}"
         f"  p99 {percentile(ms, 0.99):.1f}  max {max(ms):.1f}  mean {statistics.fmean(ms):.1f};"
-        f" statuses {dict(sorted(statuses.items()))}"
+        f" statuses {dict(sorted(statuses.items()))}\n"
+        f"{'':>9}CPU: client {client_cpu:.1f} s ({client_cpu / elapsed:.0%} of a core,"
+        f" {client_cpu / len(ms) * 1e6:,.0f} us/request), server {server_cpu:.1f} s"
+        f" ({server_cpu / elapsed:.0%}, {server_cpu / len(ms) * 1e6:,.0f} us/request)"
     )
 
 
@@ -147,10 +199,13 @@ async def burst(
             for body, signature in pending:
                 await one(client, body, signature, latencies, statuses)
 
+        meter = CpuMeter()
+        meter.start()
         started = time.perf_counter()
         await asyncio.gather(*(lane() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    report(name, latencies, statuses, elapsed)
+        cpu = meter.stop()
+    report(name, latencies, statuses, elapsed, cpu)
 
 
 async def steady(base_url: str, requests: list[tuple[bytes, str]], rate: float) -> None:
@@ -171,6 +226,8 @@ async def steady(base_url: str, requests: list[tuple[bytes, str]], rate: float) 
                 await one(client, body, signature, latencies, statuses, scheduled=at)
 
         tasks = []
+        meter = CpuMeter()
+        meter.start()
         started = time.perf_counter()
         for n, (body, signature) in enumerate(requests):
             at = started + n / rate
@@ -180,7 +237,8 @@ async def steady(base_url: str, requests: list[tuple[bytes, str]], rate: float) 
             tasks.append(asyncio.create_task(due(body, signature, at)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
-    report("steady", latencies, statuses, elapsed)
+        cpu = meter.stop()
+    report("steady", latencies, statuses, elapsed, cpu)
 
 
 WRK_SCRIPT = """
@@ -317,6 +375,7 @@ def run(args: argparse.Namespace) -> None:
         ]  # fmt: skip
         with log_path.open("wb") as log:
             server = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=log, stderr=log)
+        SERVER_PID[:] = [server.pid]
         base_url = f"http://127.0.0.1:{port}"
         try:
             wait_ready(base_url, server, log_path)
