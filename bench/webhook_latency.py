@@ -5,12 +5,16 @@ Two loads, each request a new MessageSid signed as Twilio signs it (so every req
 recorded ``received`` in Postgres and enqueued on ``webhook-processing`` in Redis):
 
 - **burst**: ``--requests`` (20,000) as fast as ``--concurrency`` (32) connections allow;
-  prints requests/s and latency percentiles. Target: at least 500 requests/s.
+  prints requests/s and latency percentiles. Target (issue 16 §5): at least 1,000 requests/s.
 - **steady**: ``--rate`` (200) requests/s for ``--seconds`` (30), open loop (each request starts
   at its scheduled instant whatever the previous ones do); prints the latency percentiles.
-  Target: p99 under 50 ms.
+  Target (issue 16 §5): p99 at most 20 ms.
 
-The client is an asyncio httpx client in this process; the server runs in a child process with
+Each load prints the CPU the client (this process) and the server (its process tree) spent,
+per request: they share the machine's cores. The client is an asyncio httpx client in this
+process (``--client httpx``, the default), or ``--client raw``: the same requests as bytes on
+keep-alive asyncio connections, ~40 times cheaper than httpx (ADR 0027). The server runs in a
+child process with
 ``--workers`` uvicorn workers. No worker drains the queue during the run (the webhook's cost is
 measured, not the processor's). The Redis database (``--redis-db``, default 7: the test suites
 claim 8-15) must be empty; it is emptied at the end. Everything started here is stopped by its pid.
