@@ -5,12 +5,16 @@ Two loads, each request a new MessageSid signed as Twilio signs it (so every req
 recorded ``received`` in Postgres and enqueued on ``webhook-processing`` in Redis):
 
 - **burst**: ``--requests`` (20,000) as fast as ``--concurrency`` (32) connections allow;
-  prints requests/s and latency percentiles. Target: at least 500 requests/s.
+  prints requests/s and latency percentiles. Target (issue 16 §5): at least 1,000 requests/s.
 - **steady**: ``--rate`` (200) requests/s for ``--seconds`` (30), open loop (each request starts
   at its scheduled instant whatever the previous ones do); prints the latency percentiles.
-  Target: p99 under 50 ms.
+  Target (issue 16 §5): p99 at most 20 ms.
 
-The client is an asyncio httpx client in this process; the server runs in a child process with
+Each load prints the CPU the client (this process) and the server (its process tree) spent,
+per request: they share the machine's cores. The client is an asyncio httpx client in this
+process (``--client httpx``, the default), or ``--client raw``: the same requests as bytes on
+keep-alive asyncio connections, ~40 times cheaper than httpx (ADR 0027). The server runs in a
+child process with
 ``--workers`` uvicorn workers. No worker drains the queue during the run (the webhook's cost is
 measured, not the processor's). The Redis database (``--redis-db``, default 7: the test suites
 claim 8-15) must be empty; it is emptied at the end. Everything started here is stopped by its pid.
@@ -87,10 +91,57 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 FIGURES: dict[str, Any] = {}
+SERVER_PID: list[int] = []
+"""The webhook's pid, once started: its process tree's CPU time is reported with each load."""
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def report(name: str, latencies: list[float], statuses: dict[int, int], elapsed: float) -> None:
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of ``root`` and its live descendants (uvicorn's workers), from
+    /proc; 0 where /proc cannot tell."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == pid]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(times.get(pid, 0.0) for pid in tree)
+
+
+class CpuMeter:
+    """CPU seconds this client process and the server's process tree spent between
+    ``start`` and ``stop``: on 2 cores shared by both, a client that needs most of a core
+    bounds what the server is offered."""
+
+    def start(self) -> None:
+        self.client = time.process_time()
+        self.server = tree_cpu_seconds(SERVER_PID[0]) if SERVER_PID else 0.0
+
+    def stop(self) -> tuple[float, float]:
+        server = tree_cpu_seconds(SERVER_PID[0]) if SERVER_PID else 0.0
+        return time.process_time() - self.client, server - self.server
+
+
+def report(
+    name: str,
+    latencies: list[float],
+    statuses: dict[int, int],
+    elapsed: float,
+    cpu: tuple[float, float] = (0.0, 0.0),
+) -> None:
     ms = [v * 1000 for v in latencies]
+    client_cpu, server_cpu = cpu
     FIGURES[name.strip()] = {
         "requests": len(ms),
         "requests_per_s": len(ms) / elapsed,
@@ -98,17 +149,103 @@ def report(name: str, latencies: list[float], statuses: dict[int, int], elapsed:
         "p99_ms": percentile(ms, 0.99),
         "max_ms": max(ms),
         "statuses": statuses,
+        "client_cpu_s": client_cpu,
+        "server_cpu_s": server_cpu,
     }
     print(
         f"{name:>7}: {len(ms)} requests in {elapsed:.2f} s = {len(ms) / elapsed:,.0f} requests/s;"
         f" latency ms p50 {percentile(ms, 0.50):.1f}  p90 {percentile(ms, 0.90):.1f}"
         f"  p99 {percentile(ms, 0.99):.1f}  max {max(ms):.1f}  mean {statistics.fmean(ms):.1f};"
-        f" statuses {dict(sorted(statuses.items()))}"
+        f" statuses {dict(sorted(statuses.items()))}\n"
+        f"{'':>9}CPU: client {client_cpu:.1f} s ({client_cpu / elapsed:.0%} of a core,"
+        f" {client_cpu / len(ms) * 1e6:,.0f} us/request), server {server_cpu:.1f} s"
+        f" ({server_cpu / elapsed:.0%}, {server_cpu / len(ms) * 1e6:,.0f} us/request)"
     )
 
 
+class HttpxPoster:
+    """The default client: httpx's ``AsyncClient`` (HTTP/1.1 keep-alive, ``connections``
+    pooled), as a Python caller of the webhook would post."""
+
+    def __init__(self, base_url: str, connections: int) -> None:
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        self.client = httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30)
+
+    async def post(self, body: bytes, signature: str) -> int:
+        try:
+            response = await self.client.post(
+                PATH,
+                content=body,
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "X-Twilio-Signature": signature,
+                },
+            )
+        except httpx.HTTPError:
+            return 0
+        return response.status_code
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class RawPoster:
+    """``--client raw``: the same requests written as bytes on ``connections`` keep-alive
+    asyncio connections, the response read up to its Content-Length; a few tens of
+    microseconds of CPU per request where httpx takes milliseconds, so on 2 shared cores the
+    figure is the server's, not the client's."""
+
+    def __init__(self, base_url: str, connections: int) -> None:
+        host, _, port = base_url.removeprefix("http://").partition(":")
+        self.host, self.port = host, int(port)
+        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.Queue()
+        )
+        self.opened = 0
+        self.connections = connections
+        self.all: list[asyncio.StreamWriter] = []
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.idle.empty() and self.opened < self.connections:
+            self.opened += 1
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+            self.all.append(writer)
+            return reader, writer
+        return await self.idle.get()
+
+    async def post(self, body: bytes, signature: str) -> int:
+        reader, writer = await self._connection()
+        try:
+            writer.write(
+                b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: " + self.host.encode()
+                + b"\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: "
+                + signature.encode() + b"\r\nContent-Length: " + str(len(body)).encode()
+                + b"\r\n\r\n" + body
+            )  # fmt: skip
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            self.opened -= 1
+            writer.close()
+            return 0
+        self.idle.put_nowait((reader, writer))
+        return status
+
+    async def aclose(self) -> None:
+        for writer in self.all:
+            writer.close()
+
+
+CLIENTS = {"httpx": HttpxPoster, "raw": RawPoster}
+
+
 async def one(
-    client: httpx.AsyncClient,
+    client: HttpxPoster | RawPoster,
     body: bytes,
     signature: str,
     latencies: list[float],
@@ -118,42 +255,42 @@ async def one(
     """One signed POST; its latency counts from ``scheduled`` when given (the steady mode's
     intended start, so time spent waiting for a free connection counts too)."""
     started = time.perf_counter() if scheduled is None else scheduled
-    try:
-        response = await client.post(
-            PATH,
-            content=body,
-            headers={
-                "Content-Type": "application/x-www-form-urlencoded",
-                "X-Twilio-Signature": signature,
-            },
-        )
-        status = response.status_code
-    except httpx.HTTPError:
-        status = 0
+    status = await client.post(body, signature)
     latencies.append(time.perf_counter() - started)
     statuses[status] = statuses.get(status, 0) + 1
 
 
 async def burst(
-    base_url: str, requests: list[tuple[bytes, str]], concurrency: int, name: str = "burst"
+    base_url: str,
+    requests: list[tuple[bytes, str]],
+    concurrency: int,
+    name: str = "burst",
+    client_kind: str = "httpx",
 ) -> None:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     pending = iter(requests)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+    client = CLIENTS[client_kind](base_url, concurrency)
+    try:
 
         async def lane() -> None:
             for body, signature in pending:
                 await one(client, body, signature, latencies, statuses)
 
+        meter = CpuMeter()
+        meter.start()
         started = time.perf_counter()
         await asyncio.gather(*(lane() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    report(name, latencies, statuses, elapsed)
+        cpu = meter.stop()
+    finally:
+        await client.aclose()
+    report(name, latencies, statuses, elapsed, cpu)
 
 
-async def steady(base_url: str, requests: list[tuple[bytes, str]], rate: float) -> None:
+async def steady(
+    base_url: str, requests: list[tuple[bytes, str]], rate: float, client_kind: str = "httpx"
+) -> None:
     """Open loop at ``rate``: each request is due at its instant whatever the others do. At most
     ``STEADY_IN_FLIGHT`` are in flight (an unbounded backlog makes httpx's pool, not the server,
     the bottleneck); a request that waits for a free slot is late, and its latency counts from
@@ -161,16 +298,16 @@ async def steady(base_url: str, requests: list[tuple[bytes, str]], rate: float) 
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     slots = asyncio.Semaphore(STEADY_IN_FLIGHT)
-    limits = httpx.Limits(
-        max_connections=STEADY_IN_FLIGHT, max_keepalive_connections=STEADY_IN_FLIGHT
-    )
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+    client = CLIENTS[client_kind](base_url, STEADY_IN_FLIGHT)
+    try:
 
         async def due(body: bytes, signature: str, at: float) -> None:
             async with slots:
                 await one(client, body, signature, latencies, statuses, scheduled=at)
 
         tasks = []
+        meter = CpuMeter()
+        meter.start()
         started = time.perf_counter()
         for n, (body, signature) in enumerate(requests):
             at = started + n / rate
@@ -180,7 +317,10 @@ async def steady(base_url: str, requests: list[tuple[bytes, str]], rate: float) 
             tasks.append(asyncio.create_task(due(body, signature, at)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
-    report("steady", latencies, statuses, elapsed)
+        cpu = meter.stop()
+    finally:
+        await client.aclose()
+    report("steady", latencies, statuses, elapsed, cpu)
 
 
 WRK_SCRIPT = """
@@ -267,9 +407,11 @@ def main() -> None:
     parser.add_argument("--log-level", default="info")
     parser.add_argument(
         "--client",
-        choices=("httpx", "wrk"),
+        choices=("httpx", "raw", "wrk"),
         default="httpx",
-        help="burst load generator (wrk: apt-get install wrk; runs --burst-seconds)",
+        help="load generator: httpx (default), raw (bytes on asyncio keep-alive connections, the"
+        " cheapest Python client), wrk (the burst only; apt-get install wrk; runs"
+        " --burst-seconds; the other loads use httpx)",
     )
     parser.add_argument("--burst-seconds", type=float, default=30.0)
     parser.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
@@ -317,6 +459,7 @@ def run(args: argparse.Namespace) -> None:
         ]  # fmt: skip
         with log_path.open("wb") as log:
             server = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=log, stderr=log)
+        SERVER_PID[:] = [server.pid]
         base_url = f"http://127.0.0.1:{port}"
         try:
             wait_ready(base_url, server, log_path)
@@ -324,15 +467,20 @@ def run(args: argparse.Namespace) -> None:
                 f"livesell webhook --workers {args.workers} (uvicorn, LOG_LEVEL={args.log_level},"
                 f" pool {args.pool_size}) on {os.cpu_count()} CPUs; burst client: {args.client}"
             )
-            asyncio.run(burst(base_url, burst_requests[:500], args.concurrency, "warmup"))
-            asyncio.run(steady(base_url, steady_requests, args.rate))
+            python_client = "raw" if args.client == "raw" else "httpx"
+            asyncio.run(
+                burst(base_url, burst_requests[:500], args.concurrency, "warmup", python_client)
+            )
+            asyncio.run(steady(base_url, steady_requests, args.rate, python_client))
             time.sleep(2)
             if args.client == "wrk":
                 wrk_burst(
                     base_url, burst_requests[500:], args.concurrency, args.burst_seconds, Path(tmp)
                 )
             else:
-                asyncio.run(burst(base_url, burst_requests[500:], args.concurrency))
+                asyncio.run(
+                    burst(base_url, burst_requests[500:], args.concurrency, "burst", python_client)
+                )
         finally:
             os.kill(server.pid, signal.SIGTERM)
             try:

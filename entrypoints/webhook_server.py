@@ -1,5 +1,7 @@
 """What uvicorn serves for ``livesell webhook``: the app factory each worker process calls, and
-its HTTP protocol tuned for latency."""
+its HTTP protocol tuned for latency: httptools' parser (C, llhttp) on uvloop's event loop, with
+``TCP_NODELAY`` on every connection (ADR 0027). The h11 protocol stays for a platform without
+httptools' wheel."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import socket
 
 from starlette.applications import Starlette
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from entrypoints.container import build
 from entrypoints.logs import configure_logging
@@ -27,17 +30,30 @@ def create_app_from_env() -> Starlette:
     return create_app(build(settings), verify_signatures=os.environ.get(INSECURE_ENV) != "1")
 
 
-class NoDelayH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with ``TCP_NODELAY`` on every connection.
+def set_no_delay(transport: asyncio.BaseTransport) -> None:
+    """``TCP_NODELAY`` on a connection's socket.
 
     asyncio sets it only on sockets whose ``proto`` is ``IPPROTO_TCP``; the listening socket
     uvicorn binds for ``--workers`` > 1 has ``proto`` 0, so its connections kept Nagle's algorithm,
     and a response written as headers then body waited for the client's delayed ACK: 40 ms added
     to every request (measured by ``bench/webhook_latency.py``)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class NoDelayHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol (the one ``livesell webhook`` serves) with ``TCP_NODELAY``."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_no_delay(transport)
+        super().connection_made(transport)
+
+
+class NoDelayH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol (pure Python) with ``TCP_NODELAY`` on every connection."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        set_no_delay(transport)
         super().connection_made(transport)

@@ -33,14 +33,9 @@ class RqInboundQueue:
         self.queue = Queue(spec.queue, connection=connection, default_timeout=spec.timeout)
 
     def enqueue(self, payload: dict[str, Any]) -> str:
-        with queue_errors():
-            job = self.queue.enqueue_call(
-                self.spec.function,
-                args=(payload,),
-                description=describe_payload(payload),
-                **self.spec.enqueue_options(),
-            )
-        return str(job.id)
+        """One job, in one Redis round trip (one MULTI/EXEC pipeline: RQ's ``enqueue_call``
+        takes two, ADR 0027)."""
+        return self.enqueue_many([payload])[0]
 
     def enqueue_many(self, payloads: Sequence[dict[str, Any]]) -> list[str]:
         """Enqueue several payloads in one round trip (replays, benchmarks)."""

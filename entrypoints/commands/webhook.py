@@ -81,7 +81,8 @@ def serve(args: argparse.Namespace) -> int:
     uvicorn.run(
         "entrypoints.webhook_server:create_app_from_env",
         factory=True,
-        http="entrypoints.webhook_server:NoDelayH11Protocol",
+        http="entrypoints.webhook_server:NoDelayHttpToolsProtocol",
+        loop="uvloop",
         host=args.host,
         port=port,
         workers=args.workers,

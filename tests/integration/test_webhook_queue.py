@@ -91,6 +91,28 @@ def spec() -> JobSpec:
 
 
 class TestEnqueue:
+    def test_a_job_is_enqueued_in_one_round_trip(
+        self, redis_db: RedisTestDb, spec: JobSpec, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The webhook's enqueue is one MULTI/EXEC pipeline: one write to Redis per request, not
+        the two of RQ's ``enqueue_call`` (ADR 0027)."""
+        queue = RqInboundQueue(redis_connection(redis_db.url), spec)
+        queue.enqueue(payload("t", "+33612345678", message_id="SM-warm"))  # RQ caches the version
+        writes: list[int] = []
+        send = redis.connection.AbstractConnection.send_packed_command
+
+        def counted(self: redis.connection.AbstractConnection, *args: object, **kw: object) -> None:
+            writes.append(1)
+            send(self, *args, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+        job_id = queue.enqueue(payload("t", "+33612345678", message_id="SM-one-trip"))
+        monkeypatch.undo()
+
+        assert len(writes) == 1
+        assert Queue(QUEUE_NAME, connection=redis_db.client).job_ids[-1] == job_id
+        assert Job.fetch(job_id, connection=redis_db.client).get_status() == "queued"
+
     def test_a_payload_becomes_a_job_with_the_one_set_of_options(
         self, redis_db: RedisTestDb, spec: JobSpec
     ) -> None:
