@@ -78,6 +78,27 @@ settings = Settings.from_env()
 configure_logging(settings.log_format, settings.log_level)
 sys.exit(Runner([build(settings).webhook_part(processes=1)]).run())
 """
+NOOP_WORKER = """
+import os
+import sys
+import attrs
+from dependency_injector import providers
+from entrypoints.container import build
+from entrypoints.logs import configure_logging
+from entrypoints.runner import Runner
+from entrypoints.settings import Settings
+os.environ["WEBHOOK_WORKER_CONCURRENCY"] = sys.argv[1]
+settings = Settings.from_env()
+configure_logging(settings.log_format, settings.log_level)
+container = build(settings)
+spec = attrs.evolve(container.webhook_job_spec(), function=sys.argv[2])
+container.webhook_job_spec.override(providers.Object(spec))
+sys.exit(Runner([container.webhook_part(processes=1)]).run())
+"""
+"""One process of the no-op floor: the production engine and part, on a spec whose function is
+the no-op. The engine dead-letters a job naming any other function than its spec's (ADR 0014,
+``foreign_job``), so the no-op run needs a worker of its own: one such process per entry of
+``process_plan`` (3 + 2 slots on 2 CPUs), as ``livesell worker --only webhook`` runs them."""
 SELLER_SHARE = 0.3
 
 
@@ -201,8 +222,13 @@ class Worker:
 
 def worker_args(model: str, redis_url: str) -> list[list[str]]:
     rq = [str(BIN / "rq")]
-    if model in ("livesell", "livesell-noop"):
+    if model == "livesell":
         return [[str(BIN / "livesell"), "worker", "--only", "webhook"]]
+    if model == "livesell-noop":
+        return [
+            [sys.executable, "-c", NOOP_WORKER, str(slots), NOOP_FUNCTION]
+            for slots in process_plan(5)
+        ]
     if model == "livesell-1proc":
         return [[sys.executable, "-c", ONE_PROCESS_WORKER]]
     if model in ("rq-noop", "rq-simple"):
@@ -352,6 +378,8 @@ class Bench:
             enqueue_seconds = time.monotonic() - started
             deadline = started + RUN_TIMEOUT_SECONDS
             while finished_count(self.redis) < jobs and time.monotonic() < deadline:
+                if any(w.process.poll() is not None for w in workers):
+                    raise SystemExit(f"{model}: a worker process exited; see {self.tmp}")
                 time.sleep(0.05)
             drained = finished_count(self.redis)
             rss = sum(peak_rss_kib(w.process.pid) for w in workers)
