@@ -5,7 +5,9 @@ Runs, each against a fresh queue:
 
 - **livesell**: ``--jobs`` (5,000) payloads over ``--tenants`` tenants (70 % clients, 30 % sellers)
   through the full SPEC §3 processing; messages/s, p50/p99 enqueue-to-recorded latency (RQ's
-  ``enqueued_at`` to the job's ``ended_at``, which follows the commit), peak RSS of the worker;
+  ``enqueued_at`` to the job's ``ended_at``, which follows the commit), the worker processes' CPU
+  per job (user + system, from the first enqueue to the drain: the figure that the machine's
+  load moves least), peak RSS of the worker;
 - **livesell-noop**: the same worker process executing a no-op job: our RQ floor;
 - **rq-noop**: a stock RQ ``SimpleWorker`` (``rq worker -w rq.worker.SimpleWorker``) executing the
   no-op job: RQ's own floor;
@@ -194,6 +196,21 @@ def rss_kib(pid: int) -> int:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by ``pid`` and its children, in seconds."""
+    children = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    total = 0
+    for p in [pid, *(int(c) for c in children)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 class Worker:
     """A worker process of one model, stopped by its pid (and its children's)."""
 
@@ -373,6 +390,7 @@ class Bench:
         items = payloads(jobs, self.args.tenants, f"{self.run_number:02d}")
         workers = self.start_workers(model)
         try:
+            cpu_before = sum(cpu_seconds(w.process.pid) for w in workers)
             started = time.monotonic()
             ids = self.enqueue_all(items, NOOP_FUNCTION if noop else self.spec.function)
             enqueue_seconds = time.monotonic() - started
@@ -382,6 +400,7 @@ class Bench:
                     raise SystemExit(f"{model}: a worker process exited; see {self.tmp}")
                 time.sleep(0.05)
             drained = finished_count(self.redis)
+            cpu = sum(cpu_seconds(w.process.pid) for w in workers) - cpu_before
             rss = sum(peak_rss_kib(w.process.pid) for w in workers)
         finally:
             for w in workers:
@@ -405,6 +424,7 @@ class Bench:
                     "msg_per_s": len(times) / (last_ended - first_enqueued).total_seconds(),
                     "p50_ms": percentile(latencies, 0.50),
                     "p99_ms": percentile(latencies, 0.99),
+                    "worker_cpu_ms_per_job": cpu / max(1, drained) * 1000,
                     "peak_rss_mib": rss / 1024,
                     "enqueue_per_s": jobs / enqueue_seconds,
                 },
