@@ -5,7 +5,9 @@ Runs, each against a fresh queue:
 
 - **livesell**: ``--jobs`` (5,000) payloads over ``--tenants`` tenants (70 % clients, 30 % sellers)
   through the full SPEC §3 processing; messages/s, p50/p99 enqueue-to-recorded latency (RQ's
-  ``enqueued_at`` to the job's ``ended_at``, which follows the commit), peak RSS of the worker;
+  ``enqueued_at`` to the job's ``ended_at``, which follows the commit), the worker processes' CPU
+  per job (user + system, from the first enqueue to the drain: the figure that the machine's
+  load moves least), peak RSS of the worker;
 - **livesell-noop**: the same worker process executing a no-op job: our RQ floor;
 - **rq-noop**: a stock RQ ``SimpleWorker`` (``rq worker -w rq.worker.SimpleWorker``) executing the
   no-op job: RQ's own floor;
@@ -78,6 +80,27 @@ settings = Settings.from_env()
 configure_logging(settings.log_format, settings.log_level)
 sys.exit(Runner([build(settings).webhook_part(processes=1)]).run())
 """
+NOOP_WORKER = """
+import os
+import sys
+import attrs
+from dependency_injector import providers
+from entrypoints.container import build
+from entrypoints.logs import configure_logging
+from entrypoints.runner import Runner
+from entrypoints.settings import Settings
+os.environ["WEBHOOK_WORKER_CONCURRENCY"] = sys.argv[1]
+settings = Settings.from_env()
+configure_logging(settings.log_format, settings.log_level)
+container = build(settings)
+spec = attrs.evolve(container.webhook_job_spec(), function=sys.argv[2])
+container.webhook_job_spec.override(providers.Object(spec))
+sys.exit(Runner([container.webhook_part(processes=1)]).run())
+"""
+"""One process of the no-op floor: the production engine and part, on a spec whose function is
+the no-op. The engine dead-letters a job naming any other function than its spec's (ADR 0014,
+``foreign_job``), so the no-op run needs a worker of its own: one such process per entry of
+``process_plan`` (3 + 2 slots on 2 CPUs), as ``livesell worker --only webhook`` runs them."""
 SELLER_SHARE = 0.3
 
 
@@ -173,6 +196,21 @@ def rss_kib(pid: int) -> int:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by ``pid`` and its children, in seconds."""
+    children = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    total = 0
+    for p in [pid, *(int(c) for c in children)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 class Worker:
     """A worker process of one model, stopped by its pid (and its children's)."""
 
@@ -201,8 +239,13 @@ class Worker:
 
 def worker_args(model: str, redis_url: str) -> list[list[str]]:
     rq = [str(BIN / "rq")]
-    if model in ("livesell", "livesell-noop"):
+    if model == "livesell":
         return [[str(BIN / "livesell"), "worker", "--only", "webhook"]]
+    if model == "livesell-noop":
+        return [
+            [sys.executable, "-c", NOOP_WORKER, str(slots), NOOP_FUNCTION]
+            for slots in process_plan(5)
+        ]
     if model == "livesell-1proc":
         return [[sys.executable, "-c", ONE_PROCESS_WORKER]]
     if model in ("rq-noop", "rq-simple"):
@@ -347,13 +390,17 @@ class Bench:
         items = payloads(jobs, self.args.tenants, f"{self.run_number:02d}")
         workers = self.start_workers(model)
         try:
+            cpu_before = sum(cpu_seconds(w.process.pid) for w in workers)
             started = time.monotonic()
             ids = self.enqueue_all(items, NOOP_FUNCTION if noop else self.spec.function)
             enqueue_seconds = time.monotonic() - started
             deadline = started + RUN_TIMEOUT_SECONDS
             while finished_count(self.redis) < jobs and time.monotonic() < deadline:
+                if any(w.process.poll() is not None for w in workers):
+                    raise SystemExit(f"{model}: a worker process exited; see {self.tmp}")
                 time.sleep(0.05)
             drained = finished_count(self.redis)
+            cpu = sum(cpu_seconds(w.process.pid) for w in workers) - cpu_before
             rss = sum(peak_rss_kib(w.process.pid) for w in workers)
         finally:
             for w in workers:
@@ -377,6 +424,7 @@ class Bench:
                     "msg_per_s": len(times) / (last_ended - first_enqueued).total_seconds(),
                     "p50_ms": percentile(latencies, 0.50),
                     "p99_ms": percentile(latencies, 0.99),
+                    "worker_cpu_ms_per_job": cpu / max(1, drained) * 1000,
                     "peak_rss_mib": rss / 1024,
                     "enqueue_per_s": jobs / enqueue_seconds,
                 },

@@ -34,6 +34,22 @@ from adapters.rq.watchdog import Running
 DEQUEUE_BLOCK_SECONDS = 1
 """Longest blocking wait for a job, so a stop request is seen within a second."""
 
+TAKE_SCRIPT = """
+local taken = {}
+for _ = 1, tonumber(ARGV[1]) do
+    local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+    if not id then break end
+    taken[#taken + 1] = id
+    taken[#taken + 1] = redis.call('HGETALL', ARGV[2] .. id)
+end
+return taken
+"""
+"""RQ's dequeue (``LMOVE`` from the queue to its intermediate queue, ``Queue.dequeue_any``) of up
+to ``ARGV[1]`` ids, each followed by its job hash (``HGETALL``, what ``Job.fetch_many`` reads):
+the ids and the hashes of a batch in one round trip where a pipeline of LMOVEs then one of
+HGETALLs take two (ADR 0026). The hash keys are built in the script from RQ's prefix, so this
+is for a single Redis server (RQ supports no cluster either)."""
+
 UNDECODABLE = "undecodable_job"
 """The hash cannot be restored or its ``data`` cannot be decoded (another producer's serializer)."""
 FOREIGN = "foreign_job"
@@ -138,6 +154,7 @@ class JobIntake:
         self.parked_key = parked_key
         self.intermediate_key = queue.intermediate_queue_key
         self._taken: list[str] = []
+        self._take_script = connection.register_script(TAKE_SCRIPT)
 
     def take(
         self, count: int, registration: SimpleWorker
@@ -147,33 +164,51 @@ class JobIntake:
         # Ids moved to the intermediate queue by a take that Redis failed half way are ours:
         # start them first (RQ's intermediate-queue cleanup would otherwise fail them after 1 min).
         ids, self._taken = self._taken[:count], self._taken[count:]
+        raws: list[dict[Any, Any]] | None = None
         if not ids:
-            ids = self._dequeue_ids(count)
+            ids, raws = self._dequeue(count)
         if not ids:
             return [], []
         try:
-            return self._start(ids, registration)
+            if raws is None:
+                fetched = fetch_jobs(
+                    self.connection, ids, self.queue.serializer, self.spec.function
+                )
+            else:
+                fetched = [self._decode(job_id, raw) for job_id, raw in zip(ids, raws, strict=True)]
+            return self._start(ids, fetched, registration)
         except BaseException:
             self._taken = ids + self._taken
             raise
 
-    def _dequeue_ids(self, count: int) -> list[str]:
-        """Move up to ``count`` job ids to the intermediate queue, as RQ's LMOVE dequeue does."""
-        with self.connection.pipeline(transaction=False) as pipe:
-            for _ in range(count):
-                pipe.lmove(self.queue.key, self.intermediate_key)
-            ids = [_text(item) for item in pipe.execute() if item is not None]
-        if ids:
-            return ids
+    def _decode(self, job_id: str, raw: dict[Any, Any]) -> Job | UndecodableJob | None:
+        if not raw:
+            return None
+        return decode_job(job_id, raw, self.connection, self.queue.serializer, self.spec.function)
+
+    def _dequeue(self, count: int) -> tuple[list[str], list[dict[Any, Any]] | None]:
+        """Move up to ``count`` job ids to the intermediate queue, as RQ's LMOVE dequeue does, and
+        read their hashes in the same round trip (``TAKE_SCRIPT``); when the queue is empty, wait
+        for one id (BLMOVE), whose hash is read next. Returns the ids and, when read, the
+        hashes."""
+        reply = self._take_script(
+            keys=[self.queue.key, self.intermediate_key],
+            args=[count, Job.redis_job_namespace_prefix],
+        )
+        if reply:
+            ids = [_text(item) for item in reply[0::2]]
+            return ids, [_pairs(flat) for flat in reply[1::2]]
         item = self.connection.blmove(self.queue.key, self.intermediate_key, DEQUEUE_BLOCK_SECONDS)
-        return [] if item is None else [_text(item)]
+        return ([], None) if item is None else ([_text(item)], None)
 
     def _start(
-        self, ids: list[str], registration: SimpleWorker
+        self,
+        ids: list[str],
+        fetched: list[Job | UndecodableJob | None],
+        registration: SimpleWorker,
     ) -> tuple[list[Running], list[UndecodableJob]]:
         """Mark the batch's jobs started, in one transaction that also moves the undecodable ones
         from the intermediate queue to the parked list."""
-        fetched = fetch_jobs(self.connection, ids, self.queue.serializer, self.spec.function)
         started: list[Running] = []
         undecodable: list[UndecodableJob] = []
         with self.connection.pipeline() as pipe:
@@ -200,6 +235,11 @@ class JobIntake:
                 registration.set_current_job_id(started[-1].job.id, pipeline=pipe)
             pipe.execute()
         return started, undecodable
+
+
+def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:
+    """A hash as a script returns it (field, value, field, value ...) as HGETALL's dict."""
+    return dict(zip(flat[0::2], flat[1::2], strict=True))
 
 
 def _text(value: bytes | str) -> str:

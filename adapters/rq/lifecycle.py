@@ -39,7 +39,7 @@ MIRRORS = {
     "perform": "Job.perform (Job._execute under Worker.perform_job's death penalty)",
     "finish": "Worker.perform_job (success: Job._result, FINISHED, Job.execute_success_callback)",
     "fail": "Worker.perform_job (failure: FAILED, Job.execute_failure_callback)",
-    "handle_job_success": "Worker.handle_job_success",
+    "handle_jobs_success": "Worker.handle_job_success (a batch of jobs in one transaction)",
     "handle_job_failure": "Worker.handle_job_failure",
     "maintain_heartbeats": "Worker.maintain_heartbeats",
 }
@@ -130,37 +130,53 @@ def fail(job: Job, exc_info: Any, watchdog: Watchdog) -> str:
     return exc_string
 
 
-def handle_job_success(
-    connection: Redis, queue: Queue, registration: SimpleWorker, job: Job, execution: Execution
-) -> None:
-    """RQ: ``Worker.handle_job_success``, in one transaction: the result, repeats or cleanup, the
-    execution removed, the worker's counters; then the dependents."""
-    assert job.ended_at is not None
-    assert job.started_at is not None
-    result_ttl = job.get_result_ttl(DEFAULT_RESULT_TTL)
+def handle_jobs_success(
+    connection: Redis,
+    queue: Queue,
+    registration: SimpleWorker,
+    done: Sequence[tuple[Job, Execution]],
+) -> list[bool]:
+    """RQ: ``Worker.handle_job_success``, for a batch of finished jobs in one transaction (one
+    round trip where RQ spends one per job): each job's result, repeats or cleanup, and execution
+    removed; the worker's counters once for the batch (RQ's ``successful_job_count`` and
+    ``total_working_time`` fields, incremented by the batch's totals); then the dependents of the
+    jobs that have some. Returns, per job, whether it had dependents."""
+    if not done:
+        return []
+    working = 0.0
+    replies: list[int] = []
     with connection.pipeline() as pipe:
-        if result_ttl != 0:
-            job._handle_success(
-                result_ttl,
-                pipeline=pipe,
-                worker_name=registration.name,
-                execution_id=execution.id,
-                execution_started_at=execution.created_at,
-                execution_ended_at=job.ended_at,
-            )
-        if job.repeats_left is not None and job.repeats_left > 0:
-            from rq.repeat import Repeat
+        for job, execution in done:
+            assert job.ended_at is not None
+            assert job.started_at is not None
+            result_ttl = job.get_result_ttl(DEFAULT_RESULT_TTL)
+            if result_ttl != 0:
+                job._handle_success(
+                    result_ttl,
+                    pipeline=pipe,
+                    worker_name=registration.name,
+                    execution_id=execution.id,
+                    execution_started_at=execution.created_at,
+                    execution_ended_at=job.ended_at,
+                )
+            if job.repeats_left is not None and job.repeats_left > 0:
+                from rq.repeat import Repeat
 
-            Repeat.schedule(job, queue, pipeline=pipe)
-        else:
-            job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
-        execution.delete(job=job, pipeline=pipe)
-        registration.increment_successful_job_count(pipeline=pipe)
-        registration.increment_total_working_time(job.ended_at - job.started_at, pipe)
-        pipe.scard(job.dependents_key)
-        has_dependents = pipe.execute()[-1]
-    if has_dependents:
-        queue.enqueue_dependents(job)
+                Repeat.schedule(job, queue, pipeline=pipe)
+            else:
+                job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
+            execution.delete(job=job, pipeline=pipe)
+            working += (job.ended_at - job.started_at).total_seconds()
+            pipe.scard(job.dependents_key)
+            replies.append(len(pipe) - 1)
+        pipe.hincrby(registration.key, "successful_job_count", len(done))
+        pipe.hincrbyfloat(registration.key, "total_working_time", working)
+        results = pipe.execute()
+    dependents = [bool(results[index]) for index in replies]
+    for (job, _execution), has_dependents in zip(done, dependents, strict=True):
+        if has_dependents:
+            queue.enqueue_dependents(job)
+    return dependents
 
 
 def handle_job_failure(

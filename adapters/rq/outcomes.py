@@ -33,5 +33,6 @@ class JobObserver(Protocol):
     """Told of every run of a job once its outcome is stored (metrics)."""
 
     def job_finished(self, outcome: JobOutcome) -> None:
-        """Called in the worker thread that ran the job; must not raise."""
+        """Called in an engine thread (the job's for a failure, the outcomes thread for a success,
+        ADR 0026) once the outcome is stored; must not raise."""
         ...

@@ -10,8 +10,10 @@ dependents, and a worker hash, so ``rq info`` and rq-dashboard show it like any 
 
 What it changes is the bookkeeping's cost and the recovery time of abandoned jobs:
 
-* jobs are dequeued, fetched and marked started in batches (one round trip each per batch) and each
-  job's outcome is written in one pipelined transaction, where RQ spends about a dozen round trips;
+* jobs are dequeued, fetched and marked started in batches (one round trip each per batch), and
+  the outcomes of the jobs that succeeded are written by one outcomes thread, all those waiting in
+  one transaction (ADR 0026), where RQ spends about a dozen round trips per job; a job is
+  heartbeaten until its outcome is stored, so a crash in between re-runs it;
 * a housekeeping thread heartbeats the executions in flight every ``HEARTBEAT_SECONDS`` with a
   short ``EXECUTION_TTL_SECONDS``, sweeps the StartedJobRegistry every ``MAINTENANCE_SECONDS``
   (RQ: every 10 minutes, against leases of 90 to 240 s) and runs the scheduler with a
@@ -42,6 +44,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from redis import Redis
 from rq import Queue
 from rq.job import JobStatus, Retry
@@ -72,9 +75,21 @@ MAINTENANCE_SECONDS = 3.0
 REDIS_BACKOFF_MAX_SECONDS = 4.0
 """Longest wait between takes while Redis is unreachable: work resumes within seconds of it
 answering again (ADR 0013)."""
+SETTLE_BATCH = 100
+"""At most this many outcomes are stored in one transaction."""
 DRAIN_SECONDS = 25.0
 """On stop, how long the jobs in flight may take to finish; the ones still running then are left
 to be re-run elsewhere (their executions are no longer heartbeaten). Under the runner's 30 s."""
+
+
+@attrs.frozen
+class Finished:
+    """A job that succeeded, waiting for its outcome to be stored."""
+
+    running: Running
+    result: object
+    seconds: float
+    attempt_retries_left: int | None
 
 
 class RetryReturned(Exception):
@@ -85,10 +100,12 @@ class ThreadedRqWorker:
     """Drains one RQ queue with ``concurrency`` jobs in flight, in threads of this process.
 
     ``start()`` registers the worker and its scheduler in Redis; ``run(stop)`` works until ``stop``
-    is set, then lets the jobs in flight finish and unregisters. ``on_job_done`` is called in the
-    worker thread after each run's outcome is stored; ``thread_initializer`` runs once in each
-    worker thread. ``on_undecodable`` writes the dead letter of a job that cannot be run (raises
-    when it cannot: the job then waits in the parked list and is tried again).
+    is set, then lets the jobs in flight finish and unregisters. ``on_job_done`` is called after
+    each run's outcome is stored: by the job's thread for a failure, by the outcomes thread for a
+    success (the outcomes of a batch are stored together, ``_settle``); ``thread_initializer``
+    runs once in each engine thread. ``on_undecodable`` writes the dead letter of a job that
+    cannot be run (raises when it cannot: the job then waits in the parked list and is tried
+    again).
     """
 
     def __init__(
@@ -137,6 +154,13 @@ class ThreadedRqWorker:
             parked_key=self.parked.key,
         )
         self._running: dict[str, Running] = {}
+        """The jobs running in the slots, by execution id."""
+        self._settling: list[Finished] = []
+        """Jobs that succeeded, their outcome not stored yet: the settling thread writes those of
+        a batch in one transaction (``lifecycle.handle_jobs_success``). They are heartbeaten
+        until it is stored, so a crash before then re-runs them, never loses them."""
+        self._settling_stop = False
+        self._settler: threading.Thread | None = None
         self._lock = threading.Condition()
         self._watchdog = Watchdog()
         self._housekeeping: Housekeeping | None = None
@@ -169,6 +193,10 @@ class ThreadedRqWorker:
         )
         self._scheduler.register_birth()
         self._slots = Slots(self.concurrency, f"{self.spec.queue}-job", self.thread_initializer)
+        self._settler = threading.Thread(
+            target=self._settle_loop, name=f"{self.spec.queue}-outcomes", daemon=True
+        )
+        self._settler.start()
         self._housekeeping = Housekeeping(
             self.connection,
             self.queue,
@@ -224,9 +252,14 @@ class ThreadedRqWorker:
     def _drain(self) -> None:
         deadline = time.monotonic() + self.drain_seconds
         with self._lock:
-            while self._running and (left := deadline - time.monotonic()) > 0:
+            while (self._running or self._settling) and (left := deadline - time.monotonic()) > 0:
                 self._lock.wait(min(left, 0.5))
             left_running = [item.job.id for item in self._running.values()]
+            left_running += [item.running.job.id for item in self._settling]
+            self._settling_stop = True
+            self._lock.notify_all()
+        if self._settler is not None:
+            self._settler.join(timeout=5)
         if left_running:
             log.error(
                 "In-flight jobs did not finish in time; they will run again on another worker",
@@ -251,7 +284,7 @@ class ThreadedRqWorker:
 
     def _snapshot(self) -> list[Running]:
         with self._lock:
-            return list(self._running.values())
+            return [*self._running.values(), *(item.running for item in self._settling)]
 
     # -- taking jobs -----------------------------------------------------------------------------
 
@@ -299,37 +332,71 @@ class ThreadedRqWorker:
                 self._report(
                     running,
                     attempt_retries_left,
-                    started,
+                    time.perf_counter() - started,
                     error=f"{type(exc).__name__}: {exc}",
                     retry_scheduled=retry_scheduled,
                     exception=exc,
                 )
                 return
-            try:
-                assert self._registration is not None
-                lifecycle.handle_job_success(
-                    self.connection, self.queue, self._registration, job, running.execution
+            with self._lock:
+                # Still heartbeaten (``_snapshot``) until the settling thread stores the outcome.
+                self._settling.append(
+                    Finished(running, result, time.perf_counter() - started, attempt_retries_left)
                 )
-            except UNAVAILABLE_ERRORS as exc:
-                # The job's work is done (committed); only RQ's record of it is missing. Its
-                # execution stays in the StartedJobRegistry without heartbeats, so the sweep
-                # re-runs it once Redis is back, and the idempotent job returns the same result.
-                log.error(  # noqa: TRY400 - the cause is the message; no traceback
-                    "Worker error",
-                    extra={
-                        "context": {
-                            "jobId": job.id,
-                            "error": f"outcome not stored, the job will run again: {exc}",
-                        }
-                    },
-                )
-                return
-            job.send_webhooks(JobStatus.FINISHED)
-            self._report(running, attempt_retries_left, started, result=result)
         finally:
             with self._lock:
                 self._running.pop(running.execution.id, None)
                 self._lock.notify_all()
+
+    # -- storing outcomes ------------------------------------------------------------------------
+
+    def _settle_loop(self) -> None:
+        """Store the outcomes of the jobs that succeeded, all those waiting in one transaction,
+        until ``_drain`` ends it (after the last job in flight settled, or its grace ran out)."""
+        if self.thread_initializer is not None:
+            self.thread_initializer()
+        while True:
+            with self._lock:
+                while not self._settling and not self._settling_stop:
+                    self._lock.wait()
+                if not self._settling:
+                    return
+                batch = self._settling[:SETTLE_BATCH]
+            try:
+                self._settle(batch)
+            except Exception:
+                log.exception("Worker error", extra={"context": {"stage": "storing outcomes"}})
+            finally:
+                with self._lock:
+                    del self._settling[: len(batch)]
+                    self._lock.notify_all()
+
+    def _settle(self, batch: list[Finished]) -> None:
+        assert self._registration is not None
+        try:
+            lifecycle.handle_jobs_success(
+                self.connection,
+                self.queue,
+                self._registration,
+                [(item.running.job, item.running.execution) for item in batch],
+            )
+        except UNAVAILABLE_ERRORS as exc:
+            # The jobs' work is done (committed); only RQ's record of it is missing. Their
+            # executions stay in the StartedJobRegistry without heartbeats, so the sweep re-runs
+            # them once Redis is back, and the idempotent job returns the same result.
+            log.error(  # noqa: TRY400 - the cause is the message; no traceback
+                "Worker error",
+                extra={
+                    "context": {
+                        "jobIds": [item.running.job.id for item in batch],
+                        "error": f"outcome not stored, the job will run again: {exc}",
+                    }
+                },
+            )
+            return
+        for item in batch:
+            item.running.job.send_webhooks(JobStatus.FINISHED)
+            self._report(item.running, item.attempt_retries_left, item.seconds, result=item.result)
 
     def _fail(self, running: Running, exc_info: Any) -> bool:
         """Run the failure callback, then retry (via the scheduler) or fail the job as RQ does.
@@ -352,7 +419,7 @@ class ThreadedRqWorker:
         self,
         running: Running,
         attempt_retries_left: int | None,
-        started: float,
+        seconds: float,
         *,
         result: object = None,
         error: str | None = None,
@@ -374,7 +441,7 @@ class ThreadedRqWorker:
             succeeded=error is None,
             result=result,
             error=error,
-            processing_seconds=time.perf_counter() - started,
+            processing_seconds=seconds,
             attempts_made=attempts_made,
             attempts_remaining=max_attempts - attempts_made if retry_scheduled else 0,
             retry_scheduled=retry_scheduled,
