@@ -8,6 +8,7 @@ JSON (``LOG_FORMAT``).
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import logging
 import sys
@@ -43,11 +44,15 @@ PHONE_KEYS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def is_phone_key(key: str) -> bool:
+    """True for a context key whose value is a phone (cached: the keys of log lines repeat)."""
     return key.replace("_", "").lower() in PHONE_KEYS
 
 
 def _masked_value(key: str, value: Any) -> Any:
+    if value is None or isinstance(value, bool | float):
+        return value
     if isinstance(value, str):
         return mask_phone(value) if is_phone_key(key) else mask_phones_in(value)
     if isinstance(value, int) and not isinstance(value, bool) and is_phone_key(key):
@@ -69,10 +74,9 @@ class LivesellFormatter(logging.Formatter):
         self.json = fmt == "json"
 
     def format(self, record: logging.LogRecord) -> str:
-        context = dict(getattr(record, "context", None) or {})
+        context = _masked(getattr(record, "context", None) or {})
         if record.exc_info:
             context["error"] = mask_phones_in(self.formatException(record.exc_info))
-        context = _masked(context)
         worker = getattr(record, "worker", None) or current_worker.get()
         stamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
         message = mask_phones_in(record.getMessage())
