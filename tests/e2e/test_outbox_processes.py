@@ -306,7 +306,16 @@ class TestCrashes:
         }
         first = senders(**options)
         first.wait_started()
-        wait_for(lambda: sum(sent_log(tmp_path / "sent.jsonl").values()) >= 300, 30, "sends")
+        # Killed while sends are in flight: between two claims a sender may briefly hold none
+        # (a loaded machine stretches that gap), and a kill there would show nothing.
+        wait_for(
+            lambda: (
+                sum(sent_log(tmp_path / "sent.jsonl").values()) >= 300
+                and bool(by_status(pg_engine).get("sending"))
+            ),
+            30,
+            "sends, some of them in flight",
+        )
 
         os.kill(first.pid, signal.SIGKILL)
         first.process.wait(10)
