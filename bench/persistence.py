@@ -6,8 +6,8 @@ round trips per inbound message.
 
 Creates its own database ``livesell_bench_<random>``, migrates it, measures each operation for
 about ``--seconds`` (sequentially, one connection: latency, not a load test), prints the figures
-and drops the database. Each timed operation is a whole unit of work: checkout (with the pool's
-pre-ping), statements, commit.
+and drops the database. Each timed operation is a whole unit of work: checkout (no pre-ping since
+ADR 0028), statements, commit.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def round_trips_per_inbound(engine: Engine, uow_factory: SqlUnitOfWorkFactory) -
         lines.append(
             f"  {label:<36} {counter.statements:>2} statements + {counter.begins} BEGIN"
             f" + {counter.commits + counter.rollbacks} COMMIT/ROLLBACK"
-            f" = {counter.round_trips():>2} round trips (+1 pool pre-ping per checkout)"
+            f" = {counter.round_trips():>2} round trips"
         )
     return lines
 

@@ -47,7 +47,16 @@ BENCHMARKS = (
     Benchmark("close_sessions", "close_sessions.py", ["--sessions", "5000"]),
     Benchmark("rate_limit", "rate_limit.py", ["--seconds", "12"]),
 )
-NOT_RUN = {"soak.py": "make soak", "summary.py": "", "support.py": ""}
+NOT_RUN = {
+    "soak.py": "make soak",
+    "soak_checks.py": "",  # parts of bench/soak.py
+    "soak_load.py": "",
+    "soak_services.py": "",
+    "outbox_claim.py": ".venv/bin/python bench/outbox_claim.py",  # the claim alone (ADR 0025)
+    "profiled.py": "",  # outbox_throughput.py --profile runs the senders under it
+    "summary.py": "",
+    "support.py": "",
+}
 
 Row = tuple[str, str, float | None, str, str]  # bench, figure, value, target, verdict
 
