@@ -6,14 +6,16 @@ lease, before anything is sent), so a claimed message starts at once and finishe
 its lease; **dispatches** each claim to the ``Executor`` (a pool of ``concurrency`` threads in
 production; each send paced by the per-sender-number ``RateLimiter``; a claim past its last
 attempt is dead-lettered unsent); **collects** finished sends from the mailbox they post to and
-**records** them as soon as they finish, in groups of at most ``RECORD_GROUP_LIMIT`` outcomes
-per transaction. A full claim is followed by the next as soon as slots are free, and so is a
-recording of messages that ended (sent or dead: each releases the next message to its recipient,
-ADR 0020); otherwise it **schedules the next poll** after ``poll_interval``, or just after a retry
-it scheduled falls due, and waits, woken early by ``notify`` (a ``Wakeup``: Postgres
-LISTEN/NOTIFY) or a finished send. An unreachable store is logged and **backed off**; outcomes
-not yet recorded are kept (as copies of the claimed messages) until it is back. Once ``stop`` is
-set nothing new is claimed, in-flight sends finish and are recorded, then ``run`` returns.
+**records** them once nothing else is in flight, half a claim has finished, or the oldest has
+waited ``RECORD_LINGER_SECONDS`` (ADR 0029), in groups of at most ``RECORD_GROUP_LIMIT``
+outcomes per transaction. A full claim is followed by the next as soon as slots are free, and
+so is a recording of messages that ended (sent or dead: each releases the next message to its
+recipient, ADR 0020); otherwise it **schedules the next poll** after ``poll_interval``, or just
+after a retry it scheduled falls due, and waits, woken early by ``notify`` (a ``Wakeup``:
+Postgres LISTEN/NOTIFY) or a finished send. An unreachable store is logged and **backed off**;
+outcomes not yet recorded are kept (as copies of the claimed messages) until it is back. Once
+``stop`` is set nothing new is claimed, in-flight sends finish and are recorded, then ``run``
+returns.
 
 ``run_once`` is one claim-dispatch-collect-record cycle of the same steps (the simulation, the
 unit tests). The rate limit holds per process: sender processes sharing a number each pace at it.
@@ -36,6 +38,7 @@ from application.outbox_pipeline import (
     IDLE_TICK_SECONDS,
     MAX_STORE_BACKOFF_SECONDS,
     RECORD_GROUP_LIMIT,
+    RECORD_LINGER_SECONDS,
     RETRY_MARGIN_SECONDS,
     STOP_RECORD_DEADLINE_SECONDS,
     _copy,
@@ -170,7 +173,9 @@ class OutboxSender:
         self.waiter.clear()
         self._collect(state)
         now = self.waiter.monotonic()
-        if state.unstored and now >= state.store_ok_at:
+        if state.unstored and state.unstored_since is None:
+            state.unstored_since = now
+        if state.unstored and now >= state.store_ok_at and self._record_is_due(state, now, stop):
             self._record_finished(state, now)
             return False
         if stop.is_set():
@@ -185,6 +190,18 @@ class OutboxSender:
         return False
 
     # -- the steps ----------------------------------------------------------------------------
+
+    def _record_is_due(self, state: _Pipeline, now: float, stop: StopSignal) -> bool:
+        """Record now, or let the finished sends wait a little for others (ADR 0029)."""
+        return (
+            state.in_flight == 0
+            or stop.is_set()
+            or state.unstored_count * 2 >= self.claim_size
+            or (
+                state.unstored_since is not None
+                and now >= state.unstored_since + RECORD_LINGER_SECONDS
+            )
+        )
 
     def _claim_is_due(self, state: _Pipeline, now: float) -> bool:
         due = state.backlog or now >= state.next_poll
@@ -277,6 +294,8 @@ class OutboxSender:
         except Exception as exc:
             self._back_off(state, now, exc, "record", pending=len(state.unrecorded))
             return
+        if not state.unstored:
+            state.unstored_since = None
         if report.sent or report.dead or report.expired:
             # A message that ended releases the next one to its recipient (ADR 0020): claim it
             # now rather than at the next poll.
@@ -368,6 +387,8 @@ class OutboxSender:
             timeout = IDLE_TICK_SECONDS
         if state.store_ok_at > now:
             timeout = min(timeout, state.store_ok_at - now)
+        if state.unstored and state.unstored_since is not None:
+            timeout = min(timeout, state.unstored_since + RECORD_LINGER_SECONDS - now)
         return max(timeout, 0.001)
 
     def _wind_down(self, state: _Pipeline, now: float) -> bool:

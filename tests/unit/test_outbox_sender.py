@@ -20,6 +20,7 @@ from application.outbox import Attempt, BatchReport
 from application.outbox_sender import (
     MAX_STORE_BACKOFF_SECONDS,
     RECORD_GROUP_LIMIT,
+    RECORD_LINGER_SECONDS,
     RETRY_MARGIN_SECONDS,
     STOP_RECORD_DEADLINE_SECONDS,
     OutboxSender,
@@ -205,6 +206,86 @@ class TestClaimingAgain:
         sender.run(StopWhen(outbox, lambda: bool(provider.accepted)))
 
         assert pytest.approx([5.0], abs=0.01) == provider.sent_at
+
+
+class TimedSends:
+    """An executor and a waiter together, in virtual time: each send finishes
+    ``durations[n]`` seconds after it was submitted (the n-th submitted); a wait moves the clock
+    to the next send due (or by the wait asked, if sooner) and runs the sends due then."""
+
+    def __init__(self, world: World, durations: Sequence[float]) -> None:
+        self.world = world
+        self.durations = list(durations)
+        self.queued: list[tuple[float, int, Callable[[], None]]] = []
+        self.submitted = 0
+        self.virtual = VirtualWaiter(world.clock)
+
+    # Executor
+    def submit(self, task: Callable[[], None]) -> None:
+        due = round(self.monotonic() + self.durations[self.submitted], 6)  # the clock's µs
+        self.queued.append((due, self.submitted, task))
+        self.submitted += 1
+
+    def shutdown(self) -> None:
+        while self.queued:
+            self.wait(3600.0)
+
+    # Waiter
+    def monotonic(self) -> float:
+        return self.virtual.monotonic()
+
+    def wait(self, seconds: float) -> None:
+        now = self.monotonic()
+        until = min([now + seconds, *(due for due, _, _ in self.queued)])
+        self.world.clock.advance(timedelta(microseconds=max(round((until - now) * 1e6), 1)))
+        for item in sorted(self.queued):
+            if item[0] <= self.monotonic() + 1e-9:
+                self.queued.remove(item)
+                item[2]()
+
+    def wake(self) -> None:
+        self.virtual.wake()
+
+    def clear(self) -> None:
+        self.virtual.clear()
+
+
+class TestRecordingTogether:
+    """ADR 0029: a recording transaction costs about the same for five outcomes as for fifty, so
+    finished sends wait a little (``RECORD_LINGER_SECONDS``) for others while sends are in
+    flight, and no longer."""
+
+    def recorded_at(self, world: World, ids: Sequence[str]) -> list[float]:
+        return [
+            round((world.outbox(i).sent_at - START).total_seconds(), 3)  # type: ignore[operator]
+            for i in ids
+        ]
+
+    def test_sends_finishing_a_millisecond_apart_are_recorded_half_a_claim_at_a_time(
+        self, outbox: World
+    ) -> None:
+        ids = [outbox.queue(to=client(n)) for n in range(10)]
+        timed = TimedSends(outbox, [0.001 * (n + 1) for n in range(10)])
+        sender = outbox.sender(ScriptedProvider(), batch_size=10, executor=timed, waiter=timed)
+
+        sender.run(
+            StopWhen(outbox, lambda: all(status(outbox, i) is OutboxStatus.SENT for i in ids))
+        )
+
+        assert [0.005] * 5 + [0.01] * 5 == self.recorded_at(outbox, ids)
+
+    def test_a_finished_send_waits_for_a_slow_one_no_longer_than_the_linger(
+        self, outbox: World
+    ) -> None:
+        fast, slow = outbox.queue(to=client(1)), outbox.queue(to=client(2))
+        timed = TimedSends(outbox, [0.001, 2.0])
+        sender = outbox.sender(ScriptedProvider(), batch_size=10, executor=timed, waiter=timed)
+
+        sender.run(StopWhen(outbox, lambda: status(outbox, slow) is OutboxStatus.SENT))
+
+        assert [0.001 + RECORD_LINGER_SECONDS, 2.0] == pytest.approx(
+            self.recorded_at(outbox, [fast, slow]), abs=0.002
+        )
 
 
 class TestAStoreThatFails:
