@@ -1,7 +1,6 @@
 """What uvicorn serves for ``livesell webhook``: the app factory each worker process calls, and
 its HTTP protocol tuned for latency: httptools' parser (C, llhttp) on uvloop's event loop, with
-``TCP_NODELAY`` on every connection (ADR 0027). The h11 protocol stays for a platform without
-httptools' wheel."""
+``TCP_NODELAY`` on every connection (ADR 0027)."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ import os
 import socket
 
 from starlette.applications import Starlette
-from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from entrypoints.container import build
@@ -45,14 +43,6 @@ def set_no_delay(transport: asyncio.BaseTransport) -> None:
 
 class NoDelayHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol (the one ``livesell webhook`` serves) with ``TCP_NODELAY``."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        set_no_delay(transport)
-        super().connection_made(transport)
-
-
-class NoDelayH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol (pure Python) with ``TCP_NODELAY`` on every connection."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         set_no_delay(transport)
