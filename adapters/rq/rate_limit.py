@@ -14,10 +14,13 @@ sender number asks at a time, for every caller waiting there, or for what the pr
 ``LOOKAHEAD_SECONDS`` lately when that is more; the others take the granted slots without a round
 trip (one per send cost the sender about a quarter more CPU at 0 ms latency; ADR 0018).
 
-``burst`` is small on purpose: at most ``BURST_SECONDS`` of sends (4 at 80/s) may go back to back
-after an idle spell. It is not there for traffic (Twilio queues what exceeds a sender's
-throughput anyway) but so that a waiter who wakes a few milliseconds late does not lose its slot:
-with a burst of 1 every late wake-up is capacity lost for good (about 4 % at 80/s for 0.5 ms).
+``burst`` is ``BURST_SECONDS`` of sends (20 at 80/s; ADR 0030, superseding ADR 0018's 50 ms).
+It is not there for traffic (Twilio queues what exceeds a sender's throughput anyway) but so that
+a sender that runs late does not lose its slots: a waiter that wakes a few milliseconds late, or a
+lone process the machine deschedules for 100 to 240 ms (what ADR 0018 saw under load), takes the
+slots it missed when it runs again. A burst of 1 loses every late slot for good (about 4 % at 80/s
+for 0.5 ms late); 50 ms left a loaded lone sender with four numbers at 86 to 94 % of its rate.
+Over any L seconds a number still sends at most ``rate * L + burst``.
 
 When Redis cannot be reached (or refuses the script) the limiter falls back to an in-process
 limiter at ``rate / instances`` (``OUTBOX_SENDER_INSTANCES``; the container gives the token bucket
@@ -48,7 +51,7 @@ log = logging.getLogger("livesell.outbox.rate_limit")
 KEY_PREFIX = "livesell:ratelimit"
 PROVIDER = "twilio"
 PROBE_KEY = f"{KEY_PREFIX}:probe"
-BURST_SECONDS = 0.05
+BURST_SECONDS = 0.25
 # Slots granted beyond the caller's own (burst - 1 at most) are kept this long for the next
 # callers, then dropped: in any L seconds a number sends at most rate * L + burst, plus what the
 # processes hold (burst - 1 each, and only while they send below the rate).

@@ -40,6 +40,9 @@ class SentRecord:
     content_variables: dict[str, str] | None = None
     media_urls: tuple[str, ...] = ()
     validity_period: int | None = None
+    called_at: str | None = None
+    """When ``send`` was called, before its latency: the moment a real provider would see the
+    request, which is what a rate limit paces (``at`` is when the answer came back)."""
 
 
 def template_refusal(request: SendRequest) -> DeliveryFailure | None:
@@ -117,6 +120,7 @@ class SimulatedMessagingProvider:
         with self._lock:
             self._attempts[request.outbox_id] += 1
             attempt = self._attempts[request.outbox_id]
+        called_at = self._wall_clock()
         draw = random.Random(f"{self.seed}:{request.outbox_id}:{attempt}")
         roll = draw.random()
         if self.latency_ms:
@@ -165,6 +169,7 @@ class SimulatedMessagingProvider:
             content_variables=request.content_variables,
             media_urls=request.media_urls,
             validity_period=request.validity_period,
+            called_at=called_at.isoformat(),
         )
         with self._lock:
             self.sent.append(record)
@@ -174,6 +179,7 @@ class SimulatedMessagingProvider:
                 "to": record.to,
                 "correlationId": record.correlation_id,
                 "at": record.at,
+                "calledAt": record.called_at,
             }
             # A template, media and expiry are logged only when the message has them.
             if record.content_sid is not None:

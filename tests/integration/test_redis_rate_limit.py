@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -30,7 +31,12 @@ from typing import Any
 import pytest
 
 from adapters.rq.connection import redis_connection
-from adapters.rq.rate_limit import RedisRateLimiter, rate_limit_client, sender_key
+from adapters.rq.rate_limit import (
+    BURST_SECONDS,
+    RedisRateLimiter,
+    rate_limit_client,
+    sender_key,
+)
 from adapters.system.rate_limit import TokenBucketRateLimiter
 from tests.support.redis_db import RedisTestDb, redis_db, redis_test_db  # noqa: F401
 from tests.support.tcp_proxy import TcpProxy
@@ -41,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SENDER = "+33180808080"
 OTHER_SENDER = "+33180808081"
 RATE = 100.0
-BURST = 5  # the default at 100/s: 50 ms of sends
+BURST = math.ceil(RATE * BURST_SECONDS)  # the default: 25 at 100/s (ADR 0030)
 
 
 def limiter_on(url: str, rate: float = RATE, instances: int = 1) -> RedisRateLimiter:
@@ -296,7 +302,7 @@ class TestWhenRedisStops:
         back, _ = paced(limiter, 21)
 
         assert 1 == len(messages(caplog, logging.INFO, "through Redis again"))
-        assert on_redis < 0.8, on_redis  # 40/s on Redis: 19 sends after the burst, 0.475 s
+        assert on_redis < 0.8, on_redis  # 40/s on Redis: 11 sends after its burst of 10, 0.275 s
         assert back < 0.8, back  # and 40/s again, not 20/s
         assert 1 == len(messages(caplog, logging.WARNING, "falls back to this process"))
 

@@ -146,22 +146,23 @@ class TestTheSimulatedProvider:
 
     def test_each_accepted_send_is_appended_to_the_sent_log(self, tmp_path: Path) -> None:
         log = tmp_path / "sent.jsonl"
-        fixed = datetime(2026, 3, 2, 18, 0, 5, tzinfo=UTC)
-        provider = SimulatedMessagingProvider(sent_log=str(log), wall_clock=lambda: fixed)
+        clock = FixedClock(datetime(2026, 3, 2, 18, 0, 5, tzinfo=UTC))
+        provider = SimulatedMessagingProvider(
+            sent_log=str(log),
+            latency_ms=200,
+            sleep=lambda seconds: clock.advance(timedelta(seconds=seconds)),
+            wall_clock=clock.now,
+        )
 
         provider.send(request("out-1"))
-        provider.send(request("out-2"))
         provider.close()
 
-        assert [
-            {
-                "outboxId": f"out-{n}",
-                "to": "+33698765432",
-                "correlationId": "corr-1",
-                "at": fixed.isoformat(),
-            }
-            for n in (1, 2)
-        ] == [json.loads(line) for line in log.read_text().splitlines()]
+        (line,) = [json.loads(line) for line in log.read_text().splitlines()]
+        called, answered = (datetime.fromisoformat(line.pop(k)) for k in ("calledAt", "at"))
+        assert {"outboxId": "out-1", "to": "+33698765432", "correlationId": "corr-1"} == line
+        # calledAt is when the provider was asked (what a rate limit paces); at, after its latency
+        assert datetime(2026, 3, 2, 18, 0, 5, tzinfo=UTC) == called
+        assert timedelta(seconds=0.1) <= answered - called <= timedelta(seconds=0.3)
 
     @pytest.mark.parametrize(
         "rates", [(-0.1, 0.0), (0.0, 1.1), (0.6, 0.5)], ids=["negative", "above-one", "sum"]
