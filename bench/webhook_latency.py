@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -91,6 +92,8 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 FIGURES: dict[str, Any] = {}
+ERRORS: Counter[str] = Counter()
+"""Why a request got no answer (status 0), by exception and message, since the last report."""
 SERVER_PID: list[int] = []
 """The webhook's pid, once started: its process tree's CPU time is reported with each load."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -149,6 +152,7 @@ def report(
         "p99_ms": percentile(ms, 0.99),
         "max_ms": max(ms),
         "statuses": statuses,
+        "client_errors": dict(ERRORS),
         "client_cpu_s": client_cpu,
         "server_cpu_s": server_cpu,
     }
@@ -161,6 +165,9 @@ def report(
         f" {client_cpu / len(ms) * 1e6:,.0f} us/request), server {server_cpu:.1f} s"
         f" ({server_cpu / elapsed:.0%}, {server_cpu / len(ms) * 1e6:,.0f} us/request)"
     )
+    for error, count in ERRORS.items():  # status 0: the client got no answer; this is why
+        print(f"{'':>9}client error x{count}: {error}")
+    ERRORS.clear()
 
 
 class HttpxPoster:
@@ -181,7 +188,8 @@ class HttpxPoster:
                     "X-Twilio-Signature": signature,
                 },
             )
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
+            ERRORS[f"{type(exc).__name__}: {exc}"[:120]] += 1
             return 0
         return response.status_code
 
@@ -229,7 +237,8 @@ class RawPoster:
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:])
             await reader.readexactly(length)
-        except (OSError, asyncio.IncompleteReadError, ValueError):
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            ERRORS[f"{type(exc).__name__}: {exc}"[:120]] += 1
             self.opened -= 1
             writer.close()
             return 0
