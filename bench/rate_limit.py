@@ -399,9 +399,9 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                     url, redis_url, engine, log_dir, processes, numbers, concurrency, args
                 )
                 aggregate = results[name]["aggregate"]
-                window, cpu = results[name]["span_s"], results[name]["sender_cpu_s"]
+                span, cpu = results[name]["span_s"], results[name]["sender_cpu_s"]
                 print(
-                    f"{name}: {aggregate:.2f} msg/s over {window:.1f} s; senders' CPU {cpu:.1f} s;"
+                    f"{name}: {aggregate:.2f} msg/s over {span:.1f} s; senders' CPU {cpu:.1f} s;"
                     f" busiest second of a number {results[name]['busiest_second']} sends"
                     f" (at most {PEAK}: 80 + the burst)"
                 )

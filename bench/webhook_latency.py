@@ -94,6 +94,14 @@ def percentile(values: list[float], fraction: float) -> float:
 FIGURES: dict[str, Any] = {}
 ERRORS: Counter[str] = Counter()
 """Why a request got no answer (status 0), by exception and message, since the last report."""
+
+
+def no_answer(exc: BaseException) -> int:
+    """Count why a request got no answer; its status, 0."""
+    ERRORS[f"{type(exc).__name__}: {exc}"[:120]] += 1
+    return 0
+
+
 SERVER_PID: list[int] = []
 """The webhook's pid, once started: its process tree's CPU time is reported with each load."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -189,8 +197,7 @@ class HttpxPoster:
                 },
             )
         except httpx.HTTPError as exc:
-            ERRORS[f"{type(exc).__name__}: {exc}"[:120]] += 1
-            return 0
+            return no_answer(exc)
         return response.status_code
 
     async def aclose(self) -> None:
@@ -238,10 +245,9 @@ class RawPoster:
                     length = int(line[15:])
             await reader.readexactly(length)
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-            ERRORS[f"{type(exc).__name__}: {exc}"[:120]] += 1
             self.opened -= 1
             writer.close()
-            return 0
+            return no_answer(exc)
         self.idle.put_nowait((reader, writer))
         return status
 
